@@ -1,0 +1,44 @@
+"""Settings from the environment, prefix ``THAW_``; shared by the CLI, the API and the worker."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="THAW_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = Path("./data")
+    models_dir: Path = Path("./models")
+    datasets_dir: Path = Path("./datasets")
+    api_keys: str = Field(default="", description="Comma-separated tenant:key pairs.")
+    queue: str = "gpu"
+
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_archive_members: int = Field(default=200_000, ge=1)
+    max_uncompressed_bytes: int = Field(default=8 * 1024**3, ge=1)
+    page_size_max: int = Field(default=100, ge=1)
+    page_size_default: int = Field(default=20, ge=1)
+
+    max_attempts: int = Field(default=3, ge=1)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    progress_interval_seconds: float = Field(default=1.0, ge=0)
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
