@@ -1,0 +1,125 @@
+"""An append-only event stream per job (a Redis Stream), readable after a cursor or live."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from thaw.store.codec import decoded, dumps, iso, loads, text
+from thaw.store.errors import InvalidCursor
+from thaw.store.keys import Keys
+
+EVENT_TYPES = frozenset({"status", "phase", "metrics", "progress", "checkpoint", "log"})
+LEVELS = frozenset({"debug", "info", "warning", "error"})
+EVENT_ID = re.compile(r"^\d+(-\d+)?$")
+DEFAULT_MAXLEN = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    type: str
+    level: str
+    time: str
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "level": self.level,
+            "time": self.time,
+            "data": self.data,
+        }
+
+
+def _event(entry_id: bytes | str, fields: Mapping[Any, Any]) -> Event:
+    eid = text(entry_id) or ""
+    values = decoded(dict(fields))
+    millis = int(eid.split("-", 1)[0])
+    return Event(
+        id=eid,
+        type=values.get("type", "log"),
+        level=values.get("level", "info"),
+        time=iso(millis / 1000) or "",
+        data=loads(values.get("data"), {}),
+    )
+
+
+def _check_cursor(after: str) -> None:
+    if not EVENT_ID.match(after):
+        raise InvalidCursor(after, "an event id such as 1700000000000-0")
+
+
+class EventLog:
+    """Job events. Status events are appended by ``JobStore`` inside its transitions."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "thaw", maxlen: int = DEFAULT_MAXLEN):
+        self.redis = client
+        self.keys = Keys(prefix)
+        self.maxlen = maxlen
+
+    def append(self, job_id: str, type: str, data: Mapping[str, Any], level: str = "info") -> str:
+        if type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type!r}; one of {sorted(EVENT_TYPES)}")
+        if level not in LEVELS:
+            raise ValueError(f"unknown event level {level!r}; one of {sorted(LEVELS)}")
+        fields = {"type": type, "level": level, "data": dumps(dict(data))}
+        entry_id = self.redis.xadd(
+            self.keys.job_events(job_id), fields, maxlen=self.maxlen, approximate=True
+        )
+        return text(entry_id) or ""
+
+    def read(self, job_id: str, after: str | None = None, limit: int = 100) -> list[Event]:
+        """Up to ``limit`` events, oldest first, strictly after the event id ``after``."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        start = "-"
+        if after is not None:
+            _check_cursor(after)
+            start = f"({after}"
+        entries = self.redis.xrange(self.keys.job_events(job_id), start, "+", count=limit)
+        return [_event(eid, fields) for eid, fields in entries]
+
+    def wait(
+        self, job_id: str, after: str | None, timeout_s: float, limit: int = 100
+    ) -> list[Event]:
+        """Events after ``after`` (from the start when ``None``), blocking up to
+        ``timeout_s`` until one arrives; an empty list on timeout."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        cursor = after if after is not None else "0-0"
+        _check_cursor(cursor)
+        block_ms = max(1, int(timeout_s * 1000))
+        reply = self.redis.xread(
+            {self.keys.job_events(job_id): cursor}, count=limit, block=block_ms
+        )
+        return [_event(eid, fields) for eid, fields in _entries(reply)]
+
+    def last_id(self, job_id: str) -> str | None:
+        """The newest event id, for a consumer that only wants what comes next."""
+        entries = self.redis.xrevrange(self.keys.job_events(job_id), "+", "-", count=1)
+        return text(entries[0][0]) if entries else None
+
+
+def _entries(reply: Any) -> list[tuple[Any, Any]]:
+    """The (id, fields) entries of a one-stream XREAD reply in any client reply shape:
+    RESP2 ``[[name, entries]]``, RESP3 ``{name: entries}`` or ``{name: [entries]}``."""
+    if not reply:
+        return []
+    streams = reply.values() if isinstance(reply, dict) else [item[1] for item in reply]
+    out: list[tuple[Any, Any]] = []
+    for entries in streams:
+        if (
+            entries
+            and isinstance(entries[0], list)
+            and entries[0]
+            and isinstance(entries[0][0], tuple | list)
+        ):
+            entries = entries[0]
+        out.extend((entry[0], entry[1]) for entry in entries)
+    return out

@@ -1,0 +1,164 @@
+"""The atomic job transitions, one Lua script each (see ``thaw.store.lua`` for ARGV)."""
+
+from __future__ import annotations
+
+from thaw.store.lua import script
+
+CREATE = script(
+    r"""
+local tenant, rand, idem, body_hash = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local idem_ttl = tonumber(ARGV[7])
+if idem ~= '' then
+  local cur = redis.call('HMGET', idem, 'job_id', 'body_hash')
+  if cur[1] and redis.call('EXISTS', job_key(cur[1])) == 1 then
+    if cur[2] == body_hash then return reply('existing', cur[1]) end
+    return {'conflict', cur[1]}
+  end
+end
+local id = new_id('job_', rand)
+local t = ts(now())
+redis.call('HSET', job_key(id), 'id', id, 'tenant', tenant, 'status', 'queued',
+  'name', ARGV[8], 'spec', ARGV[9], 'progress', '{}', 'metrics', '{}', 'trainable', '{}',
+  'attempts', 0, 'max_attempts', ARGV[10], 'error', '', 'cancel_requested', '0',
+  'worker', '', 'lease_expires_at', '', 'created_at', t, 'started_at', '',
+  'finished_at', '', 'updated_at', t)
+redis.call('ZADD', P .. ':jobs:by-tenant:' .. tenant, 0, id)
+index_status(id, tenant, nil, 'queued')
+if idem ~= '' then
+  redis.call('HSET', idem, 'job_id', id, 'body_hash', body_hash)
+  redis.call('EXPIRE', idem, idem_ttl)
+end
+emit(id, {status = 'queued', attempts = 0})
+return reply('created', id)
+""",
+    jobs=True,
+)
+
+CLAIM = script(
+    r"""
+local id, worker, lease = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local k = job_key(id)
+local h = redis.call('HMGET', k, 'status', 'tenant', 'attempts', 'max_attempts',
+  'cancel_requested', 'lease_expires_at', 'started_at')
+local status, tenant = h[1], h[2]
+if not status then return {'missing'} end
+local t = now()
+local attempts = tonumber(h[3])
+if status == 'queued' then
+  if h[5] == '1' then return {'cancel_requested'} end
+elseif status == 'running' then
+  local expires = tonumber(h[6])
+  if expires and expires > t then return {'held'} end
+  if h[5] == '1' then
+    finalize(id, tenant, status, 'cancelled', '', t)
+    emit(id, {status = 'cancelled', attempts = attempts})
+    return {'cancelled'}
+  end
+else
+  return {'terminal'}
+end
+local max_attempts = tonumber(h[4])
+if attempts + 1 > max_attempts then
+  local err = cjson.encode({code = 'max_attempts', message = string.format(
+    'gave up after %d attempts (max_attempts=%d): each worker that ran the job ' ..
+    'stopped without finishing it', attempts, max_attempts)})
+  finalize(id, tenant, status, 'failed', err, t)
+  emit(id, {status = 'failed', attempts = attempts, error = cjson.decode(err)}, 'error')
+  return {'exhausted'}
+end
+attempts = attempts + 1
+local started = h[7]
+if not started or started == '' then started = ts(t) end
+redis.call('HSET', k, 'status', 'running', 'attempts', attempts, 'worker', worker,
+  'lease_expires_at', ts(t + lease), 'started_at', started, 'updated_at', ts(t))
+redis.call('ZADD', P .. ':jobs:leases', ts(t + lease), id)
+if status ~= 'running' then index_status(id, tenant, status, 'running') end
+emit(id, {status = 'running', attempts = attempts, worker = worker, resumed = attempts > 1})
+return reply('claimed', id)
+""",
+    jobs=True,
+)
+
+HEARTBEAT = script(
+    r"""
+local id, worker, lease = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local h = redis.call('HMGET', job_key(id), 'status', 'worker')
+if h[1] ~= 'running' or h[2] ~= worker then return 0 end
+local expires = ts(now() + lease)
+redis.call('HSET', job_key(id), 'lease_expires_at', expires)
+redis.call('ZADD', P .. ':jobs:leases', expires, id)
+return 1
+""",
+    jobs=True,
+)
+
+FINISH = script(
+    r"""
+local id, worker, to, err = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local h = redis.call('HMGET', job_key(id), 'status', 'worker', 'tenant', 'attempts')
+if h[1] ~= 'running' or h[2] ~= worker then return {'not_holder'} end
+finalize(id, h[3], 'running', to, err, now())
+local data = {status = to, attempts = tonumber(h[4])}
+if err ~= '' then data['error'] = cjson.decode(err) end
+emit(id, data, to == 'failed' and 'error' or 'info')
+return reply('finished', id)
+""",
+    jobs=True,
+)
+
+REQUEST_CANCEL = script(
+    r"""
+local id, tenant = ARGV[3], ARGV[4]
+local h = redis.call('HMGET', job_key(id), 'status', 'tenant', 'cancel_requested', 'attempts')
+if not h[1] or (tenant ~= '' and h[2] ~= tenant) then return {'missing'} end
+local t = now()
+if h[1] == 'queued' then
+  redis.call('HSET', job_key(id), 'cancel_requested', '1')
+  finalize(id, h[2], 'queued', 'cancelled', '', t)
+  emit(id, {status = 'cancelled', attempts = tonumber(h[4])})
+elseif h[1] == 'running' and h[3] ~= '1' then
+  redis.call('HSET', job_key(id), 'cancel_requested', '1', 'updated_at', ts(t))
+  emit(id, {status = 'running', attempts = tonumber(h[4]), cancel_requested = true})
+end
+return reply('ok', id)
+""",
+    jobs=True,
+)
+
+UPDATE_PROGRESS = script(
+    r"""
+local id, worker, progress, metrics = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local h = redis.call('HMGET', job_key(id), 'status', 'worker')
+if h[1] ~= 'running' or h[2] ~= worker then return 0 end
+redis.call('HSET', job_key(id), 'progress', progress, 'updated_at', ts(now()))
+if metrics ~= '' then redis.call('HSET', job_key(id), 'metrics', metrics) end
+return 1
+""",
+    jobs=True,
+)
+
+SET_IF_EXISTS = script(
+    r"""
+local id, suffix, field, value = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if redis.call('EXISTS', job_key(id)) == 0 then return 0 end
+redis.call('HSET', job_key(id) .. suffix, field, value)
+return 1
+"""
+)
+
+DELETE = script(
+    r"""
+local id, tenant = ARGV[3], ARGV[4]
+local k = job_key(id)
+local h = redis.call('HMGET', k, 'status', 'tenant')
+if not h[1] or (tenant ~= '' and h[2] ~= tenant) then return {'missing'} end
+if not TERMINAL[h[1]] then return {'not_terminal', h[1]} end
+redis.call('DEL', k, k .. ':layers', k .. ':events')
+redis.call('ZREM', P .. ':jobs:by-tenant:' .. h[2], id)
+redis.call('ZREM', P .. ':jobs:by-status:' .. h[1], id)
+redis.call('ZREM', P .. ':jobs:by-tenant-status:' .. h[1] .. ':' .. h[2], id)
+redis.call('ZREM', P .. ':jobs:leases', id)
+return {'deleted'}
+""",
+    jobs=True,
+)

@@ -1,0 +1,228 @@
+"""The job store: records, indexes, leases and per-layer status, with atomic transitions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+
+from thaw.store import job_scripts
+from thaw.store.codec import decoded, dumps, loads, pairs, text
+from thaw.store.errors import IdempotencyConflict, InvalidCursor, JobNotTerminal, StoreError
+from thaw.store.job_record import TERMINAL_STATUSES, Job, JobError, JobStatus
+from thaw.store.keys import Keys
+
+JOB_ID = re.compile(r"^job_[0-9a-f]{24}$")
+DEFAULT_EVENTS_MAXLEN = 10_000
+DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+def body_hash_of(spec: Mapping[str, Any], name: str | None = None) -> str:
+    """A stable hash of a submitted body (key order ignored), for Idempotency-Key checks."""
+    canonical = json.dumps({"name": name, "spec": spec}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class JobStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "thaw",
+        *,
+        events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+        idempotency_ttl_s: int = DEFAULT_IDEMPOTENCY_TTL_S,
+    ):
+        self.redis = client
+        self.keys = Keys(prefix)
+        self.events_maxlen = events_maxlen
+        self.idempotency_ttl_s = idempotency_ttl_s
+        self._create = client.register_script(job_scripts.CREATE)
+        self._claim = client.register_script(job_scripts.CLAIM)
+        self._heartbeat = client.register_script(job_scripts.HEARTBEAT)
+        self._finish = client.register_script(job_scripts.FINISH)
+        self._cancel = client.register_script(job_scripts.REQUEST_CANCEL)
+        self._progress = client.register_script(job_scripts.UPDATE_PROGRESS)
+        self._set_if_exists = client.register_script(job_scripts.SET_IF_EXISTS)
+        self._delete = client.register_script(job_scripts.DELETE)
+
+    def _run(self, script: Any, *args: str | int | float) -> Any:
+        return script(args=[self.keys.prefix, self.events_maxlen, *args])
+
+    @staticmethod
+    def _job_from_reply(reply: Sequence[Any]) -> tuple[str, Job | None]:
+        code = text(reply[0]) or ""
+        fields = pairs(reply[1:])
+        return code, Job.from_hash(fields) if fields else None
+
+    def create(
+        self,
+        tenant: str,
+        spec: Mapping[str, Any],
+        name: str | None = None,
+        max_attempts: int = 3,
+        idempotency_key: str | None = None,
+        body_hash: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Queue a new job; with an idempotency key, a repeat of the same body returns the
+        first job and ``False``, a different body raises ``IdempotencyConflict``."""
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if idempotency_key is not None and body_hash is None:
+            body_hash = body_hash_of(spec, name)
+        idem = self.keys.idempotency(tenant, idempotency_key) if idempotency_key else ""
+        reply = self._run(
+            self._create,
+            tenant,
+            secrets.token_hex(4),
+            idem,
+            body_hash or "",
+            self.idempotency_ttl_s,
+            name or "",
+            dumps(dict(spec)),
+            max_attempts,
+        )
+        code = text(reply[0])
+        if code == "conflict":
+            raise IdempotencyConflict(idempotency_key or "", text(reply[1]) or "")
+        _, job = self._job_from_reply(reply)
+        if job is None:
+            raise StoreError(f"job creation returned no record ({code})")
+        return job, code == "created"
+
+    def get(self, job_id: str, tenant: str | None = None) -> Job | None:
+        """The job, or ``None`` when it does not exist or belongs to another tenant."""
+        fields = decoded(self.redis.hgetall(self.keys.job(job_id)))
+        if not fields or "status" not in fields:
+            return None
+        if tenant is not None and fields.get("tenant") != tenant:
+            return None
+        return Job.from_hash(fields)
+
+    def list(
+        self,
+        tenant: str,
+        status: JobStatus | str | None = None,
+        limit: int = 20,
+        after: str | None = None,
+    ) -> tuple[list[Job], bool]:
+        """A page of the tenant's jobs, newest first, and whether more follow.
+
+        ``after`` is the last id of the previous page; it need not still exist."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if after is not None and not JOB_ID.match(after):
+            raise InvalidCursor(after, "a job id such as job_0123456789abcdef01234567")
+        index = (
+            self.keys.jobs_by_tenant_status(tenant, JobStatus(status).value)
+            if status is not None
+            else self.keys.jobs_by_tenant(tenant)
+        )
+        upper = f"({after}" if after else "+"
+        ids = [text(i) or "" for i in self.redis.zrevrangebylex(index, upper, "-", 0, limit + 1)]
+        has_more = len(ids) > limit
+        jobs = self._load_many(ids[:limit])
+        return jobs, has_more
+
+    def _load_many(self, ids: Sequence[str]) -> list[Job]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self.keys.job(job_id))
+        out = []
+        for raw in pipe.execute():
+            fields = decoded(raw)
+            if "status" in fields:
+                out.append(Job.from_hash(fields))
+        return out
+
+    def ids_by_status(self, status: JobStatus | str) -> list[str]:
+        """Every job id in a status, all tenants, newest first."""
+        index = self.keys.jobs_by_status(JobStatus(status).value)
+        return [text(i) or "" for i in self.redis.zrevrangebylex(index, "+", "-")]
+
+    def claim(self, job_id: str, worker_id: str, lease_seconds: float) -> Job | None:
+        """Take a queued job, or a running one whose lease expired, for ``worker_id``.
+
+        Returns the running job (attempts counted) or ``None`` when it is held by a live
+        lease, terminal, missing, or out of attempts (then it is marked failed with error
+        code ``max_attempts``). A running job with an expired lease and a pending cancel
+        request becomes cancelled instead of resuming."""
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        code, job = self._job_from_reply(self._run(self._claim, job_id, worker_id, lease_seconds))
+        return job if code == "claimed" else None
+
+    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float) -> bool:
+        """Extend the lease; ``False`` when ``worker_id`` no longer holds the job."""
+        return bool(self._run(self._heartbeat, job_id, worker_id, lease_seconds))
+
+    def finish(
+        self,
+        job_id: str,
+        worker_id: str,
+        status: JobStatus | str,
+        error: JobError | Mapping[str, str] | None = None,
+    ) -> bool:
+        """Move the holder's running job to a terminal status; ``False`` if not the holder."""
+        final = JobStatus(status)
+        if final not in TERMINAL_STATUSES:
+            raise ValueError(f"finish needs a terminal status, not {final.value}")
+        if isinstance(error, JobError):
+            error = error.to_dict()
+        err = dumps({"code": error["code"], "message": error["message"]}) if error else ""
+        code = text(self._run(self._finish, job_id, worker_id, final.value, err)[0])
+        return code == "finished"
+
+    def request_cancel(self, job_id: str, tenant: str | None = None) -> Job | None:
+        """Cancel a queued job at once, flag a running one; terminal jobs stay as they are.
+        ``None`` when the job does not exist (or belongs to another tenant)."""
+        code, job = self._job_from_reply(self._run(self._cancel, job_id, tenant or ""))
+        return job if code == "ok" else None
+
+    def is_cancel_requested(self, job_id: str) -> bool:
+        return text(self.redis.hget(self.keys.job(job_id), "cancel_requested")) == "1"
+
+    def update_progress(
+        self,
+        job_id: str,
+        worker_id: str,
+        progress: Mapping[str, Any],
+        metrics: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Replace progress (and the latest metrics); only the holder may."""
+        metrics_json = dumps(dict(metrics)) if metrics is not None else ""
+        return bool(
+            self._run(self._progress, job_id, worker_id, dumps(dict(progress)), metrics_json)
+        )
+
+    def set_trainable(self, job_id: str, summary: Mapping[str, Any]) -> bool:
+        return bool(self._run(self._set_if_exists, job_id, "", "trainable", dumps(dict(summary))))
+
+    def save_layer_status(self, job_id: str, key: str, status: Mapping[str, Any]) -> bool:
+        """Record one per-layer status blob (``key`` such as ``epoch:3``) for the job."""
+        return bool(self._run(self._set_if_exists, job_id, ":layers", key, dumps(dict(status))))
+
+    def load_layer_status(self, job_id: str) -> dict[str, Any]:
+        raw = decoded(self.redis.hgetall(self.keys.job_layers(job_id)))
+        return {key: loads(value) for key, value in raw.items()}
+
+    def expired_leases(self, now: float | None = None) -> list[str]:
+        """Running job ids whose lease ended at or before ``now`` (default: Redis time)."""
+        if now is None:
+            seconds, micros = self.redis.time()
+            now = seconds + micros / 1_000_000
+        return [text(i) or "" for i in self.redis.zrangebyscore(self.keys.leases, "-inf", now)]
+
+    def delete(self, job_id: str, tenant: str | None = None) -> bool:
+        """Remove a terminal job with its layers, events and index entries.
+
+        ``False`` when it does not exist; ``JobNotTerminal`` while queued or running."""
+        reply = self._run(self._delete, job_id, tenant or "")
+        code = text(reply[0])
+        if code == "not_terminal":
+            raise JobNotTerminal(job_id, text(reply[1]) or "")
+        return code == "deleted"

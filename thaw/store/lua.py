@@ -1,0 +1,77 @@
+"""Lua shared by the store scripts. Every script takes ARGV[1] = key prefix and
+ARGV[2] = event stream cap; its own arguments start at ARGV[3]. Times come from
+the Redis server clock, so workers on hosts with skewed clocks agree on leases.
+"""
+
+from __future__ import annotations
+
+PRELUDE = r"""
+local P = ARGV[1]
+local MAXLEN = ARGV[2]
+
+local function job_key(id) return P .. ':job:' .. id end
+
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function ts(x) return string.format('%.6f', x) end
+
+-- job_/ds_ + 12 hex ms + 4 hex counter + 8 hex random: ids sort by creation
+-- order across every process that shares this Redis.
+local function new_id(kind, rand)
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local clock = P .. ':idclock'
+  local last = redis.call('HMGET', clock, 'ms', 'n')
+  local last_ms = tonumber(last[1]) or 0
+  local n = 0
+  if ms <= last_ms then
+    ms = last_ms
+    n = (tonumber(last[2]) or 0) + 1
+    if n > 65535 then
+      ms = ms + 1
+      n = 0
+    end
+  end
+  redis.call('HSET', clock, 'ms', string.format('%d', ms), 'n', n)
+  return kind .. string.format('%012x%04x', ms, n) .. rand
+end
+"""
+
+JOB_HELPERS = r"""
+local TERMINAL = {succeeded = true, failed = true, cancelled = true}
+
+local function index_status(id, tenant, from, to)
+  if from then
+    redis.call('ZREM', P .. ':jobs:by-status:' .. from, id)
+    redis.call('ZREM', P .. ':jobs:by-tenant-status:' .. from .. ':' .. tenant, id)
+  end
+  redis.call('ZADD', P .. ':jobs:by-status:' .. to, 0, id)
+  redis.call('ZADD', P .. ':jobs:by-tenant-status:' .. to .. ':' .. tenant, 0, id)
+end
+
+local function emit(id, data, level)
+  redis.call('XADD', job_key(id) .. ':events', 'MAXLEN', '~', MAXLEN, '*',
+    'type', 'status', 'level', level or 'info', 'data', cjson.encode(data))
+end
+
+local function reply(code, id)
+  local out = {code}
+  local h = redis.call('HGETALL', job_key(id))
+  for i = 1, #h do out[#out + 1] = h[i] end
+  return out
+end
+
+local function finalize(id, tenant, from, to, err, t)
+  redis.call('HSET', job_key(id), 'status', to, 'error', err, 'worker', '',
+    'lease_expires_at', '', 'finished_at', ts(t), 'updated_at', ts(t))
+  redis.call('ZREM', P .. ':jobs:leases', id)
+  index_status(id, tenant, from, to)
+end
+"""
+
+
+def script(body: str, *, jobs: bool = False) -> str:
+    return PRELUDE + (JOB_HELPERS if jobs else "") + body
