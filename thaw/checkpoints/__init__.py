@@ -1,0 +1,84 @@
+"""Checkpoint storage: safetensors weights, config.json, pickle-free resume state.
+
+Layout under a run folder ``R``::
+
+    R/checkpoints/index.json                 listed checkpoints, ``best`` and ``last``
+    R/checkpoints/epoch-<k>/model.safetensors
+    R/checkpoints/epoch-<k>/config.json
+    R/checkpoints/epoch-<k>/training_state.safetensors
+    R/checkpoints/epoch-<k>/meta.json        epoch, step, metrics, files (size, sha256)
+"""
+
+from thaw.checkpoints.errors import (
+    CheckpointError,
+    CheckpointNotFound,
+    CorruptCheckpoint,
+    InvalidCheckpointName,
+    UnsafePickle,
+)
+from thaw.checkpoints.hashing import sha256_file
+from thaw.checkpoints.index import CheckpointInfo, FileInfo
+from thaw.checkpoints.layout import (
+    CONFIG_FILE,
+    INDEX_FILE,
+    META_FILE,
+    MODEL_FILE,
+    TRAINING_STATE_FILE,
+    checkpoint_name,
+    checkpoints_dir,
+    validate_name,
+)
+from thaw.checkpoints.resume_state import (
+    load_legacy_training_state,
+    load_training_state,
+    save_training_state,
+)
+from thaw.checkpoints.rng import capture_rng_state, restore_rng_state
+from thaw.checkpoints.store import (
+    clean_incomplete,
+    get_checkpoint,
+    list_checkpoints,
+    load_checkpoint_training_state,
+    load_model_state,
+    read_config,
+    read_meta,
+    resolve_checkpoint,
+    resolve_checkpoint_file,
+    save_checkpoint,
+    verify_checkpoint,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "INDEX_FILE",
+    "META_FILE",
+    "MODEL_FILE",
+    "TRAINING_STATE_FILE",
+    "CheckpointError",
+    "CheckpointInfo",
+    "CheckpointNotFound",
+    "CorruptCheckpoint",
+    "FileInfo",
+    "InvalidCheckpointName",
+    "UnsafePickle",
+    "capture_rng_state",
+    "checkpoint_name",
+    "checkpoints_dir",
+    "clean_incomplete",
+    "get_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint_training_state",
+    "load_legacy_training_state",
+    "load_model_state",
+    "load_training_state",
+    "read_config",
+    "read_meta",
+    "resolve_checkpoint",
+    "resolve_checkpoint_file",
+    "restore_rng_state",
+    "save_checkpoint",
+    "save_training_state",
+    "sha256_file",
+    "validate_name",
+    "verify_checkpoint",
+]

@@ -1,0 +1,183 @@
+"""The checkpoint index: which checkpoints exist, which is ``best``, which is ``last``.
+
+A checkpoint exists only once the index lists it; folders the index does not
+list (interrupted saves) are invisible to readers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from thaw.checkpoints.atomic import atomic_write_json
+from thaw.checkpoints.errors import CorruptCheckpoint
+from thaw.checkpoints.layout import epoch_of, index_path
+
+INDEX_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    name: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FileInfo:
+        return cls(name=str(data["name"]), size=int(data["size"]), sha256=str(data["sha256"]))
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    name: str
+    epoch: int
+    step: int
+    metrics: dict[str, Any]
+    files: list[FileInfo]
+    created_at: str
+    path: Path
+    best: bool = False
+    last: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape the API lists (no server path)."""
+        return {
+            "name": self.name,
+            "epoch": self.epoch,
+            "step": self.step,
+            "metrics": dict(self.metrics),
+            "files": [f.to_dict() for f in self.files],
+            "created_at": self.created_at,
+            "best": self.best,
+            "last": self.last,
+        }
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One checkpoint as recorded in meta.json and in the index."""
+
+    name: str
+    epoch: int
+    step: int
+    metrics: dict[str, Any]
+    files: list[FileInfo]
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "epoch": self.epoch,
+            "step": self.step,
+            "metrics": self.metrics,
+            "files": [f.to_dict() for f in self.files],
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Entry:
+        name = str(data["name"])
+        epoch = int(data["epoch"])
+        if epoch_of(name) != epoch:
+            raise ValueError(f"entry {name!r} does not match epoch {epoch}")
+        return cls(
+            name=name,
+            epoch=epoch,
+            step=int(data["step"]),
+            metrics=dict(data.get("metrics") or {}),
+            files=[FileInfo.from_dict(f) for f in data.get("files", [])],
+            created_at=str(data.get("created_at", "")),
+        )
+
+    def score(self, monitor: str) -> float | None:
+        value = self.metrics.get(monitor)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value) if math.isfinite(value) else None
+
+
+@dataclass
+class Index:
+    """Entries in save order (oldest first) plus the two aliases."""
+
+    entries: list[Entry] = field(default_factory=list)
+    best: str | None = None
+    last: str | None = None
+    monitor: str = "val_loss"
+    mode: str = "min"
+
+    def get(self, name: str) -> Entry | None:
+        return next((e for e in self.entries if e.name == name), None)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": INDEX_VERSION,
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best": self.best,
+            "last": self.last,
+            "checkpoints": [e.to_dict() for e in self.entries],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Index:
+        entries = [Entry.from_dict(e) for e in data.get("checkpoints", [])]
+        names = {e.name for e in entries}
+        best, last = data.get("best"), data.get("last")
+        for alias in (best, last):
+            if alias is not None and alias not in names:
+                raise ValueError(f"alias points to unlisted checkpoint {alias!r}")
+        return cls(
+            entries=entries,
+            best=best,
+            last=last,
+            monitor=str(data.get("monitor", "val_loss")),
+            mode=str(data.get("mode", "min")),
+        )
+
+
+def read_index(run_dir: str | Path) -> Index:
+    """The run's index; an empty one if nothing was saved yet."""
+    path = index_path(run_dir)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Index()
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
+            raise ValueError("unknown index version")
+        return Index.from_dict(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptCheckpoint(f"checkpoint index {path} is unreadable: {exc}") from exc
+
+
+def write_index(run_dir: str | Path, index: Index) -> None:
+    atomic_write_json(index_path(run_dir), index.to_dict())
+
+
+def choose_best(entries: list[Entry], monitor: str, mode: str) -> str | None:
+    """The entry with the best finite ``monitor`` value, the earliest on ties.
+
+    With no entry carrying the metric, the newest entry is best.
+    """
+    best: Entry | None = None
+    best_score: float | None = None
+    for entry in entries:
+        score = entry.score(monitor)
+        if score is None:
+            continue
+        if best_score is None or (score < best_score if mode == "min" else score > best_score):
+            best, best_score = entry, score
+    if best is not None:
+        return best.name
+    return entries[-1].name if entries else None

@@ -1,0 +1,63 @@
+"""Names and paths of checkpoints under a run folder.
+
+``R/checkpoints/epoch-<k>/{model.safetensors,config.json,training_state.safetensors,meta.json}``
+and ``R/checkpoints/index.json``. ``best`` and ``last`` are aliases kept in the index.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from thaw.checkpoints.errors import InvalidCheckpointName
+
+CHECKPOINTS_DIR = "checkpoints"
+INDEX_FILE = "index.json"
+META_FILE = "meta.json"
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TRAINING_STATE_FILE = "training_state.safetensors"
+
+BEST = "best"
+LAST = "last"
+ALIASES = (BEST, LAST)
+
+# ASCII digits only and no leading zeros, so every epoch has exactly one name.
+_EPOCH_NAME = re.compile(r"epoch-(0|[1-9][0-9]{0,8})", re.ASCII)
+_TEMP_NAME = re.compile(r"\.epoch-[0-9]+\.(tmp|old)-[0-9a-f]+", re.ASCII)
+_NAME_HINT = "use 'best', 'last' or 'epoch-<k>' such as 'epoch-3'"
+
+
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS_DIR
+
+
+def index_path(run_dir: str | Path) -> Path:
+    return checkpoints_dir(run_dir) / INDEX_FILE
+
+
+def checkpoint_name(epoch: int) -> str:
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+    name = f"epoch-{epoch}"
+    if not _EPOCH_NAME.fullmatch(name):
+        raise ValueError(f"epoch {epoch} is out of range")
+    return name
+
+
+def epoch_of(name: str) -> int | None:
+    """The epoch of a canonical ``epoch-<k>`` name, else None."""
+    match = _EPOCH_NAME.fullmatch(name) if isinstance(name, str) else None
+    return int(match.group(1)) if match else None
+
+
+def is_temp_name(name: str) -> bool:
+    """A folder left by an interrupted save or replace."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def validate_name(name: object) -> str:
+    """Return ``name`` if it is ``best``, ``last`` or a canonical ``epoch-<k>``."""
+    if isinstance(name, str) and (name in ALIASES or _EPOCH_NAME.fullmatch(name)):
+        return name
+    raise InvalidCheckpointName(f"invalid checkpoint name {name!r}", _NAME_HINT)

@@ -1,0 +1,359 @@
+"""Save, list and resolve the checkpoints of one run folder.
+
+One writer per run (the worker holding the job's lease) calls :func:`save_checkpoint`;
+any number of readers may list and resolve at the same time. A save writes a hidden
+temp folder, renames it into place and then rewrites ``index.json``, so readers see
+either the old set of checkpoints or the new one, never a partial checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from thaw.checkpoints.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
+from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint, InvalidCheckpointName
+from thaw.checkpoints.hashing import sha256_file
+from thaw.checkpoints.index import (
+    CheckpointInfo,
+    Entry,
+    FileInfo,
+    Index,
+    choose_best,
+    read_index,
+    write_index,
+)
+from thaw.checkpoints.layout import (
+    BEST,
+    CONFIG_FILE,
+    INDEX_FILE,
+    LAST,
+    META_FILE,
+    MODEL_FILE,
+    TRAINING_STATE_FILE,
+    checkpoint_name,
+    checkpoints_dir,
+    epoch_of,
+    is_temp_name,
+    validate_name,
+)
+from thaw.checkpoints.resume_state import load_training_state, save_training_state
+from thaw.checkpoints.tensors import storable_tensors
+
+MODES = ("min", "max")
+META_FORMAT = "thaw.checkpoint"
+META_VERSION = 1
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    *,
+    epoch: int,
+    step: int,
+    model_state: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    training_state: Any,
+    metrics: Mapping[str, Any],
+    monitor: str = "val_loss",
+    mode: str = "min",
+    keep_last: int | None,
+) -> CheckpointInfo:
+    """Write checkpoint ``epoch-<epoch>``, make it ``last``, update ``best`` and prune.
+
+    ``keep_last`` newest checkpoints are kept (None keeps all), and the best one is
+    never pruned. Saving an epoch that already exists replaces it.
+    """
+    name = checkpoint_name(epoch)
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    if keep_last is not None and (isinstance(keep_last, bool) or keep_last < 1):
+        raise ValueError(f"keep_last must be >= 1 or None, got {keep_last!r}")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be a non-negative int, got {step!r}")
+    root = checkpoints_dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    index = read_index(run_dir)
+    clean_incomplete(run_dir)
+    clean_metrics = _json_metrics(metrics)
+
+    if index.get(name) is not None:
+        # Unlist the checkpoint being replaced first, so no crash leaves it listed but gone.
+        index = _with_entries(index, [e for e in index.entries if e.name != name], monitor, mode)
+        write_index(run_dir, index)
+
+    tmp = root / f".{name}.tmp-{secrets.token_hex(6)}"
+    tmp.mkdir()
+    try:
+        entry = _write_checkpoint_folder(
+            tmp, name, epoch, step, model_state, config, training_state, clean_metrics
+        )
+        final = root / name
+        if final.exists() or final.is_symlink():
+            old = root / f".{name}.old-{secrets.token_hex(6)}"
+            os.replace(final, old)
+            remove_tree(old)
+        os.replace(tmp, final)
+        fsync_dir(root)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+
+    entries = [*index.entries, entry]
+    best = choose_best(entries, monitor, mode)
+    recent = entries if keep_last is None else entries[-keep_last:]
+    keep = {e.name for e in recent} | {best}
+    new_index = Index(
+        entries=[e for e in entries if e.name in keep],
+        best=best,
+        last=name,
+        monitor=monitor,
+        mode=mode,
+    )
+    write_index(run_dir, new_index)
+    for pruned in entries:
+        if pruned.name not in keep:
+            remove_tree(root / pruned.name)
+    fsync_dir(root)
+    return _info(root, entry, new_index)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
+    """Listed checkpoints in save order, oldest first, with ``best`` and ``last`` flags."""
+    index = read_index(run_dir)
+    root = checkpoints_dir(run_dir)
+    return [_info(root, entry, index) for entry in index.entries]
+
+
+def get_checkpoint(run_dir: str | Path, name: str) -> CheckpointInfo:
+    """One checkpoint by ``best``, ``last`` or ``epoch-<k>``."""
+    index = read_index(run_dir)
+    target = _resolve_name(index, validate_name(name))
+    entry = index.get(target)
+    assert entry is not None
+    return _info(checkpoints_dir(run_dir), entry, index)
+
+
+def resolve_checkpoint(run_dir: str | Path, name: str) -> Path:
+    """The folder of checkpoint ``name`` (``best``, ``last`` or ``epoch-<k>``).
+
+    Raises InvalidCheckpointName for any other form, CheckpointNotFound for a valid
+    name the index does not list.
+    """
+    index = read_index(run_dir)
+    target = _resolve_name(index, validate_name(name))
+    folder = checkpoints_dir(run_dir) / target
+    if folder.is_symlink() or not folder.is_dir():
+        raise CheckpointNotFound(f"checkpoint {target!r} is listed but its folder is missing")
+    return folder
+
+
+def resolve_checkpoint_file(run_dir: str | Path, name: str, file: str) -> Path:
+    """The path of ``file`` inside checkpoint ``name``; only files its meta.json lists."""
+    folder = resolve_checkpoint(run_dir, name)
+    if not _is_plain_file_name(file):
+        raise InvalidCheckpointName(
+            f"invalid checkpoint file name {file!r}", "use a file name the checkpoint lists"
+        )
+    listed = [f.name for f in read_meta(folder).files]
+    if file not in listed:
+        raise CheckpointNotFound(
+            f"checkpoint {name!r} has no file {file!r}", f"files: {', '.join(listed)}"
+        )
+    path = folder / file
+    if path.is_symlink() or not path.is_file():
+        raise CheckpointNotFound(f"file {file!r} of checkpoint {name!r} is missing")
+    return path
+
+
+def read_meta(folder: str | Path) -> Entry:
+    """The meta.json of a checkpoint folder."""
+    path = Path(folder) / META_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entry = Entry.from_dict(data)
+    except FileNotFoundError as exc:
+        raise CheckpointNotFound(f"{path} does not exist") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptCheckpoint(f"{path} is unreadable: {exc}") from exc
+    if not all(_is_plain_file_name(f.name) for f in entry.files):
+        raise CorruptCheckpoint(f"{path} lists a file outside its folder")
+    return entry
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """The config.json of a checkpoint folder: how to rebuild its model."""
+    path = Path(folder) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CheckpointNotFound(f"{path} does not exist") from exc
+    except ValueError as exc:
+        raise CorruptCheckpoint(f"{path} is unreadable: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CorruptCheckpoint(f"{path} is not a JSON object")
+    return data
+
+
+def load_model_state(folder: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """The model state dict stored in a checkpoint folder."""
+    path = Path(folder) / MODEL_FILE
+    if not path.is_file():
+        raise CheckpointNotFound(f"{path} does not exist")
+    try:
+        return load_file(str(path), device=str(device))
+    except SafetensorError as exc:
+        raise CorruptCheckpoint(f"{path} is unreadable: {exc}") from exc
+
+
+def load_checkpoint_training_state(folder: str | Path) -> Any:
+    """The resume state stored in a checkpoint folder."""
+    return load_training_state(Path(folder) / TRAINING_STATE_FILE)
+
+
+def verify_checkpoint(folder: str | Path) -> list[FileInfo]:
+    """Check every listed file's size and sha256; raises CorruptCheckpoint on a mismatch."""
+    folder = Path(folder)
+    files = read_meta(folder).files
+    for info in files:
+        path = folder / info.name
+        if not path.is_file():
+            raise CorruptCheckpoint(f"{folder.name}/{info.name} is missing")
+        if path.stat().st_size != info.size or sha256_file(path) != info.sha256:
+            raise CorruptCheckpoint(f"{folder.name}/{info.name} does not match its recorded sha256")
+    return files
+
+
+def clean_incomplete(run_dir: str | Path) -> list[str]:
+    """Remove what interrupted saves left: temp folders and unlisted checkpoint folders.
+
+    Only the run's writer may call this: a save in progress looks like debris.
+    Returns the names removed.
+    """
+    root = checkpoints_dir(run_dir)
+    if not root.is_dir():
+        return []
+    listed = set(read_index(run_dir).names())
+    removed: list[str] = []
+    for child in root.iterdir():
+        name = child.name
+        stray_epoch = epoch_of(name) is not None and name not in listed
+        stray_index = name.startswith(f".{INDEX_FILE}.tmp-")
+        if is_temp_name(name) or stray_epoch or stray_index:
+            remove_tree(child)
+            removed.append(name)
+    if removed:
+        fsync_dir(root)
+    return sorted(removed)
+
+
+def _write_checkpoint_folder(
+    folder: Path,
+    name: str,
+    epoch: int,
+    step: int,
+    model_state: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    training_state: Any,
+    metrics: dict[str, Any],
+) -> Entry:
+    with atomic_path(folder / MODEL_FILE) as tmp:
+        save_file(storable_tensors(model_state), str(tmp), metadata={"format": "pt"})
+    atomic_write_json(folder / CONFIG_FILE, dict(config))
+    save_training_state(folder / TRAINING_STATE_FILE, training_state)
+    files = [
+        FileInfo(name=n, size=(folder / n).stat().st_size, sha256=sha256_file(folder / n))
+        for n in (MODEL_FILE, CONFIG_FILE, TRAINING_STATE_FILE)
+    ]
+    entry = Entry(
+        name=name,
+        epoch=epoch,
+        step=step,
+        metrics=metrics,
+        files=files,
+        created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    )
+    atomic_write_json(
+        folder / META_FILE, {"format": META_FORMAT, "version": META_VERSION, **entry.to_dict()}
+    )
+    fsync_dir(folder)
+    return entry
+
+
+def _resolve_name(index: Index, name: str) -> str:
+    if name in (BEST, LAST):
+        target = index.best if name == BEST else index.last
+        if target is None:
+            raise CheckpointNotFound(f"no {name!r} checkpoint: nothing was saved yet")
+        return target
+    if index.get(name) is None:
+        listed = ", ".join(index.names()) or "none"
+        raise CheckpointNotFound(f"no checkpoint {name!r}", f"checkpoints: {listed}")
+    return name
+
+
+def _with_entries(index: Index, entries: list[Entry], monitor: str, mode: str) -> Index:
+    return Index(
+        entries=entries,
+        best=choose_best(entries, monitor, mode),
+        last=entries[-1].name if entries else None,
+        monitor=monitor,
+        mode=mode,
+    )
+
+
+def _info(root: Path, entry: Entry, index: Index) -> CheckpointInfo:
+    return CheckpointInfo(
+        name=entry.name,
+        epoch=entry.epoch,
+        step=entry.step,
+        metrics=dict(entry.metrics),
+        files=list(entry.files),
+        created_at=entry.created_at,
+        path=root / entry.name,
+        best=entry.name == index.best,
+        last=entry.name == index.last,
+    )
+
+
+def _is_plain_file_name(file: object) -> bool:
+    return (
+        isinstance(file, str)
+        and file.isascii()
+        and file.isprintable()
+        and file not in ("", ".", "..")
+        and "/" not in file
+        and "\\" not in file
+        and not file.startswith(".")
+    )
+
+
+def _json_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Metrics as strict JSON: tensors and numpy scalars become numbers, NaN/inf become None."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        out[str(key)] = _json_value(value)
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    raise TypeError(f"metric value {value!r} is not JSON")
