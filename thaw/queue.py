@@ -1,0 +1,27 @@
+"""Enqueue training by task name: the API never imports the worker's modules."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from thaw.settings import Settings
+
+TRAIN_TASK = "thaw.train"
+
+
+@lru_cache(maxsize=4)
+def _client(broker_url: str) -> Celery:
+    from celery import Celery
+
+    app = Celery("thaw-client", broker=broker_url)
+    app.conf.broker_connection_retry_on_startup = True
+    return app
+
+
+def enqueue_training(settings: Settings, job_id: str) -> None:
+    """Hand the job to whichever worker listens on the configured queue."""
+    _client(settings.redis_url).send_task(TRAIN_TASK, args=[job_id], queue=settings.queue)

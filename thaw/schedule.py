@@ -1,0 +1,239 @@
+"""Resolve the unfreeze schedule into a deterministic timeline of phases.
+
+A phase is a span of optimizer steps with one trainable set. Phase 0 starts
+at step 0 and includes every event at epoch 1; each later instant at which an
+event fires starts the next phase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from thaw.errors import SpecError, format_loc
+from thaw.freeze import TrainableMap, enforce_batchnorm_policy, initial_state
+from thaw.model_index import ModelIndex
+from thaw.selectors import select
+from thaw.spec import FineTunePreset, FreezeSpec, GradualPreset, ScheduleEvent
+
+
+@dataclass(frozen=True)
+class Event:
+    """One schedule event at a global step, with where it came from in the spec."""
+
+    step: int
+    epoch: int | None
+    unfreeze: tuple[str, ...]
+    freeze: tuple[str, ...]
+    lr: float | None
+    lr_mult: float | None
+    loc: tuple[str | int, ...]
+    source: str
+
+    def describe(self) -> dict[str, object]:
+        when = {"at_epoch": self.epoch} if self.epoch is not None else {"at_step": self.step}
+        out: dict[str, object] = {**when, "source": self.source}
+        if self.unfreeze:
+            out["unfreeze"] = list(self.unfreeze)
+        if self.freeze:
+            out["freeze"] = list(self.freeze)
+        if self.lr is not None:
+            out["lr"] = self.lr
+        if self.lr_mult is not None:
+            out["lr_mult"] = self.lr_mult
+        return out
+
+
+@dataclass
+class Phase:
+    index: int
+    start_step: int
+    start_epoch: int
+    trainable: TrainableMap
+    events: list[Event] = field(default_factory=list)
+    thawed: dict[str, Event] = field(default_factory=dict)
+    frozen: list[str] = field(default_factory=list)
+
+    @property
+    def trainable_names(self) -> list[str]:
+        return [n for n, t in self.trainable.items() if t]
+
+
+@dataclass
+class Timeline:
+    phases: list[Phase]
+    steps_per_epoch: int
+    epochs: int
+    warnings: list[str]
+
+    def phase_at_step(self, step: int) -> Phase:
+        """The phase in force for the optimizer step that follows ``step`` completed steps."""
+        current = self.phases[0]
+        for phase in self.phases:
+            if phase.start_step <= step:
+                current = phase
+        return current
+
+    def phase_at_epoch(self, epoch: int) -> Phase:
+        return self.phase_at_step((epoch - 1) * self.steps_per_epoch)
+
+
+def expand_schedule(
+    items: list, epochs: int, steps_per_epoch: int, group_count: int
+) -> list[Event]:
+    """Presets become events; explicit events are checked against the run's length."""
+    events: list[Event] = []
+    total = epochs * steps_per_epoch
+    for i, item in enumerate(items):
+        loc = ("schedule", i)
+        if isinstance(item, ScheduleEvent):
+            events.append(_explicit(item, loc, epochs, steps_per_epoch, total))
+        elif isinstance(item, GradualPreset):
+            for k in range(group_count):
+                epoch = 1 + k * item.every_epochs
+                if epoch > epochs:
+                    break
+                events.append(_preset_event(f"group:{-(k + 1)}", epoch, steps_per_epoch, item, loc))
+        elif isinstance(item, FineTunePreset):
+            events.append(_preset_event("group:-1", 1, steps_per_epoch, item, loc))
+            if item.freeze_epochs + 1 <= epochs:
+                events.append(
+                    _preset_event("group:0:", item.freeze_epochs + 1, steps_per_epoch, item, loc)
+                )
+    return sorted(events, key=lambda e: e.step)
+
+
+def _explicit(
+    item: ScheduleEvent, loc: tuple, epochs: int, steps_per_epoch: int, total: int
+) -> Event:
+    if item.at_epoch is not None:
+        if item.at_epoch > epochs:
+            raise SpecError(
+                (*loc, "at_epoch"),
+                f"at_epoch {item.at_epoch} is past the last epoch ({epochs})",
+                f"use 1..{epochs} or raise hyperparameters.epochs",
+            )
+        step, epoch = (item.at_epoch - 1) * steps_per_epoch, item.at_epoch
+    else:
+        assert item.at_step is not None
+        if item.at_step >= total:
+            raise SpecError(
+                (*loc, "at_step"),
+                f"at_step {item.at_step} is at or past the last step ({total} steps in all)",
+                f"use 1..{total - 1}",
+            )
+        step, epoch = item.at_step, None
+    return Event(
+        step=step,
+        epoch=epoch,
+        unfreeze=tuple(item.unfreeze),
+        freeze=tuple(item.freeze),
+        lr=item.lr,
+        lr_mult=item.lr_mult,
+        loc=loc,
+        source="event",
+    )
+
+
+def _preset_event(
+    selector: str, epoch: int, steps_per_epoch: int, item: GradualPreset | FineTunePreset, loc
+) -> Event:
+    return Event(
+        step=(epoch - 1) * steps_per_epoch,
+        epoch=epoch,
+        unfreeze=(selector,),
+        freeze=(),
+        lr=None,
+        lr_mult=item.lr_mult,
+        loc=loc,
+        source=item.preset,
+    )
+
+
+def resolve_timeline(
+    index: ModelIndex,
+    freeze: FreezeSpec,
+    schedule: list,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+) -> Timeline:
+    """Every phase's full trainable map, in order; errors point at the spec field to fix."""
+    events = expand_schedule(schedule, epochs, steps_per_epoch, len(index.groups))
+    warnings: list[str] = []
+    state = initial_state(index, freeze)
+    phases = [Phase(0, 0, 1, dict(state))]
+    for event in events:
+        phase = phases[-1]
+        if event.step > phase.start_step:
+            phase = Phase(len(phases), event.step, event.step // steps_per_epoch + 1, dict(state))
+            phases.append(phase)
+        _apply(index, freeze, event, phase, warnings)
+        state = phase.trainable
+    for phase in phases:
+        if not any(phase.trainable.values()):
+            raise _nothing_trainable(phase, freeze)
+    return Timeline(phases, steps_per_epoch, epochs, warnings)
+
+
+def _apply(
+    index: ModelIndex, freeze: FreezeSpec, event: Event, phase: Phase, warnings: list[str]
+) -> None:
+    thaw = _select_all(index, event.unfreeze, (*event.loc, "unfreeze"), event.source)
+    chill = _select_all(index, event.freeze, (*event.loc, "freeze"), event.source)
+    both = thaw & chill
+    if both:
+        raise SpecError(
+            event.loc,
+            f"one event both freezes and unfreezes {sorted(both)[0]!r}"
+            + (f" and {len(both) - 1} more" if len(both) > 1 else ""),
+            "split it into two events or narrow the selectors",
+        )
+    before = dict(phase.trainable)
+    for name in thaw:
+        phase.trainable[name] = True
+    for name in chill:
+        phase.trainable[name] = False
+    enforce_batchnorm_policy(index, phase.trainable, freeze.batchnorm)
+    changed = [n for n in index.params if phase.trainable[n] != before[n]]
+    phase.events.append(event)
+    for name in changed:
+        if phase.trainable[name]:
+            phase.thawed[name] = event
+            if name in phase.frozen:
+                phase.frozen.remove(name)
+        else:
+            phase.thawed.pop(name, None)
+            phase.frozen.append(name)
+    if not changed:
+        warnings.append(
+            f"{_where(event)} changes nothing: every parameter it names is already "
+            "in the state it asks for"
+        )
+
+
+def _select_all(index: ModelIndex, selectors, loc: tuple, source: str) -> set[str]:
+    names: set[str] = set()
+    for j, selector in enumerate(selectors):
+        names.update(select(index, selector, (*loc, j) if source == "event" else loc[:-1]))
+    return names
+
+
+def _where(event: Event) -> str:
+    when = f"epoch {event.epoch}" if event.epoch is not None else f"step {event.step}"
+    return f"{format_loc(event.loc)} ({event.source}, {when})"
+
+
+def _nothing_trainable(phase: Phase, freeze: FreezeSpec) -> SpecError:
+    if phase.index == 0:
+        return SpecError(
+            ("freeze",),
+            "nothing is trainable at the start of training",
+            f"freeze.default is {freeze.default!r}: add a rule with trainable true, "
+            "an unfreeze event at epoch 1, or a preset",
+        )
+    last = phase.events[-1]
+    return SpecError(
+        last.loc,
+        f"nothing is trainable from step {phase.start_step} (phase {phase.index})",
+        "leave at least one parameter trainable in every phase",
+    )

@@ -1,0 +1,221 @@
+"""The job spec: what a user submits, validated for shape and filled with defaults.
+
+Checks that need the model (selectors, layer groups, weights) live in
+``thaw.resolve``; everything here is pure data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+Selector = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseModelRef(_Strict):
+    source: Literal["torchvision", "huggingface", "job"] = Field(
+        description="Where the architecture and weights come from."
+    )
+    name: str = Field(
+        min_length=1,
+        max_length=300,
+        description="torchvision builder (resnet18), Hugging Face hub id or folder under "
+        "THAW_MODELS_DIR, or a finished job's id for source 'job'.",
+    )
+    weights: str | None = Field(
+        default=None,
+        description="torchvision weights enum member (DEFAULT, IMAGENET1K_V1) or null.",
+    )
+    weights_file: str | None = Field(
+        default=None,
+        description="safetensors file under THAW_MODELS_DIR to initialize from.",
+    )
+    checkpoint: Literal["best", "last"] = Field(
+        default="best", description="For source 'job': which checkpoint to continue from."
+    )
+
+    @model_validator(mode="after")
+    def _weights_exclusive(self) -> BaseModelRef:
+        if self.weights is not None and self.weights_file is not None:
+            raise ValueError("give either 'weights' or 'weights_file', not both")
+        if self.source != "torchvision" and self.weights is not None:
+            raise ValueError("'weights' is a torchvision enum name; use it with source 'torchvision'")
+        return self
+
+
+class SyntheticData(_Strict):
+    num_classes: int = Field(default=10, ge=2, le=1000)
+    num_examples: int = Field(default=256, ge=4, le=1_000_000)
+
+
+class ValidationSplit(_Strict):
+    split: float = Field(gt=0.0, lt=1.0, description="Seeded, stratified holdout fraction.")
+
+
+class DatasetSource(_Strict):
+    id: str | None = Field(default=None, description="An uploaded dataset's id.")
+    path: str | None = Field(default=None, description="Folder or file under THAW_DATASETS_DIR.")
+    format: Literal["image_folder", "csv", "jsonl"] | None = None
+    synthetic: SyntheticData | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSource:
+        given = [k for k in ("id", "path", "synthetic") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'id', 'path' or 'synthetic'")
+        if self.format is not None and self.path is None:
+            raise ValueError("'format' goes with 'path' only")
+        return self
+
+
+class DatasetRef(DatasetSource):
+    validation: ValidationSplit | DatasetSource | None = Field(
+        default=None,
+        description="Holdout split or another dataset; null uses a val/ folder if present, "
+        "else a 0.2 split.",
+    )
+
+
+class FreezeRule(_Strict):
+    match: Selector
+    trainable: bool
+
+
+class FreezeSpec(_Strict):
+    default: Literal["frozen", "trainable"] = "frozen"
+    rules: list[FreezeRule] = Field(default_factory=list, max_length=200)
+    batchnorm: Literal["follow", "frozen", "trainable"] = "follow"
+    method: Literal["requires_grad", "zero_lr"] = "requires_grad"
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class ScheduleEvent(_Strict):
+    at_epoch: int | None = Field(default=None, ge=1, description="1-based; before its first step.")
+    at_step: int | None = Field(default=None, ge=1, description="After this many optimizer steps.")
+    unfreeze: list[Selector] = Field(default_factory=list, max_length=100)
+    freeze: list[Selector] = Field(default_factory=list, max_length=100)
+    lr: float | None = Field(default=None, ge=0.0)
+    lr_mult: float | None = Field(default=None, ge=0.0)
+
+    _lists = field_validator("unfreeze", "freeze", mode="before")(_as_list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScheduleEvent:
+        if (self.at_epoch is None) == (self.at_step is None):
+            raise ValueError("give exactly one of 'at_epoch' or 'at_step'")
+        if not self.unfreeze and not self.freeze:
+            raise ValueError("an event needs 'unfreeze' or 'freeze' selectors")
+        if self.lr is not None and self.lr_mult is not None:
+            raise ValueError("give either 'lr' or 'lr_mult', not both")
+        if (self.lr is not None or self.lr_mult is not None) and not self.unfreeze:
+            raise ValueError("'lr' and 'lr_mult' set the learning rate of unfrozen parameters")
+        return self
+
+
+class GradualPreset(_Strict):
+    preset: Literal["gradual"]
+    every_epochs: int = Field(default=1, ge=1)
+    lr_mult: float | None = Field(default=None, ge=0.0)
+
+
+class FineTunePreset(_Strict):
+    preset: Literal["fine_tune"]
+    freeze_epochs: int = Field(default=1, ge=1)
+    lr_mult: float | None = Field(default=None, ge=0.0)
+
+
+def _schedule_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("preset", "event"))
+    return getattr(value, "preset", "event")
+
+
+ScheduleItem = Annotated[
+    Annotated[ScheduleEvent, Tag("event")]
+    | Annotated[GradualPreset, Tag("gradual")]
+    | Annotated[FineTunePreset, Tag("fine_tune")],
+    Discriminator(_schedule_tag),
+]
+
+
+class ParamGroupRule(_Strict):
+    match: Selector
+    lr: float | None = Field(default=None, ge=0.0)
+    lr_mult: float | None = Field(default=None, ge=0.0)
+    weight_decay: float | None = Field(default=None, ge=0.0)
+
+    @model_validator(mode="after")
+    def _something_set(self) -> ParamGroupRule:
+        if self.lr is not None and self.lr_mult is not None:
+            raise ValueError("give either 'lr' or 'lr_mult', not both")
+        if self.lr is None and self.lr_mult is None and self.weight_decay is None:
+            raise ValueError("a param group sets 'lr', 'lr_mult' or 'weight_decay'")
+        return self
+
+
+class Hyperparameters(_Strict):
+    epochs: int = Field(default=3, ge=1, le=10_000)
+    batch_size: int = Field(default=32, ge=1, le=65_536)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="SGD only.")
+    lr_scheduler: Literal["constant", "cosine", "step", "onecycle"] = "cosine"
+    warmup_steps: int = Field(default=0, ge=0)
+    step_size_epochs: int = Field(default=1, ge=1, description="For 'step': decay period.")
+    gamma: float = Field(default=0.1, gt=0.0, le=1.0, description="For 'step': decay factor.")
+    layer_lr_decay: float | None = Field(default=None, gt=0.0, le=1.0)
+    param_groups: list[ParamGroupRule] = Field(default_factory=list, max_length=100)
+    grad_clip_norm: float | None = Field(default=None, gt=0.0)
+    image_size: int = Field(default=224, ge=16, le=1024)
+    max_length: int = Field(default=128, ge=8, le=4096, description="Text models: tokens.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    num_workers: int | None = Field(default=None, ge=0, le=64, description="null: automatic.")
+    seed: int = Field(default=0, ge=0)
+
+
+class Checkpointing(_Strict):
+    every_epochs: int = Field(default=1, ge=1)
+    keep_last: int = Field(default=2, ge=1, le=1000)
+
+
+class JobSpec(_Strict):
+    name: str = Field(default="job", min_length=1, max_length=120)
+    base_model: BaseModelRef
+    dataset: DatasetRef = Field(
+        default_factory=lambda: DatasetRef(synthetic=SyntheticData())
+    )
+    freeze: FreezeSpec = Field(default_factory=FreezeSpec)
+    schedule: list[ScheduleItem] = Field(default_factory=list, max_length=200)
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    checkpointing: Checkpointing = Field(default_factory=Checkpointing)
+    metadata: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, max_length=50
+    )
+
+    def normalized(self) -> dict[str, Any]:
+        """The spec with every default filled, as stored and shown back."""
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        """sha256 of the normalized spec, stable across key order."""
+        body = json.dumps(self.normalized(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(body.encode()).hexdigest()
