@@ -1,0 +1,17 @@
+"""Thaw: fine-tune PyTorch models with exact control of what is frozen and when it thaws."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__version__ = "0.1.0"
+
+
+def load_model(folder: Any, device: str = "cpu") -> nn.Module:
+    """Rebuild a fine-tuned model from a checkpoint folder (``.../checkpoints/best``)."""
+    from thaw.models.rebuild import load_model as _load
+
+    return _load(folder, device)

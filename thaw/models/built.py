@@ -27,6 +27,7 @@ class BuiltModel:
     max_length: int | None = None
     tokenizer_path: str | None = None
     convolutional: bool = False
+    hf_config: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
 
     def config(self) -> dict[str, Any]:
@@ -42,5 +43,9 @@ class BuiltModel:
         if self.modality == "image":
             out.update(image_size=self.image_size, mean=list(self.mean), std=list(self.std))
         else:
-            out.update(max_length=self.max_length, tokenizer_path=self.tokenizer_path)
+            out.update(
+                max_length=self.max_length,
+                tokenizer_path=self.tokenizer_path,
+                hf_config=self.hf_config,
+            )
         return out

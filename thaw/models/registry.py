@@ -100,6 +100,7 @@ def _build_huggingface(
         head=head,
         num_classes=num_classes,
         tokenizer_path=location,
+        hf_config=model.config.to_dict(),
         warnings=warnings,
     )
 

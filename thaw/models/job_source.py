@@ -1,0 +1,65 @@
+"""``source: job``: continue from a finished job's best or last checkpoint."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import torch
+
+from thaw.errors import ModelError
+from thaw.models.built import BuiltModel
+from thaw.models.heads import replace_head
+from thaw.models.rebuild import rebuild_architecture
+
+if TYPE_CHECKING:
+    from thaw.settings import Settings
+    from thaw.spec import BaseModelRef
+
+_JOB_ID = re.compile(r"^job_[0-9a-f]{8,64}$")
+_LOC = ("base_model", "name")
+
+
+def build_from_job(
+    ref: BaseModelRef,
+    num_classes: int,
+    settings: Settings,
+    *,
+    meta: bool,
+    classes: list[str] | None = None,
+) -> BuiltModel:
+    from thaw.checkpoints import CheckpointError, load_model_state, read_config, resolve_checkpoint
+
+    if not _JOB_ID.match(ref.name):
+        raise ModelError(_LOC, f"{ref.name!r} is not a job id", "give the id of a finished job")
+    try:
+        folder = resolve_checkpoint(settings.jobs_dir / ref.name, ref.checkpoint)
+        config = read_config(folder)
+    except CheckpointError as exc:
+        raise ModelError(_LOC, f"job {ref.name} has no {ref.checkpoint} checkpoint: {exc}") from exc
+    if meta:
+        with torch.device("meta"):
+            model = rebuild_architecture(config)
+    else:
+        model = rebuild_architecture(config)
+        model.load_state_dict(load_model_state(folder), strict=True)
+    head = config["head"]
+    if config["source"] == "torchvision":
+        replace_head(model, head, num_classes)
+    elif int(config["num_classes"]) != num_classes:
+        raise ModelError(_LOC, "a Hugging Face checkpoint continues with the same classes only")
+    built = BuiltModel(
+        model=model,
+        source=config["source"],
+        name=config["name"],
+        modality=config["modality"],
+        head=head,
+        num_classes=num_classes,
+        classes=list(classes or []),
+        tokenizer_path=config.get("tokenizer_path"),
+        convolutional=config["modality"] == "image",
+        hf_config=config.get("hf_config"),
+    )
+    if config["modality"] == "image":
+        built.mean, built.std = tuple(config["mean"]), tuple(config["std"])
+    return built

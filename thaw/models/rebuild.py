@@ -1,0 +1,41 @@
+"""Rebuild a model from a checkpoint's config.json, and ``thaw.load_model(folder)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from thaw.errors import ModelError
+from thaw.models import torchvision_source
+from thaw.models.heads import replace_head
+
+
+def rebuild_architecture(config: dict[str, Any]) -> nn.Module:
+    """The architecture described by ``config`` with fresh weights (on the current device)."""
+    source = config.get("source")
+    num_classes = int(config["num_classes"])
+    if source == "torchvision":
+        model = torchvision_source.build(config["name"], None, pretrained=False)
+        replace_head(model, config["head"], num_classes)
+        return model
+    if source == "huggingface":
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        hf = dict(config["hf_config"])
+        hf_config = AutoConfig.for_model(hf.pop("model_type"), **hf)
+        hf_config.num_labels = num_classes
+        return AutoModelForSequenceClassification.from_config(hf_config)
+    raise ModelError(("base_model",), f"checkpoint config has an unknown source {source!r}")
+
+
+def load_model(folder: str | Path, device: str = "cpu") -> nn.Module:
+    """A fine-tuned model from a checkpoint folder, in eval mode, in one call."""
+    from thaw.checkpoints import load_model_state, read_config
+
+    folder = Path(folder)
+    config = read_config(folder)
+    model = rebuild_architecture(config)
+    model.load_state_dict(load_model_state(folder, device="cpu"), strict=True)
+    return model.to(device).eval()

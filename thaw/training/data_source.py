@@ -1,0 +1,86 @@
+"""Turn a spec's dataset reference into train and validation datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from thaw.errors import SpecError
+from thaw.paths import resolve_under
+from thaw.settings import Settings
+from thaw.spec import DatasetSource, JobSpec, ValidationSplit
+
+def modality_of(spec: JobSpec, settings: Settings) -> str:
+    ref = spec.base_model
+    if ref.source == "torchvision":
+        return "image"
+    if ref.source == "huggingface":
+        return "text"
+    from thaw.checkpoints import read_config, resolve_checkpoint
+
+    folder = resolve_checkpoint(settings.jobs_dir / ref.name, ref.checkpoint)
+    return str(read_config(folder)["modality"])
+
+
+def source_path(
+    source: DatasetSource,
+    settings: Settings,
+    upload_path: Callable[[str], Path | None] | None,
+    loc: tuple[str, ...],
+) -> Path | Any:
+    if source.synthetic is not None:
+        return source.synthetic
+    if source.id is not None:
+        path = upload_path(source.id) if upload_path else None
+        if path is None:
+            raise SpecError((*loc, "id"), f"no dataset {source.id!r}", "upload it first")
+        return path
+    assert source.path is not None
+    return resolve_under(settings.datasets_dir, source.path, (*loc, "path"), "dataset path")
+
+
+def tokenizer_for(spec: JobSpec, settings: Settings) -> Any:
+    from transformers import AutoTokenizer
+
+    from thaw.models.huggingface_source import locate
+
+    if spec.base_model.source == "job":
+        from thaw.checkpoints import read_config, resolve_checkpoint
+
+        ref = spec.base_model
+        folder = resolve_checkpoint(settings.jobs_dir / ref.name, ref.checkpoint)
+        return AutoTokenizer.from_pretrained(read_config(folder)["tokenizer_path"])
+    return AutoTokenizer.from_pretrained(locate(spec.base_model.name, settings.models_dir))
+
+
+def load_training_data(
+    spec: JobSpec, settings: Settings, upload_path: Callable[[str], Path | None] | None
+) -> Any:
+    from thaw.data import build_datasets
+    from thaw.data.info import IMAGENET_MEAN, IMAGENET_STD
+
+    hp = spec.hyperparameters
+    ref = spec.dataset
+    modality = modality_of(spec, settings)
+    validation: Any = None
+    validation_format = None
+    if isinstance(ref.validation, ValidationSplit):
+        validation = ref.validation.split
+    elif ref.validation is not None:
+        validation = source_path(ref.validation, settings, upload_path, ("dataset", "validation"))
+        validation_format = ref.validation.format
+    data = build_datasets(
+        source_path(ref, settings, upload_path, ("dataset",)),
+        ref.format,
+        modality=modality,  # type: ignore[arg-type]
+        validation=validation,
+        validation_format=validation_format,
+        seed=hp.seed,
+        image_size=hp.image_size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        tokenizer=tokenizer_for(spec, settings) if modality == "text" else None,
+        max_length=hp.max_length,
+    )
+    return data

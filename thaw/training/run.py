@@ -1,0 +1,251 @@
+"""Train one job: data, model, freeze engine, epochs, validation, checkpoints, resume."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from thaw.engine import FreezeEngine
+from thaw.resolve import DataShape, Resolved, resolve
+from thaw.settings import Settings
+from thaw.spec import JobSpec
+from thaw.status import epoch_entry
+from thaw.training.data_source import load_training_data
+from thaw.training.device import Placement, choose_placement
+from thaw.training.layer_changes import changed_layers
+from thaw.training.loaders import default_workers, make_loaders
+from thaw.training.reporter import NullReporter, Reporter
+from thaw.training.resume import Resumed, restore, save_epoch
+from thaw.views import live_view
+
+
+@dataclass
+class TrainResult:
+    status: Literal["succeeded", "cancelled"]
+    epoch: int
+    step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    resumed_from: int | None = None
+
+
+def train(
+    spec: JobSpec,
+    run_dir: Path,
+    settings: Settings,
+    reporter: Reporter | None = None,
+    *,
+    upload_path: Callable[[str], Path | None] | None = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Run ``spec`` to the end (or until ``reporter.should_stop()``), resuming from the
+    last checkpoint in ``run_dir`` if there is one."""
+    reporter = reporter or NullReporter()
+    hp = spec.hyperparameters
+    _seed_everything(hp.seed)
+    data = load_training_data(spec, settings, upload_path)
+    shape = DataShape(list(data.classes), len(data.train))
+    resolved = resolve(spec, settings, shape, meta=False)
+    built = resolved.built
+    base = {k: v.detach().to("cpu", copy=True) for k, v in built.model.state_dict().items()}
+
+    placement = choose_placement(hp.precision, built.convolutional, device)
+    model = built.model.to(placement.device)
+    if placement.channels_last:
+        model.to(memory_format=torch.channels_last)
+    engine = FreezeEngine(
+        resolved.index, resolved.timeline, spec.freeze, hp, fused=placement.device.type == "cuda"
+    )
+    run = _Run(spec, resolved, engine, placement, reporter, settings, run_dir, base)
+
+    resumed = restore(run_dir, engine, placement.device, spec.fingerprint())
+    if resumed is not None:
+        reporter.log("info", f"resumed from epoch {resumed.epoch} (phase {engine.phase})")
+    workers = default_workers(placement, hp.num_workers)
+    train_loader, val_loader, sampler = make_loaders(
+        data.train,
+        data.val,
+        batch_size=hp.batch_size,
+        seed=hp.seed,
+        placement=placement,
+        workers=workers,
+        collate_fn=data.collate_fn,
+    )
+    return run.loop(train_loader, val_loader, sampler, resumed)
+
+
+class _Run:
+    def __init__(
+        self,
+        spec: JobSpec,
+        resolved: Resolved,
+        engine: FreezeEngine,
+        placement: Placement,
+        reporter: Reporter,
+        settings: Settings,
+        run_dir: Path,
+        base: dict[str, torch.Tensor],
+    ):
+        self.spec = spec
+        self.resolved = resolved
+        self.engine = engine
+        self.model: nn.Module = engine.model
+        self.placement = placement
+        self.reporter = reporter
+        self.settings = settings
+        self.run_dir = run_dir
+        self.base = base
+        self.hp = spec.hyperparameters
+        self.scaler = torch.amp.GradScaler(enabled=placement.use_scaler)
+        self.params = list(engine.index.params.values())
+        self._last_report = 0.0
+
+    def loop(self, train_loader, val_loader, sampler, resumed: Resumed | None) -> TrainResult:
+        timeline = self.resolved.timeline
+        total = timeline.epochs * timeline.steps_per_epoch
+        start_epoch = resumed.epoch + 1 if resumed else 1
+        step = resumed.step if resumed else 0
+        metrics: dict[str, float] = dict(resumed.metrics) if resumed else {}
+        started = time.monotonic()
+        start_step = step
+        for epoch in range(start_epoch, timeline.epochs + 1):
+            sampler.set_epoch(epoch)
+            self._enter_phases(step)
+            self.reporter.layers(epoch, self._layer_entry(epoch))
+            self.model.train()
+            for inputs, labels in train_loader:
+                if self.reporter.should_stop():
+                    return TrainResult("cancelled", epoch, step, metrics, _epoch_of(resumed))
+                self._enter_phases(step)
+                loss = self._train_step(inputs, labels)
+                step += 1
+                self._maybe_progress(epoch, step, total, start_step, started, loss)
+            metrics = self._validate(val_loader)
+            metrics["epoch"] = epoch
+            self.reporter.metrics(epoch, metrics)
+            self._progress(epoch, step, total, start_step, started, force=True)
+            every = self.spec.checkpointing.every_epochs
+            if epoch % every == 0 or epoch == timeline.epochs:
+                self._checkpoint(epoch, step, metrics)
+        return TrainResult("succeeded", timeline.epochs, step, metrics, _epoch_of(resumed))
+
+    def _enter_phases(self, step: int) -> None:
+        for change in self.engine.advance(step):
+            self.reporter.phase(change.phase, change.step, change.thawed, change.frozen)
+
+    def _train_step(self, inputs: Any, labels: torch.Tensor) -> torch.Tensor:
+        inputs, labels = self._to_device(inputs), labels.to(self.placement.device, non_blocking=True)
+        with self.placement.autocast():
+            loss = nn.functional.cross_entropy(self._forward(inputs), labels)
+        self.scaler.scale(loss).backward()
+        self.engine.before_step()
+        if self.hp.grad_clip_norm is not None:
+            self.scaler.unscale_(self.engine.optimizer)
+            trainable = [p for p in self.params if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(trainable, self.hp.grad_clip_norm)
+        self.scaler.step(self.engine.optimizer)
+        self.scaler.update()
+        self.engine.after_step()
+        self.engine.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def _forward(self, inputs: Any) -> torch.Tensor:
+        out = self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
+        return out.logits if hasattr(out, "logits") else out
+
+    def _to_device(self, inputs: Any) -> Any:
+        device = self.placement.device
+        if isinstance(inputs, dict):
+            return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+        fmt = torch.channels_last if self.placement.channels_last else torch.contiguous_format
+        return inputs.to(device, non_blocking=True, memory_format=fmt)
+
+    @torch.no_grad()
+    def _validate(self, loader) -> dict[str, float]:
+        self.model.eval()
+        total_loss, correct, count = 0.0, 0, 0
+        for inputs, labels in loader:
+            labels = labels.to(self.placement.device, non_blocking=True)
+            with self.placement.autocast():
+                logits = self._forward(self._to_device(inputs))
+            total_loss += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
+            correct += int((logits.argmax(dim=1) == labels).sum())
+            count += labels.numel()
+        self.model.train()
+        if count == 0:
+            return {}
+        return {"val_loss": total_loss / count, "val_accuracy": correct / count}
+
+    def _layer_entry(self, epoch: int, changed: set[str] | None = None) -> dict[str, Any]:
+        view = live_view(self.engine, self.resolved.thawed_in[self.engine.phase])
+        entry = epoch_entry(self.engine.index, view, epoch=epoch, phase=self.engine.phase, detail=True)
+        if changed is not None:
+            for row in entry["layers"]:
+                row["changed"] = row["name"] in changed
+        return entry
+
+    def _checkpoint(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+        config = {
+            **self.resolved.built.config(),
+            "spec_fingerprint": self.spec.fingerprint(),
+        }
+        info = save_epoch(
+            self.run_dir,
+            engine=self.engine,
+            epoch=epoch,
+            step=step,
+            config=config,
+            metrics=metrics,
+            keep_last=self.spec.checkpointing.keep_last,
+        )
+        self.reporter.checkpoint(info)
+        changed = changed_layers(self.model.state_dict(), self.base)
+        self.reporter.layers(epoch, self._layer_entry(epoch, changed))
+
+    def _maybe_progress(self, epoch, step, total, start_step, started, loss) -> None:
+        now = time.monotonic()
+        if now - self._last_report >= self.settings.progress_interval_seconds:
+            self._progress(epoch, step, total, start_step, started, loss=float(loss))
+
+    def _progress(self, epoch, step, total, start_step, started, *, loss=None, force=False) -> None:
+        now = time.monotonic()
+        self._last_report = now
+        elapsed = max(now - started, 1e-9)
+        done = step - start_step
+        rate = done / elapsed
+        samples = rate * self.hp.batch_size
+        progress: dict[str, Any] = {
+            "epoch": epoch,
+            "epochs": self.resolved.timeline.epochs,
+            "step": step,
+            "total_steps": total,
+            "fraction": round(step / total, 4) if total else 1.0,
+            "phase": self.engine.phase,
+            "samples_per_s": round(samples, 2),
+            "eta_s": round((total - step) / rate, 1) if rate > 0 else None,
+        }
+        if loss is not None and math.isfinite(loss):
+            progress["loss"] = round(loss, 6)
+        self.reporter.progress(progress)
+
+
+def _epoch_of(resumed: Resumed | None) -> int | None:
+    return resumed.epoch if resumed else None
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:
+        pass
