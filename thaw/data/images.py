@@ -1,0 +1,73 @@
+"""Image classification dataset over a listed image folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from thaw.data.errors import ImageDecodeError
+from thaw.data.info import IMAGENET_MEAN, IMAGENET_STD
+
+
+class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Items are ``(float tensor [3, size, size], class index)``.
+
+    Pixels go PIL -> RGB -> bilinear resize to a square -> [0, 1] -> ``(x - mean) / std``.
+    With ``augment``, a random horizontal flip (torch's RNG) is applied first.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        paths: Sequence[str],
+        labels: Sequence[int],
+        *,
+        image_size: int,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        augment: bool = False,
+    ):
+        if len(paths) != len(labels):
+            raise ValueError("paths and labels differ in length")
+        self.root = os.fspath(root)
+        self.relative_paths = np.array(list(paths), dtype=np.str_)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.image_size = int(image_size)
+        self.augment = augment
+        std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self._scale = 1.0 / (255.0 * std_t)
+        self._shift = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1) / std_t
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        rel = str(self.relative_paths[index])
+        image = load_rgb(os.path.join(self.root, rel), self.image_size, shown_path=rel)
+        if self.augment and torch.rand(()) < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+        x = pixels.contiguous().to(torch.float32).mul_(self._scale).sub_(self._shift)
+        return x, int(self.labels[index])
+
+
+def load_rgb(path: str, size: int, *, shown_path: str | None = None) -> Image.Image:
+    """Decode an image as RGB resized to ``size`` x ``size``; ImageDecodeError if it fails."""
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB")
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+    except Exception as exc:
+        shown = shown_path or os.path.basename(path)
+        raise ImageDecodeError(
+            f"image '{shown}' cannot be decoded ({type(exc).__name__}); remove it or re-encode "
+            "it as PNG or JPEG",
+            path=shown,
+        ) from exc
+    return rgb

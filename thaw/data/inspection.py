@@ -1,0 +1,126 @@
+"""Validation and metadata of a dataset before it is stored or trained on."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+from thaw.data.errors import DatasetError, ImageDecodeError
+from thaw.data.folder import list_image_folder
+from thaw.data.info import DatasetInfo
+from thaw.data.rows import inspect_rows
+
+UploadKind = Literal["archive", "csv", "jsonl"]
+_ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
+
+
+def inspect_image_folder(root: str | os.PathLike[str], *, decode: bool = True) -> DatasetInfo:
+    """Check an image folder's layout and (with ``decode``) that every image decodes."""
+    listing = list_image_folder(root)
+    if decode:
+        check_images_decode(listing.root, [s.path for s in listing.samples])
+    return listing.info()
+
+
+def inspect_text_file(path: str | os.PathLike[str], format: Literal["csv", "jsonl"]) -> DatasetInfo:
+    """Check a CSV or JSON Lines file of ``text``/``label`` rows and count its labels."""
+    return inspect_rows(path, format)
+
+
+def inspect_dataset(path: str | os.PathLike[str], format: str) -> DatasetInfo:
+    """Dispatch on ``format``: ``image_folder``, ``csv`` or ``jsonl``."""
+    if format == "image_folder":
+        return inspect_image_folder(path)
+    if format in ("csv", "jsonl"):
+        return inspect_rows(path, format)
+    raise DatasetError(
+        f"dataset format '{format}' is not supported; use image_folder, csv or jsonl",
+        code="bad_format",
+    )
+
+
+def infer_format(path: str | os.PathLike[str]) -> str:
+    """``image_folder`` for a folder, ``csv`` or ``jsonl`` from a file's suffix."""
+    p = Path(path)
+    if p.is_dir():
+        return "image_folder"
+    suffix = p.suffix.lower()
+    if suffix in (".csv", ".jsonl"):
+        return suffix[1:]
+    raise DatasetError(
+        f"cannot tell the format of '{p.name}'; give a folder, a .csv or a .jsonl file, "
+        "or set 'format'",
+        code="bad_format",
+    )
+
+
+def inspect_path(
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    loc: Sequence[str | int] = (),
+    decode: bool = False,
+) -> DatasetInfo:
+    """Inspect a server-side dataset named in a spec; ``format`` None infers it.
+
+    Images are only listed unless ``decode``; a bad image then surfaces while training.
+    A DatasetError raised here carries ``loc``.
+    """
+    try:
+        fmt = format or infer_format(path)
+        if fmt == "image_folder":
+            return inspect_image_folder(path, decode=decode)
+        return inspect_dataset(path, fmt)
+    except DatasetError as exc:
+        if not exc.loc:
+            exc.loc = tuple(loc)
+        raise
+
+
+def upload_kind(filename: str) -> UploadKind:
+    """What an uploaded file is, from its name: an image-folder archive, CSV or JSON Lines."""
+    lower = filename.lower()
+    if lower.endswith(_ARCHIVE_SUFFIXES):
+        return "archive"
+    if lower.endswith(".csv"):
+        return "csv"
+    if lower.endswith(".jsonl"):
+        return "jsonl"
+    raise DatasetError(
+        f"cannot tell what '{filename}' holds; upload a .zip, .tar.gz or .tgz image folder, "
+        "or a .csv or .jsonl file with 'text' and 'label'",
+        code="bad_format",
+    )
+
+
+def check_images_decode(root: Path, relative_paths: list[str], *, workers: int = 8) -> None:
+    """Raise ImageDecodeError naming the first image (in the given order) that fails."""
+    threads = max(1, min(workers, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        problems = pool.map(lambda rel: _decode_problem(root, rel), relative_paths)
+        for rel, problem in zip(relative_paths, problems, strict=True):
+            if problem is not None:
+                pool.shutdown(cancel_futures=True)
+                raise ImageDecodeError(
+                    f"image '{rel}' cannot be decoded ({problem}); remove it or re-encode it "
+                    "as PNG or JPEG",
+                    path=rel,
+                )
+
+
+def _decode_problem(root: Path, rel: str) -> str | None:
+    from PIL import Image
+
+    path = root / rel
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            im.load()
+    except Exception as exc:
+        detail = str(exc).replace(str(path), rel)
+        return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return None
