@@ -6,10 +6,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-try:
-    from tests.redis_server import RedisServer
-except ModuleNotFoundError:  # tests/ is a rootdir, not a package
-    from redis_server import RedisServer
+from redis_server import RedisServer
+from worker_fixtures import stack
+
+__all__ = ["stack"]
 
 
 @pytest.fixture(scope="session")

@@ -26,12 +26,34 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("spec", type=Path)
     plan.add_argument("--detail", action="store_true", help="list every parameter")
     plan.set_defaults(run=_plan)
+
+    train = sub.add_parser("train", help="train a spec in this process, without Redis")
+    train.add_argument("spec", type=Path)
+    train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints)")
+    train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best)")
+    train.set_defaults(run=_train)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(run=_api)
+
+    worker = sub.add_parser("worker", help="run a training worker")
+    worker.add_argument("--hostname", default=None, help="Celery node name")
+    worker.set_defaults(run=_worker)
+
+    up = sub.add_parser("up", help="embedded Redis, one worker and the API, in one command")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--data-dir", type=Path, default=None)
+    up.set_defaults(run=_up)
     return parser
 
 
 def _load_spec(path: Path) -> Any:
     from pydantic import ValidationError
 
+    from thaw.errors import format_loc
     from thaw.spec import JobSpec
 
     try:
@@ -44,8 +66,23 @@ def _load_spec(path: Path) -> Any:
         return JobSpec.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "spec"
-        raise CliError(f"{where}: {first['msg']}") from exc
+        where = format_loc(_without_union_tags(first["loc"])) or "spec"
+        message = first["msg"].removeprefix("Value error, ")
+        raise CliError(f"{where}: {message}") from exc
+
+
+_UNION_TAGS = frozenset({"event", "gradual", "fine_tune"})
+
+
+def _without_union_tags(loc: tuple) -> list:
+    """``("schedule", 0, "event", "at")`` names the field ``schedule[0].at``."""
+    out: list = []
+    for part in loc:
+        in_schedule = len(out) >= 2 and out[-2] == "schedule" and isinstance(out[-1], int)
+        if in_schedule and part in _UNION_TAGS:
+            continue
+        out.append(part)
+    return out
 
 
 class CliError(Exception):
@@ -75,6 +112,47 @@ def _plan(args: argparse.Namespace) -> int:
     json.dump(table, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from thaw.errors import ThawError
+
+    try:
+        spec = _load_spec(args.spec)
+        from thaw.settings import get_settings
+        from thaw.training import train
+        from thaw.training.console import ConsoleReporter
+
+        reporter = ConsoleReporter()
+        try:
+            result = train(spec, args.out, get_settings(), reporter, device=args.device)
+        finally:
+            reporter.close()
+    except (CliError, ThawError) as exc:
+        return _fail(str(exc))
+    json.dump({"status": result.status, "epoch": result.epoch, "metrics": result.metrics}, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    from service.server import serve
+    from thaw.settings import get_settings
+
+    return int(serve(args.host, args.port, get_settings()) or 0)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from worker.celery_app import app, settings, worker_argv
+
+    app.worker_main(worker_argv(settings.queue, args.hostname))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from thaw.up import run_stack
+
+    return run_stack(args.host, args.port, args.data_dir)
 
 
 if __name__ == "__main__":

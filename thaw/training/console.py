@@ -1,0 +1,41 @@
+"""``thaw train``'s reporter: a progress bar and one line per epoch on stderr."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from thaw.training.reporter import NullReporter
+
+
+class ConsoleReporter(NullReporter):
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(self, progress: dict[str, Any]) -> None:
+        bar = self._bar
+        bar.total = progress["total_steps"]
+        bar.n = progress["step"]
+        bar.set_description(f"epoch {progress['epoch']}/{progress['epochs']}")
+        shown = {"phase": progress["phase"], "samples/s": progress["samples_per_s"]}
+        if "loss" in progress:
+            shown["loss"] = progress["loss"]
+        bar.set_postfix(shown, refresh=True)
+
+    def metrics(self, epoch: int, metrics: dict[str, float]) -> None:
+        text = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch")
+        self._bar.write(f"epoch {epoch}: {text}")
+
+    def phase(self, phase: int, step: int, thawed: list[str], frozen: list[str]) -> None:
+        self._bar.write(f"phase {phase} at step {step}: {len(thawed)} thawed, {len(frozen)} frozen")
+
+    def checkpoint(self, info: dict[str, Any]) -> None:
+        self._bar.write(f"checkpoint {info['name']}")
+
+    def log(self, level: str, message: str) -> None:
+        self._bar.write(f"{level}: {message}")
+
+    def close(self) -> None:
+        self._bar.close()

@@ -1,0 +1,40 @@
+"""``thaw up``: embedded Redis, one worker and the API as child processes of one command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from thaw.embedded_redis import RedisServer
+from thaw.settings import get_settings
+
+
+def run_stack(host: str, port: int, data_dir: Path | None) -> int:
+    settings = get_settings()
+    data = (data_dir or settings.data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    with RedisServer(data_dir=data / "redis") as redis_server:
+        env = {
+            **os.environ,
+            "THAW_REDIS_URL": redis_server.url,
+            "THAW_DATA_DIR": str(data),
+        }
+        cli = [sys.executable, "-m", "thaw.cli"]
+        worker = subprocess.Popen([*cli, "worker"], env=env)
+        api = subprocess.Popen([*cli, "api", "--host", host, "--port", str(port)], env=env)
+        print(f"thaw: API on http://{host}:{port} (Redis {redis_server.url}, data {data})", file=sys.stderr)
+        try:
+            return api.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            for child in (api, worker):
+                if child.poll() is None:
+                    child.terminate()
+            for child in (api, worker):
+                try:
+                    child.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    child.kill()

@@ -1,0 +1,51 @@
+"""The Celery app of the training workers.
+
+Choices, each for a known failure:
+- Acknowledge on receipt (``task_acks_late=False``). With late acks, Redis's
+  ``visibility_timeout`` re-delivers a task that runs longer than it, and a
+  several-hour job would start again while it still runs. Here the job store's
+  claim (compare-and-set) and heartbeat lease decide who trains a job; a killed
+  worker's lease expires and a live worker's sweeper re-queues the job, which then
+  resumes from its last checkpoint.
+- The ``threads`` pool, one thread. Prefork children are daemonic, so DataLoader
+  workers cannot start inside them, and a forked child must not inherit a CUDA
+  context; ``solo`` blocks remote control. One task thread in the worker's main
+  process avoids all three.
+- No prefetch beyond the running job (``worker_disable_prefetch``), so a queued
+  job waits for the next idle worker instead of behind a busy one.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from thaw.queue import TRAIN_TASK
+from thaw.settings import get_settings
+
+settings = get_settings()
+
+app = Celery("thaw", broker=settings.redis_url, include=["worker.tasks"])
+app.conf.update(
+    task_acks_late=False,
+    task_ignore_result=True,
+    task_default_queue=settings.queue,
+    task_routes={TRAIN_TASK: {"queue": settings.queue}},
+    worker_prefetch_multiplier=1,
+    worker_disable_prefetch=True,
+    worker_concurrency=1,
+    worker_pool="threads",
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    worker_send_task_events=False,
+)
+
+
+def worker_argv(queue: str, hostname: str | None = None) -> list[str]:
+    """The command line ``thaw worker`` runs."""
+    argv = ["worker", "--pool=threads", "--concurrency=1", f"--queues={queue}", "--loglevel=INFO"]
+    argv.append("--disable-prefetch")
+    argv.append("--without-gossip")
+    argv.append("--without-mingle")
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    return argv

@@ -1,0 +1,52 @@
+"""Background duties of every worker: its liveness heartbeat and re-queueing of jobs
+whose worker died (their lease expired)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from thaw.queue import enqueue_training
+from thaw.settings import Settings
+from thaw.store import JobStore, WorkerRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Maintenance:
+    def __init__(self, settings: Settings, client, worker_id: str):
+        self.settings = settings
+        self.worker_id = worker_id
+        self.jobs = JobStore(client)
+        self.registry = WorkerRegistry(client)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="thaw-maintenance", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.registry.remove_worker(self.worker_id)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+
+    def tick(self) -> list[str]:
+        interval = self.settings.heartbeat_seconds
+        self.registry.record_worker_heartbeat(self.worker_id, ttl=3 * interval)
+        stale = self.jobs.expired_leases()
+        for job_id in stale:
+            log.info("re-queueing %s: its worker's lease expired", job_id)
+            enqueue_training(self.settings, job_id)
+        return stale
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - keep the heartbeat going through Redis hiccups
+                log.exception("maintenance tick failed")
+            if self._stop.wait(self.settings.heartbeat_seconds):
+                return
