@@ -5,7 +5,6 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-
 from redis_server import RedisServer
 from worker_fixtures import stack
 

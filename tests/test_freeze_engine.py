@@ -43,8 +43,14 @@ def test_resnet18_frozen_weights_and_bn_stats_bit_identical_after_steps(method):
             "rules": [{"match": "layer4", "trainable": True}, {"match": "fc", "trainable": True}],
             "method": method,
         },
-        hyperparameters={"epochs": 1, "batch_size": 4, "lr": 0.05, "optimizer": "adamw",
-                         "weight_decay": 0.1, "lr_scheduler": "constant"},
+        hyperparameters={
+            "epochs": 1,
+            "batch_size": 4,
+            "lr": 0.05,
+            "optimizer": "adamw",
+            "weight_decay": 0.1,
+            "lr_scheduler": "constant",
+        },
     )
     engine = engine_for(spec)
     before = snapshot(engine.model)
@@ -56,7 +62,11 @@ def test_resnet18_frozen_weights_and_bn_stats_bit_identical_after_steps(method):
     moved = [k for k in frozen if not bits_equal(before[k], after[k])]
     assert moved == []
     assert any(k.endswith("running_mean") for k in frozen)
-    changed = [k for k in before if k.startswith(trainable_prefixes) and not bits_equal(before[k], after[k])]
+    changed = [
+        k
+        for k in before
+        if k.startswith(trainable_prefixes) and not bits_equal(before[k], after[k])
+    ]
     assert "fc.weight" in changed and "layer4.0.conv1.weight" in changed
     assert "layer4.0.bn1.running_mean" in changed
 
@@ -72,8 +82,13 @@ def test_minilm_frozen_embeddings_and_lower_layers_bit_identical(method):
             ],
             "method": method,
         },
-        hyperparameters={"epochs": 1, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.1,
-                         "lr_scheduler": "constant"},
+        hyperparameters={
+            "epochs": 1,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "weight_decay": 0.1,
+            "lr_scheduler": "constant",
+        },
     )
     engine = engine_for(spec)
     frozen_prefixes = ("bert.embeddings.", *(f"bert.encoder.layer.{i}." for i in range(4)))

@@ -22,8 +22,15 @@ STEPS_PER_EPOCH = 2  # 8 training examples, batch 4
 def _scheduled_spec(**hp):
     return make_spec(
         schedule=THAW_SCHEDULE,
-        hyperparameters={"epochs": 3, "batch_size": 4, "lr": 1e-2, "weight_decay": 0.5,
-                         "optimizer": "adamw", "lr_scheduler": "cosine", **hp},
+        hyperparameters={
+            "epochs": 3,
+            "batch_size": 4,
+            "lr": 1e-2,
+            "weight_decay": 0.5,
+            "optimizer": "adamw",
+            "lr_scheduler": "cosine",
+            **hp,
+        },
     )
 
 
@@ -37,7 +44,9 @@ def test_trainable_set_per_epoch_matches_the_plan_and_groups_follow_events():
     plan = plan_table(resolved(spec, meta=True, num_train=8))
     planned = {
         e["epoch"]: {
-            p for row in e["layers"] if row["trainable"]
+            p
+            for row in e["layers"]
+            if row["trainable"]
             for p in engine.index.module_params.get(row["name"], [row["name"]])
             if engine.index.param_owner[p] == row["name"] or p == row["name"]
         }
@@ -99,8 +108,15 @@ def test_freezing_again_drops_gradients_and_state_so_nothing_moves_the_parameter
     spec = make_spec(
         freeze={"default": "trainable"},
         schedule=[{"at_step": 2, "freeze": ["layer1"]}],
-        hyperparameters={"epochs": 2, "batch_size": 4, "lr": 0.05, "optimizer": "sgd",
-                         "momentum": 0.9, "weight_decay": 0.1, "lr_scheduler": "constant"},
+        hyperparameters={
+            "epochs": 2,
+            "batch_size": 4,
+            "lr": 0.05,
+            "optimizer": "sgd",
+            "momentum": 0.9,
+            "weight_decay": 0.1,
+            "lr_scheduler": "constant",
+        },
     )
     engine = engine_for(spec, num_train=8)
     batches = image_batches(2)
@@ -134,7 +150,10 @@ def test_gradual_preset_thaws_one_group_per_epoch_from_the_top():
         hyperparameters={"epochs": 3, "batch_size": 4},
     )
     plan = plan_table(resolved(spec, meta=True, num_train=8))
-    by_epoch = {e["epoch"]: {r["name"] for r in e["layers"] if r["trainable"] is True} for e in plan["epochs"]}
+    by_epoch = {
+        e["epoch"]: {r["name"] for r in e["layers"] if r["trainable"] is True}
+        for e in plan["epochs"]
+    }
     assert by_epoch[1] == {"fc"}
     assert {n.split(".")[0] for n in by_epoch[2]} == {"fc", "layer4"}
     assert {n.split(".")[0] for n in by_epoch[3]} == {"fc", "layer4", "layer3"}
@@ -170,7 +189,9 @@ def test_at_step_past_the_run_is_an_error():
 
 
 def test_one_event_that_freezes_and_thaws_the_same_parameter_is_an_error():
-    spec = make_spec(schedule=[{"at_epoch": 2, "unfreeze": ["layer3"], "freeze": ["layer3.0.conv1"]}])
+    spec = make_spec(
+        schedule=[{"at_epoch": 2, "unfreeze": ["layer3"], "freeze": ["layer3.0.conv1"]}]
+    )
     with pytest.raises(SpecError) as err:
         resolved(spec, meta=True)
     assert err.value.path == "schedule[0]"
@@ -191,7 +212,9 @@ def test_nothing_trainable_is_an_error():
     with pytest.raises(SpecError) as err:
         resolved(spec, meta=True)
     assert err.value.path == "freeze"
-    spec = make_spec(freeze={"default": "trainable"}, schedule=[{"at_epoch": 2, "freeze": ["group:0:"]}])
+    spec = make_spec(
+        freeze={"default": "trainable"}, schedule=[{"at_epoch": 2, "freeze": ["group:0:"]}]
+    )
     with pytest.raises(SpecError) as err:
         resolved(spec, meta=True)
     assert err.value.path == "schedule[0]"
@@ -200,8 +223,13 @@ def test_nothing_trainable_is_an_error():
 def test_layer_lr_decay_and_param_groups_set_group_lrs_and_no_decay_on_bias_and_norm():
     spec = make_spec(
         freeze={"default": "trainable"},
-        hyperparameters={"epochs": 1, "lr": 1.0, "layer_lr_decay": 0.5, "weight_decay": 0.1,
-                         "param_groups": [{"match": "layer1", "lr": 0.01}]},
+        hyperparameters={
+            "epochs": 1,
+            "lr": 1.0,
+            "layer_lr_decay": 0.5,
+            "weight_decay": 0.1,
+            "param_groups": [{"match": "layer1", "lr": 0.01}],
+        },
     )
     engine = engine_for(spec)
     lr_of = {id(p): g["initial_lr"] for g in engine.optimizer.param_groups for p in g["params"]}

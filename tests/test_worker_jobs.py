@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from digits import write_digits_folder
+from safetensors.torch import load_file
 from support import bits_equal, minilm_dir
 from worker_fixtures import Stack, digits_spec, write_base_weights, write_digits
 
@@ -105,8 +105,13 @@ def test_minilm_job_fine_tunes_on_csv_with_embeddings_and_lower_layers_frozen(st
     frozen = [k for k in base if k.startswith(lower) and f"bert.{k}" in final]
     assert len(frozen) == 5 + 4 * 16  # embeddings: 3 tables + LayerNorm; 16 tensors per layer
     assert [k for k in frozen if not bits_equal(base[k], final[f"bert.{k}"])] == []
-    assert not torch.equal(base["encoder.layer.5.output.dense.weight"], final["bert.encoder.layer.5.output.dense.weight"])
-    config = json.loads((stack.settings.jobs_dir / job.id / "checkpoints" / "epoch-1" / "config.json").read_text())
+    assert not torch.equal(
+        base["encoder.layer.5.output.dense.weight"],
+        final["bert.encoder.layer.5.output.dense.weight"],
+    )
+    config = json.loads(
+        (stack.settings.jobs_dir / job.id / "checkpoints" / "epoch-1" / "config.json").read_text()
+    )
     assert config["source"] == "huggingface" and config["max_length"] == 32
     assert config["classes"] == ["sport", "tech"]
 
@@ -119,12 +124,15 @@ def test_killed_worker_job_resumes_on_another_worker_and_matches_an_unbroken_run
     job = stack.submit(body)
     steps_per_epoch = 20  # 800 images, 640 for training, batch 32
     running = stack.wait_for(
-        job.id, lambda j: j.progress.get("epoch") == 2 and j.progress.get("step", 0) >= steps_per_epoch + 3
+        job.id,
+        lambda j: j.progress.get("epoch") == 2 and j.progress.get("step", 0) >= steps_per_epoch + 3,
     )
     assert running.status == "running"
     stack.start_worker("b")  # both up: b must not take the job while a's lease is live
     time.sleep(1.0)
-    assert [e["worker"] for e in _status_events(stack, job.id) if e["status"] == "running"] == [running.worker]
+    assert [e["worker"] for e in _status_events(stack, job.id) if e["status"] == "running"] == [
+        running.worker
+    ]
     killed_at = time.time()
     os.killpg(worker_a.pid, signal.SIGKILL)
     worker_a.wait(timeout=10)
@@ -132,7 +140,11 @@ def test_killed_worker_job_resumes_on_another_worker_and_matches_an_unbroken_run
     done = stack.wait_done(job.id)
     assert done.status == "succeeded", done.error
     assert done.attempts == 2
-    runs = [e for e in stack.events.read(job.id, limit=10_000) if e.type == "status" and e.data["status"] == "running"]
+    runs = [
+        e
+        for e in stack.events.read(job.id, limit=10_000)
+        if e.type == "status" and e.data["status"] == "running"
+    ]
     assert len(runs) == 2
     assert runs[1].data["worker"] != runs[0].data["worker"]
     assert int(runs[1].id.split("-")[0]) / 1000 >= killed_at  # stream ids are Redis ms
@@ -152,7 +164,9 @@ def test_cancel_running_job_stops_within_a_step_and_keeps_its_checkpoint(stack):
     write_digits(stack.root / "datasets", per_class=80)
     stack.start_worker("w")
     job = stack.submit(digits_spec())
-    seen = stack.wait_for(job.id, lambda j: j.progress.get("epoch") == 2 and j.progress.get("step", 0) >= 22)
+    seen = stack.wait_for(
+        job.id, lambda j: j.progress.get("epoch") == 2 and j.progress.get("step", 0) >= 22
+    )
     stack.jobs.request_cancel(job.id)
     at_cancel = stack.jobs.get(job.id).progress["step"]
     done = stack.wait_done(job.id)

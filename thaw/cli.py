@@ -130,7 +130,9 @@ def _train(args: argparse.Namespace) -> int:
             reporter.close()
     except (CliError, ThawError) as exc:
         return _fail(str(exc))
-    json.dump({"status": result.status, "epoch": result.epoch, "metrics": result.metrics}, sys.stdout)
+    json.dump(
+        {"status": result.status, "epoch": result.epoch, "metrics": result.metrics}, sys.stdout
+    )
     sys.stdout.write("\n")
     return 0
 

@@ -27,7 +27,9 @@ def describe_source(
     if source.id is not None:
         info = uploads(source.id) if uploads is not None else None
         if info is None:
-            raise SpecError((*loc, "id"), f"no dataset {source.id!r}", "upload it with POST /v1/datasets")
+            raise SpecError(
+                (*loc, "id"), f"no dataset {source.id!r}", "upload it with POST /v1/datasets"
+            )
         return info
     assert source.path is not None
     from thaw.data import inspect_path

@@ -107,7 +107,9 @@ class FreezeEngine:
 
     def _initial_groups(self) -> list[dict[str, Any]]:
         settings = self.settings[0]
-        groups = _bucket(self.index, [n for n, s in settings.items() if s is not None], settings, "base")
+        groups = _bucket(
+            self.index, [n for n, s in settings.items() if s is not None], settings, "base"
+        )
         if self.method == "zero_lr":
             frozen = [self.index.params[n] for n, s in settings.items() if s is None]
             groups.append(_group(FROZEN_GROUP, frozen, ParamSetting(0.0, 0.0)))

@@ -9,7 +9,7 @@ from thaw.errors import SpecError
 
 
 def resolve_under(root: Path, relative: str, loc: Sequence[str | int], what: str) -> Path:
-    """``root/relative`` if it stays inside ``root`` (links resolved), else a SpecError at ``loc``."""
+    """``root/relative`` if it stays inside ``root`` (links resolved), else a SpecError."""
     pure = PurePosixPath(relative.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or (relative[1:3] == ":\\"):
         raise SpecError(
@@ -20,5 +20,7 @@ def resolve_under(root: Path, relative: str, loc: Sequence[str | int], what: str
     base = root.resolve()
     target = (base / pure).resolve()
     if target != base and base not in target.parents:
-        raise SpecError(loc, f"{what} {relative!r} leaves its root folder", "remove links out of it")
+        raise SpecError(
+            loc, f"{what} {relative!r} leaves its root folder", "remove links out of it"
+        )
     return target

@@ -28,7 +28,9 @@ def plan_table(resolved: Resolved, *, detail: bool = False) -> dict[str, Any]:
     epochs = []
     for epoch in range(1, timeline.epochs + 1):
         phase = timeline.phase_at_epoch(epoch).index
-        epochs.append(epoch_entry(resolved.index, views[phase], epoch=epoch, phase=phase, detail=detail))
+        epochs.append(
+            epoch_entry(resolved.index, views[phase], epoch=epoch, phase=phase, detail=detail)
+        )
     return {
         "model": {
             "source": resolved.built.source,

@@ -39,9 +39,7 @@ class Resolved:
     warnings: list[str] = field(default_factory=list)
 
 
-def resolve(
-    spec: JobSpec, settings: Settings, shape: DataShape, *, meta: bool = True
-) -> Resolved:
+def resolve(spec: JobSpec, settings: Settings, shape: DataShape, *, meta: bool = True) -> Resolved:
     """Build the model (on ``meta`` unless asked) and resolve every selector of the spec."""
     built = build_model(
         spec.base_model, len(shape.classes), settings, meta=meta, classes=shape.classes

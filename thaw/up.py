@@ -24,7 +24,10 @@ def run_stack(host: str, port: int, data_dir: Path | None) -> int:
         cli = [sys.executable, "-m", "thaw.cli"]
         worker = subprocess.Popen([*cli, "worker"], env=env)
         api = subprocess.Popen([*cli, "api", "--host", host, "--port", str(port)], env=env)
-        print(f"thaw: API on http://{host}:{port} (Redis {redis_server.url}, data {data})", file=sys.stderr)
+        print(
+            f"thaw: API on http://{host}:{port} (Redis {redis_server.url}, data {data})",
+            file=sys.stderr,
+        )
         try:
             return api.wait()
         except KeyboardInterrupt:

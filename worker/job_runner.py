@@ -28,13 +28,17 @@ def run_job(job_id: str, worker_id: str, settings: Settings, client) -> str:
         record = datasets.get(dataset_id, job.tenant)
         return Path(record.path) if record is not None else None
 
-    with LeaseKeeper(store, job_id, worker_id, settings.lease_seconds, settings.heartbeat_seconds) as lease:
+    with LeaseKeeper(
+        store, job_id, worker_id, settings.lease_seconds, settings.heartbeat_seconds
+    ) as lease:
         reporter = StoreReporter(store, events, job_id, worker_id, lease)
         try:
             from thaw.training import train
 
             spec = JobSpec.model_validate(job.spec)
-            result = train(spec, settings.jobs_dir / job_id, settings, reporter, upload_path=upload_path)
+            result = train(
+                spec, settings.jobs_dir / job_id, settings, reporter, upload_path=upload_path
+            )
         except ThawError as exc:
             log.warning("job %s failed: %s", job_id, exc)
             store.finish(job_id, worker_id, "failed", {"code": exc.code, "message": str(exc)})
@@ -42,7 +46,9 @@ def run_job(job_id: str, worker_id: str, settings: Settings, client) -> str:
         except Exception as exc:
             log.exception("job %s crashed", job_id)
             message = f"{type(exc).__name__}: {exc}"
-            store.finish(job_id, worker_id, "failed", {"code": "internal_error", "message": message})
+            store.finish(
+                job_id, worker_id, "failed", {"code": "internal_error", "message": message}
+            )
             return "failed"
         if lease.lost:
             return "lease lost"

@@ -11,7 +11,9 @@ class LeaseKeeper:
     """Renews the lease every ``interval`` seconds; ``lost`` turns true when another
     worker holds the job (our lease expired and it was claimed again)."""
 
-    def __init__(self, store: JobStore, job_id: str, worker_id: str, lease_s: float, interval: float):
+    def __init__(
+        self, store: JobStore, job_id: str, worker_id: str, lease_s: float, interval: float
+    ):
         self._store = store
         self._job_id = job_id
         self._worker_id = worker_id
@@ -35,5 +37,5 @@ class LeaseKeeper:
                 if not self._store.heartbeat(self._job_id, self._worker_id, self._lease_s):
                     self.lost = True
                     return
-            except Exception:  # noqa: BLE001 - a Redis hiccup must not kill training; retry
+            except Exception:
                 continue

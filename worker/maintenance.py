@@ -3,6 +3,7 @@ whose worker died (their lease expired)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -28,10 +29,8 @@ class Maintenance:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        try:
+        with contextlib.suppress(Exception):
             self.registry.remove_worker(self.worker_id)
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
 
     def tick(self) -> list[str]:
         interval = self.settings.heartbeat_seconds
@@ -46,7 +45,7 @@ class Maintenance:
         while True:
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - keep the heartbeat going through Redis hiccups
+            except Exception:
                 log.exception("maintenance tick failed")
             if self._stop.wait(self.settings.heartbeat_seconds):
                 return

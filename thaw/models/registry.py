@@ -89,7 +89,9 @@ def _build_huggingface(
     ref: BaseModelRef, num_classes: int, settings: Settings, meta: bool
 ) -> BuiltModel:
     location = huggingface_source.locate(ref.name, settings.models_dir)
-    model = huggingface_source.build(location, num_classes, pretrained=not meta and not ref.weights_file)
+    model = huggingface_source.build(
+        location, num_classes, pretrained=not meta and not ref.weights_file
+    )
     head = huggingface_source.head_path(model) or find_head(model)
     warnings = _apply_weights_file(ref, model, head, settings, meta)
     return BuiltModel(

@@ -19,7 +19,9 @@ def check_weights_file(model: nn.Module, path: Path, head: str) -> list[str]:
     from safetensors import safe_open
 
     if not path.is_file():
-        raise ModelError(_LOC, f"weights file {path.name!r} not found", "upload it to THAW_MODELS_DIR")
+        raise ModelError(
+            _LOC, f"weights file {path.name!r} not found", "upload it to THAW_MODELS_DIR"
+        )
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     try:
         with safe_open(str(path), framework="pt") as f:

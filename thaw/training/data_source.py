@@ -11,6 +11,7 @@ from thaw.paths import resolve_under
 from thaw.settings import Settings
 from thaw.spec import DatasetSource, JobSpec, ValidationSplit
 
+
 def modality_of(spec: JobSpec, settings: Settings) -> str:
     ref = spec.base_model
     if ref.source == "torchvision":

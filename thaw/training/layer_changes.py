@@ -7,7 +7,9 @@ from collections.abc import Mapping
 import torch
 
 
-def changed_layers(current: Mapping[str, torch.Tensor], base: Mapping[str, torch.Tensor]) -> set[str]:
+def changed_layers(
+    current: Mapping[str, torch.Tensor], base: Mapping[str, torch.Tensor]
+) -> set[str]:
     """Status-row names (owning module, or the parameter itself at the root) whose own
     tensors, buffers included, differ from ``base``."""
     changed: set[str] = set()
@@ -19,4 +21,6 @@ def changed_layers(current: Mapping[str, torch.Tensor], base: Mapping[str, torch
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
+    return torch.equal(
+        a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8)
+    )

@@ -141,7 +141,10 @@ class _Run:
             self.reporter.phase(change.phase, change.step, change.thawed, change.frozen)
 
     def _train_step(self, inputs: Any, labels: torch.Tensor) -> torch.Tensor:
-        inputs, labels = self._to_device(inputs), labels.to(self.placement.device, non_blocking=True)
+        inputs, labels = (
+            self._to_device(inputs),
+            labels.to(self.placement.device, non_blocking=True),
+        )
         with self.placement.autocast():
             loss = nn.functional.cross_entropy(self._forward(inputs), labels)
         self.scaler.scale(loss).backward()
@@ -175,7 +178,9 @@ class _Run:
             labels = labels.to(self.placement.device, non_blocking=True)
             with self.placement.autocast():
                 logits = self._forward(self._to_device(inputs))
-            total_loss += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
+            total_loss += nn.functional.cross_entropy(
+                logits.float(), labels, reduction="sum"
+            ).item()
             correct += int((logits.argmax(dim=1) == labels).sum())
             count += labels.numel()
         self.model.train()
@@ -185,7 +190,9 @@ class _Run:
 
     def _layer_entry(self, epoch: int, changed: set[str] | None = None) -> dict[str, Any]:
         view = live_view(self.engine, self.resolved.thawed_in[self.engine.phase])
-        entry = epoch_entry(self.engine.index, view, epoch=epoch, phase=self.engine.phase, detail=True)
+        entry = epoch_entry(
+            self.engine.index, view, epoch=epoch, phase=self.engine.phase, detail=True
+        )
         if changed is not None:
             for row in entry["layers"]:
                 row["changed"] = row["name"] in changed
