@@ -138,10 +138,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
-    from service.server import serve
+    from service.server import UnsafeBind, serve
     from thaw.settings import get_settings
 
-    return int(serve(args.host, args.port, get_settings()) or 0)
+    try:
+        return int(serve(args.host, args.port, get_settings()) or 0)
+    except UnsafeBind as exc:
+        return _fail(str(exc))
 
 
 def _worker(args: argparse.Namespace) -> int:

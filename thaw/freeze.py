@@ -55,31 +55,46 @@ def _nearest_params(index: ModelIndex, module: str) -> list[str]:
 
 
 class ModeKeeper:
-    """Re-applies BatchNorm modes after every ``model.train()``.
+    """Pins BatchNorm layers to the mode the freeze state asks for, through any ``train()``.
 
-    ``model.train()`` recurses into every child and would put frozen BatchNorm
-    layers back into train mode, so their running statistics would drift.
-    The instance attribute shadows ``nn.Module.train`` for this model only.
+    ``model.train()`` (or a submodule's) recurses into every child and would put frozen
+    BatchNorm layers back into train mode, so their running statistics would drift.
+    Each BatchNorm gets a subclass of its own class whose ``train()`` honours a flag
+    stored on the module itself, so copies of the model keep the behaviour too.
     """
 
     def __init__(self, model: nn.Module, modes: Callable[[], Mapping[str, bool]]):
         self._model = model
         self._modes = modes
         self._modules = dict(model.named_modules())
-        original = type(model).train
-
-        def train(mode: bool = True) -> nn.Module:
-            original(model, mode)
-            if mode:
-                self.apply()
-            return model
-
-        model.train = train  # type: ignore[method-assign]
+        self.apply()
 
     def apply(self) -> None:
-        if not self._model.training:
-            return
         for name, training in self._modes().items():
             module = self._modules[name]
-            if module.training != training:
-                module.train(training)
+            if not isinstance(module, _ModePinned):
+                module.__class__ = _pinned_class(type(module))
+            module._thaw_may_train = training
+            module.train(self._model.training)
+
+
+class _ModePinned:
+    _thaw_may_train = True
+
+    def train(self, mode: bool = True):  # type: ignore[no-untyped-def]
+        return super().train(mode and self._thaw_may_train)  # type: ignore[misc]
+
+
+_PINNED: dict[type, type] = {}
+
+
+def _pinned_class(cls: type) -> type:
+    """``cls`` with a pinnable ``train()``, keeping its name so ``type:`` selectors and
+    the layer status still show ``BatchNorm2d``."""
+    if cls not in _PINNED:
+        _PINNED[cls] = type(
+            cls.__name__,
+            (_ModePinned, cls),
+            {"__module__": cls.__module__, "__qualname__": cls.__qualname__},
+        )
+    return _PINNED[cls]

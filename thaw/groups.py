@@ -1,11 +1,12 @@
 """Layer groups: a model's blocks in order from input to output, derived for any model.
 
-The rule: start from the model's children; while the largest non-head unit is a
-container with no sibling of its own class, open it up in place (this walks
-through wrappers such as ``bert``, ``features``, ``encoder`` and ``layers``, and
-stops at a run of repeated blocks such as ResNet's ``layer1..layer4``). Leading
-single layers merge into ``stem``; single layers between the last block and the
-head join the head's group.
+The rule: start from the model's children; while the largest non-head unit (by
+number of parameter tensors, so one big embedding table does not outweigh a stack
+of blocks) is a container with no sibling of its own class, open it up in place
+(this walks through wrappers such as ``bert``, ``features``, ``encoder`` and
+``layers``, and stops at a run of repeated blocks such as ResNet's
+``layer1..layer4``). Leading single layers merge into ``stem``; single layers
+between the last block and the head join the head's group.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class _Unit:
     name: str
     module: nn.Module | None
     params: int
+    tensors: int = 1
     is_block: bool = field(default=False)
 
 
@@ -42,7 +44,7 @@ def derive_groups(model: nn.Module, head: str) -> list[LayerGroup]:
         candidates = [u for u in units if u.name != head_root and u.module is not None]
         if not candidates:
             break
-        largest = max(candidates, key=lambda u: u.params)
+        largest = max(candidates, key=lambda u: (u.tensors, u.params))
         kinds = Counter(type(u.module).__name__ for u in candidates)
         if not largest.is_block or kinds[type(largest.module).__name__] > 1:
             break
@@ -67,11 +69,12 @@ def _children(module: nn.Module, prefix: str) -> list[_Unit]:
     for name, param in module.named_parameters(recurse=False):
         units.append(_Unit(_join(prefix, name), None, param.numel()))
     for name, child in module.named_children():
-        count = sum(p.numel() for p in child.parameters())
-        if count == 0:
+        tensors = list(child.parameters())
+        if not tensors:
             continue
+        count = sum(p.numel() for p in tensors)
         is_block = any(True for c in child.children() if any(True for _ in c.parameters()))
-        units.append(_Unit(_join(prefix, name), child, count, is_block))
+        units.append(_Unit(_join(prefix, name), child, count, len(tensors), is_block))
     return units
 
 

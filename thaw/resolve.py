@@ -3,6 +3,7 @@ planner and the trainer start from."""
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -44,12 +45,20 @@ def resolve(spec: JobSpec, settings: Settings, shape: DataShape, *, meta: bool =
     built = build_model(
         spec.base_model, len(shape.classes), settings, meta=meta, classes=shape.classes
     )
+    return resolve_built(spec, shape, built, index_model(built.model, built.head))
+
+
+def resolve_built(
+    spec: JobSpec, shape: DataShape, built: BuiltModel, index: ModelIndex
+) -> Resolved:
+    """Resolve the spec against a model built (and indexed) before; ``built`` is not changed."""
+    built = copy.copy(built)
+    built.classes = list(shape.classes)
     hp = spec.hyperparameters
     if built.modality == "image":
         built.image_size = hp.image_size
     else:
         built.max_length = hp.max_length
-    index = index_model(built.model, built.head)
     timeline = resolve_timeline(
         index,
         spec.freeze,
@@ -57,13 +66,12 @@ def resolve(spec: JobSpec, settings: Settings, shape: DataShape, *, meta: bool =
         epochs=hp.epochs,
         steps_per_epoch=shape.steps_per_epoch(hp.batch_size),
     )
-    phase_settings = settings_by_phase(timeline, base_settings(index, hp), hp)
     return Resolved(
         spec=spec,
         built=built,
         index=index,
         timeline=timeline,
-        settings=phase_settings,
+        settings=settings_by_phase(timeline, base_settings(index, hp), hp),
         thawed_in=thawed_in_by_phase(timeline),
         warnings=[*built.warnings, *timeline.warnings],
     )

@@ -75,7 +75,9 @@ def _by_group(index: ModelIndex, selector: str, loc: Sequence[str | int]) -> set
     count = len(index.groups)
     valid = f"the model has {count} groups, 0..{count - 1}"
     if match is None or (match.group(2) is None and match.group(1) == ""):
-        raise SelectorError(loc, f"bad group selector {selector!r}", f"use group:I or group:A:B; {valid}")
+        raise SelectorError(
+            loc, f"bad group selector {selector!r}", f"use group:I or group:A:B; {valid}"
+        )
     start, stop = match.group(1), match.group(2)
     if stop is None:
         i = int(start)
@@ -94,7 +96,9 @@ def _compile_regex(source: str, loc: Sequence[str | int]) -> re.Pattern[str]:
     try:
         return re.compile(source)
     except re.error as exc:
-        raise SelectorError(loc, f"bad regular expression {source!r}: {exc}", "fix the pattern") from exc
+        raise SelectorError(
+            loc, f"bad regular expression {source!r}: {exc}", "fix the pattern"
+        ) from exc
 
 
 def _compile_glob(source: str, loc: Sequence[str | int]) -> re.Pattern[str]:
@@ -102,12 +106,16 @@ def _compile_glob(source: str, loc: Sequence[str | int]) -> re.Pattern[str]:
     for ch in source:
         if ch == "[":
             if depth:
-                raise SelectorError(loc, f"bad glob {source!r}: nested '['", "close each '[' with ']'")
+                raise SelectorError(
+                    loc, f"bad glob {source!r}: nested '['", "close each '[' with ']'"
+                )
             depth = 1
         elif ch == "]" and depth:
             depth = 0
     if depth or "[]" in source:
-        raise SelectorError(loc, f"bad glob {source!r}: unclosed or empty '[...]'", "close each '[' with ']'")
+        raise SelectorError(
+            loc, f"bad glob {source!r}: unclosed or empty '[...]'", "close each '[' with ']'"
+        )
     return re.compile(fnmatch.translate(source))
 
 

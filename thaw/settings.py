@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, ge=0)
 
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
+
     @property
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"

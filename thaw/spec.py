@@ -54,7 +54,9 @@ class BaseModelRef(_Strict):
         if self.weights is not None and self.weights_file is not None:
             raise ValueError("give either 'weights' or 'weights_file', not both")
         if self.source != "torchvision" and self.weights is not None:
-            raise ValueError("'weights' is a torchvision enum name; use it with source 'torchvision'")
+            raise ValueError(
+                "'weights' is a torchvision enum name; use it with source 'torchvision'"
+            )
         return self
 
 
@@ -200,9 +202,7 @@ class Checkpointing(_Strict):
 class JobSpec(_Strict):
     name: str = Field(default="job", min_length=1, max_length=120)
     base_model: BaseModelRef
-    dataset: DatasetRef = Field(
-        default_factory=lambda: DatasetRef(synthetic=SyntheticData())
-    )
+    dataset: DatasetRef = Field(default_factory=lambda: DatasetRef(synthetic=SyntheticData()))
     freeze: FreezeSpec = Field(default_factory=FreezeSpec)
     schedule: list[ScheduleItem] = Field(default_factory=list, max_length=200)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)

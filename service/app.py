@@ -1,0 +1,61 @@
+"""The FastAPI application: routers, problem+json errors, stores opened per app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from service.auth import ApiKeys
+from service.problems import install_problem_handlers
+from service.routers import checkpoints, datasets, events, health, jobs, models, plans
+from service.stores import Stores
+from thaw.settings import Settings, get_settings
+
+log = logging.getLogger("thaw.api")
+
+DESCRIPTION = """Fine-tune PyTorch models with exact control of what is frozen and when it thaws.
+
+Submit a job spec, follow its events, read the per-layer trainable status and download
+checkpoints. Errors are RFC 9457 `application/problem+json` documents. With API keys
+configured, every `/v1` call needs `Authorization: Bearer <key>`.
+"""
+
+
+def _warm_up() -> None:
+    """Import the model stack once so the first plan or submit does not pay for it."""
+    from thaw.models.torchvision_source import builder_names
+    from thaw.resolve import resolve  # noqa: F401
+
+    builder_names()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    api_keys = ApiKeys.parse(settings.api_keys)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await run_in_threadpool(_warm_up)
+        except Exception:
+            log.exception("warm-up failed; the first request will load the model stack")
+        yield
+        app.state.stores.close()
+
+    app = FastAPI(
+        title="Thaw",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.api_keys = api_keys
+    app.state.stores = Stores.open(settings)
+    install_problem_handlers(app)
+    for module in (health, models, plans, datasets, jobs, events, checkpoints):
+        app.include_router(module.router)
+    return app

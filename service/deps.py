@@ -1,0 +1,102 @@
+"""Request dependencies: settings, stores, the caller's tenant, paging parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.auth import DEFAULT_TENANT, ApiKeys
+from service.problems import Problem, not_found
+from service.stores import Stores
+from thaw.settings import Settings
+from thaw.store import Job
+from thaw.store.jobs import JOB_ID
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from THAW_API_KEYS.")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_stores(request: Request) -> Stores:
+    return request.app.state.stores
+
+
+def get_tenant(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    keys: ApiKeys = request.app.state.api_keys
+    if not keys.enabled:
+        return DEFAULT_TENANT
+    challenge = {"WWW-Authenticate": 'Bearer realm="thaw"'}
+    if credentials is None:
+        raise Problem(
+            401,
+            "missing API key; send 'Authorization: Bearer <key>'",
+            code="unauthorized",
+            headers=challenge,
+        )
+    tenant = keys.tenant_for(credentials.credentials)
+    if tenant is None:
+        raise Problem(401, "invalid API key", code="unauthorized", headers=challenge)
+    return tenant
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoresDep = Annotated[Stores, Depends(get_stores)]
+TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+class Page:
+    """``?limit=`` and ``?after=`` of a list endpoint."""
+
+    def __init__(
+        self,
+        request: Request,
+        limit: Annotated[
+            int | None, Query(ge=1, description="Page size; at most THAW_PAGE_SIZE_MAX (100).")
+        ] = None,
+        after: Annotated[
+            str | None,
+            Query(min_length=1, max_length=100, description="The last id of the previous page."),
+        ] = None,
+    ):
+        settings: Settings = request.app.state.settings
+        if limit is not None and limit > settings.page_size_max:
+            raise Problem(
+                422,
+                f"limit: must be at most {settings.page_size_max}",
+                code="invalid_request",
+                title="Invalid request",
+                errors=[
+                    {
+                        "loc": "limit",
+                        "message": f"must be at most {settings.page_size_max}",
+                        "hint": f"ask for {settings.page_size_max} or fewer and page with ?after=",
+                        "closest": [],
+                    }
+                ],
+            )
+        self.limit = limit or min(settings.page_size_default, settings.page_size_max)
+        self.after = after
+
+
+PageDep = Annotated[Page, Depends()]
+
+
+def get_job(
+    job_id: Annotated[str, Path(description="A job id such as job_0123456789abcdef01234567.")],
+    stores: StoresDep,
+    tenant: TenantDep,
+) -> Job:
+    job = stores.jobs.get(job_id, tenant) if JOB_ID.match(job_id) else None
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+JobDep = Annotated[Job, Depends(get_job)]

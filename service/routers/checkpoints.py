@@ -1,0 +1,109 @@
+"""A job's checkpoints: the list, and file downloads with ETag and Range."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Response, status
+from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
+
+from service.deps import JobDep, SettingsDep
+from service.problems import Problem
+from service.ranges import RangeNotSatisfiable, parse_range
+from service.schemas import CheckpointList, ProblemOut
+from thaw.checkpoints import list_checkpoints, read_meta, resolve_checkpoint_file
+
+router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"])
+
+PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+_CHUNK = 1024 * 1024
+
+
+@router.get(
+    "/{job_id}/checkpoints",
+    response_model=CheckpointList,
+    summary="List a job's checkpoints",
+    responses={404: PROBLEM},
+)
+def get_checkpoints(job: JobDep, settings: SettingsDep) -> dict[str, Any]:
+    infos = list_checkpoints(settings.jobs_dir / job.id)
+    return {"data": [info.to_dict() for info in reversed(infos)], "has_more": False}
+
+
+@router.get(
+    "/{job_id}/checkpoints/{name}/{file}",
+    summary="Download a checkpoint file",
+    description="`name` is `best`, `last` or `epoch-<k>`. The ETag is the file's sha256; "
+    "`If-None-Match` answers 304 and a single `Range` answers 206.",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        206: {"description": "Partial content", "content": {"application/octet-stream": {}}},
+        304: {"description": "Not modified"},
+        400: PROBLEM,
+        404: PROBLEM,
+        416: PROBLEM,
+    },
+)
+def download_checkpoint_file(
+    job: JobDep,
+    settings: SettingsDep,
+    name: Annotated[str, PathParam(description="best, last or epoch-<k>")],
+    file: Annotated[str, PathParam(description="model.safetensors, config.json, ...")],
+    range_: Annotated[str | None, Header(alias="range")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+    if_range: Annotated[str | None, Header()] = None,
+) -> Response:
+    path = resolve_checkpoint_file(settings.jobs_dir / job.id, name, file)
+    listed = {f.name: f for f in read_meta(path.parent).files}
+    etag = f'"{listed[file].sha256}"'
+    headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "private, no-cache"}
+    if if_none_match and _matches(if_none_match, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    size = path.stat().st_size
+    media = "application/json" if file.endswith(".json") else "application/octet-stream"
+    use_range = if_range is None or if_range.strip() == etag
+    try:
+        span = parse_range(range_, size) if use_range else None
+    except RangeNotSatisfiable as exc:
+        raise Problem(
+            416,
+            f"the range {range_!r} is outside the file's {exc.size} bytes",
+            code="range_not_satisfiable",
+            headers={"Content-Range": f"bytes */{exc.size}", **headers},
+        ) from exc
+    headers["Content-Disposition"] = f'attachment; filename="{file}"'
+    if span is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(_read_span(path, 0, size - 1), media_type=media, headers=headers)
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    return StreamingResponse(
+        _read_span(path, start, end),
+        status_code=status.HTTP_206_PARTIAL_CONTENT,
+        media_type=media,
+        headers=headers,
+    )
+
+
+def _matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    tags = (tag.strip().removeprefix("W/") for tag in header.split(","))
+    return etag in tags
+
+
+def _read_span(path: Path, start: int, end: int) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = end - start + 1
+        while left > 0:
+            chunk = f.read(min(_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk

@@ -1,0 +1,44 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from fastapi import APIRouter
+
+from service.deps import StoresDep
+from service.problems import Problem
+from service.schemas import HealthOut, ProblemOut
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthOut, response_model_exclude_none=True)
+def healthz() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=HealthOut,
+    summary="Ready when Redis answers and a worker heartbeat is live",
+    responses={503: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
+)
+def readyz(stores: StoresDep) -> dict[str, Any]:
+    try:
+        stores.client.ping()
+        workers = stores.workers.live_workers()
+    except redis.RedisError as exc:
+        raise Problem(
+            503, f"Redis is unreachable: {exc}", code="store_unavailable", redis=False
+        ) from exc
+    if not workers:
+        raise Problem(
+            503,
+            "no live worker heartbeat; start one with 'thaw worker'",
+            code="no_workers",
+            redis=True,
+            workers=[],
+        )
+    return {"status": "ok", "redis": True, "workers": workers}

@@ -1,0 +1,153 @@
+"""Jobs: submit, list, read, cancel, delete, and the per-layer trainable status."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from service.deps import JobDep, PageDep, SettingsDep, StoresDep, TenantDep
+from service.problems import Problem, not_found
+from service.schemas import (
+    SPEC_EXAMPLES,
+    JobList,
+    JobOut,
+    JobStatusName,
+    LayerStatusOut,
+    ProblemOut,
+)
+from thaw.layers_view import layer_status
+from thaw.spec import JobSpec
+from thaw.store import Job
+from thaw.submit import submit_job
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+
+
+def job_out(job: Job) -> dict[str, Any]:
+    body = job.to_dict()
+    for private in ("tenant", "lease_expires_at"):
+        body.pop(private, None)
+    base = f"/v1/jobs/{job.id}"
+    body["links"] = {
+        "self": base,
+        "events": f"{base}/events",
+        "layers": f"{base}/layers",
+        "checkpoints": f"{base}/checkpoints",
+        "cancel": f"{base}/cancel",
+    }
+    return body
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    summary="Submit a job",
+    responses={
+        200: {"model": JobOut, "description": "A repeat of an earlier Idempotency-Key request."},
+        422: {**PROBLEM, "description": "The spec is invalid; `errors` names each field."},
+    },
+)
+async def create_job(
+    spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    response: Response,
+    settings: SettingsDep,
+    stores: StoresDep,
+    tenant: TenantDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="Repeat a submit safely: the same key and body return the same job.",
+        ),
+    ] = None,
+) -> dict[str, Any]:
+    submission = await run_in_threadpool(
+        submit_job,
+        spec,
+        tenant=tenant,
+        settings=settings,
+        jobs=stores.jobs,
+        datasets=stores.datasets,
+        idempotency_key=idempotency_key,
+    )
+    if not submission.created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/jobs/{submission.job.id}"
+    return job_out(submission.job)
+
+
+@router.get("", response_model=JobList, summary="List jobs, newest first")
+def list_jobs(
+    stores: StoresDep,
+    tenant: TenantDep,
+    page: PageDep,
+    status_: Annotated[JobStatusName | None, Query(alias="status")] = None,
+) -> dict[str, Any]:
+    jobs, has_more = stores.jobs.list(tenant, status=status_, limit=page.limit, after=page.after)
+    return {"data": [job_out(j) for j in jobs], "has_more": has_more}
+
+
+@router.get("/{job_id}", response_model=JobOut, summary="Read a job", responses={404: PROBLEM})
+def get_job(job: JobDep) -> dict[str, Any]:
+    return job_out(job)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    summary="Cancel a job",
+    description="A queued job is cancelled at once; a running one stops at its next step "
+    "and keeps its last checkpoint; a finished job is returned as it is.",
+    responses={404: PROBLEM},
+)
+def cancel_job(job: JobDep, stores: StoresDep, tenant: TenantDep) -> dict[str, Any]:
+    cancelled = stores.jobs.request_cancel(job.id, tenant)
+    if cancelled is None:
+        raise not_found("job", job.id)
+    return job_out(cancelled)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a finished job and its artifacts",
+    responses={404: PROBLEM, 409: {**PROBLEM, "description": "The job is queued or running."}},
+)
+def delete_job(
+    job: JobDep, stores: StoresDep, tenant: TenantDep, settings: SettingsDep
+) -> Response:
+    if not stores.jobs.delete(job.id, tenant):
+        raise not_found("job", job.id)
+    shutil.rmtree(settings.jobs_dir / job.id, ignore_errors=True)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{job_id}/layers",
+    response_model=LayerStatusOut,
+    response_model_exclude_none=True,
+    summary="Per-layer trainable status",
+    description="Every epoch as recorded by the worker from the live model (`source: "
+    "recorded`), else as planned. With `?epoch=N` one epoch's entry.",
+    responses={200: {"description": "With ?epoch=N, one element of `epochs`."}, 404: PROBLEM},
+)
+def get_layers(
+    job: JobDep,
+    stores: StoresDep,
+    epoch: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    detail: Annotated[
+        Literal["params"] | None, Query(description="`params` adds each layer's parameters.")
+    ] = None,
+) -> Response:
+    stored = stores.jobs.load_layer_status(job.id)
+    if not stored:
+        raise Problem(404, f"job {job.id} has no layer status yet", code="layers_not_found")
+    return JSONResponse(layer_status(stored, epoch=epoch, detail=detail == "params"))

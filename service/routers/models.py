@@ -1,0 +1,42 @@
+"""Models: the sources this server offers, and one model's groups, layers and parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+
+from service.deps import SettingsDep, TenantDep
+from service.schemas import ModelLayersOut, ModelSources, ProblemOut
+from thaw.errors import SpecError
+from thaw.layers_view import describe_model
+from thaw.models import available_sources
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("", response_model=ModelSources, summary="Model sources and builders")
+def list_models(_: TenantDep) -> dict[str, Any]:
+    return {"data": available_sources()}
+
+
+@router.get(
+    "/layers",
+    response_model=ModelLayersOut,
+    summary="A model's layer groups, modules and parameter names",
+    description="Built on the meta device (no weights); use the names in selectors.",
+    responses={422: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
+)
+async def model_layers(
+    _: TenantDep,
+    settings: SettingsDep,
+    source: Annotated[Literal["torchvision", "huggingface"], Query()],
+    name: Annotated[str, Query(min_length=1, max_length=300)],
+    num_classes: Annotated[int, Query(ge=2, le=100_000)] = 10,
+) -> dict[str, Any]:
+    try:
+        return await run_in_threadpool(describe_model, source, name, num_classes, settings)
+    except SpecError as exc:
+        exc.loc = tuple(part for part in exc.loc if part != "base_model")
+        raise

@@ -1,0 +1,34 @@
+"""Plans: the dry run of a job spec, with nothing stored or trained."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from service.deps import SettingsDep, StoresDep, TenantDep
+from service.schemas import SPEC_EXAMPLES, PlanOut, ProblemOut
+from thaw.spec import JobSpec
+from thaw.submit import plan_spec
+
+router = APIRouter(prefix="/v1/plans", tags=["plans"])
+
+
+@router.post(
+    "",
+    response_model=PlanOut,
+    summary="Plan a job spec",
+    description="The resolved trainable table for every epoch, the layer groups and any "
+    "warnings; the same row shape as GET /v1/jobs/{id}/layers.",
+    responses={422: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
+)
+async def create_plan(
+    spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    settings: SettingsDep,
+    stores: StoresDep,
+    tenant: TenantDep,
+) -> JSONResponse:
+    table = await run_in_threadpool(plan_spec, spec, settings, stores.datasets, tenant)
+    return JSONResponse(table)

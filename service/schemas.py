@@ -1,0 +1,235 @@
+"""Request and response shapes of the API (pydantic v2), as the OpenAPI document shows them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+EXAMPLE_SPEC: dict[str, Any] = {
+    "name": "digits-resnet18",
+    "base_model": {"source": "torchvision", "name": "resnet18", "weights": None},
+    "dataset": {"synthetic": {"num_classes": 10, "num_examples": 256}},
+    "freeze": {
+        "default": "frozen",
+        "rules": [
+            {"match": "layer4", "trainable": True},
+            {"match": "fc", "trainable": True},
+        ],
+        "batchnorm": "follow",
+        "method": "requires_grad",
+    },
+    "schedule": [{"at_epoch": 3, "unfreeze": ["layer3"], "lr": 1e-4}],
+    "hyperparameters": {"epochs": 4, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3},
+    "checkpointing": {"every_epochs": 1, "keep_last": 2},
+}
+SPEC_EXAMPLES = {
+    "resnet18": {
+        "summary": "ResNet-18: train layer4 and fc, thaw layer3 at epoch 3",
+        "value": EXAMPLE_SPEC,
+    }
+}
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ProblemOut(_Open):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+
+
+class FieldError(BaseModel):
+    loc: str = Field(description="JSON path of the field, such as freeze.rules[0].match.")
+    message: str
+    hint: str | None = None
+    closest: list[str] = Field(default_factory=list)
+
+
+class JobErrorOut(BaseModel):
+    code: str
+    message: str
+
+
+class JobLinks(BaseModel):
+    self: str
+    events: str
+    layers: str
+    checkpoints: str
+    cancel: str
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str | None
+    status: JobStatusName
+    spec: dict[str, Any] = Field(description="The normalized job spec, every default filled.")
+    progress: dict[str, Any]
+    metrics: dict[str, Any]
+    trainable: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    error: JobErrorOut | None
+    cancel_requested: bool
+    worker: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    data: list[JobOut]
+    has_more: bool
+
+
+class DatasetOut(BaseModel):
+    id: str
+    name: str
+    format: Literal["image_folder", "csv", "jsonl"]
+    num_examples: int
+    classes: list[str]
+    class_counts: dict[str, int]
+    size_bytes: int
+    sha256: str
+    created_at: str
+
+
+class DatasetList(BaseModel):
+    data: list[DatasetOut]
+    has_more: bool
+
+
+class DatasetUpload(BaseModel):
+    """multipart/form-data body of POST /v1/datasets."""
+
+    file: bytes = Field(
+        json_schema_extra={"format": "binary"},
+        description=".zip/.tar.gz/.tgz image folder (one subfolder per class), "
+        "or .csv/.jsonl with 'text' and 'label'.",
+    )
+    name: str | None = Field(default=None, max_length=120)
+
+
+class EventOut(BaseModel):
+    id: str
+    type: Literal["status", "phase", "metrics", "progress", "checkpoint", "log"]
+    level: Literal["debug", "info", "warning", "error"]
+    time: str
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    data: list[EventOut]
+    has_more: bool
+
+
+class FileOut(BaseModel):
+    name: str
+    size: int
+    sha256: str
+
+
+class CheckpointOut(BaseModel):
+    name: str
+    epoch: int
+    step: int
+    metrics: dict[str, Any]
+    files: list[FileOut]
+    created_at: str
+    best: bool
+    last: bool
+
+
+class CheckpointList(BaseModel):
+    data: list[CheckpointOut]
+    has_more: bool = False
+
+
+class LayerRow(_Open):
+    name: str
+    type: str
+    group: int
+    params: int
+    trainable_params: int
+    trainable: bool | Literal["partial"]
+    lr: float | None
+    mode: Literal["train", "eval"]
+    changed: bool | None = None
+    parameters: list[dict[str, Any]] | None = Field(
+        default=None, description="With ?detail=params: name, shape, requires_grad per parameter."
+    )
+
+
+class EpochOut(_Open):
+    epoch: int
+    phase: int
+    trainable_params: int
+    total_params: int
+    layers: list[LayerRow]
+    source: Literal["recorded", "planned"] | None = None
+
+
+class GroupOut(BaseModel):
+    index: int
+    name: str
+    modules: list[str]
+
+
+class PlanOut(_Open):
+    groups: list[GroupOut]
+    epochs: list[EpochOut]
+    warnings: list[str]
+
+
+class LayerStatusOut(BaseModel):
+    groups: list[GroupOut]
+    epochs: list[EpochOut]
+    warnings: list[str]
+
+
+class ModelSourceOut(_Open):
+    source: str
+    builders: list[str]
+    weights: str
+
+
+class ModelSources(BaseModel):
+    data: list[ModelSourceOut]
+
+
+class ModuleOut(BaseModel):
+    name: str
+    type: str
+    group: int | None
+    params: int
+    parameters: list[dict[str, Any]]
+
+
+class ModelLayersOut(BaseModel):
+    source: str
+    name: str
+    num_classes: int
+    head: str
+    total_params: int
+    groups: list[GroupOut]
+    layers: list[ModuleOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    redis: bool | None = None
+    workers: list[str] | None = None
+
+
+ProblemOut.model_rebuild()

@@ -1,0 +1,231 @@
+"""A real uvicorn process serving the API against a real Redis, driven over HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+REPO = Path(__file__).resolve().parent.parent
+KEYS = {"alice": "key-alice-0123456789", "bob": "key-bob-9876543210"}
+START_TIMEOUT_S = 90.0
+MAX_UPLOAD_BYTES = 300_000
+MAX_ARCHIVE_MEMBERS = 60
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_db(url: str, db: int) -> str:
+    return url.rsplit("/", 1)[0] + f"/{db}"
+
+
+@dataclass
+class ApiServer:
+    """One ``uvicorn --factory service.app:create_app`` process and its folders."""
+
+    redis_url: str
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    def settings_env(self) -> dict[str, str]:
+        return {
+            "THAW_REDIS_URL": self.redis_url,
+            "THAW_DATA_DIR": str(self.data_dir),
+            "THAW_MODELS_DIR": str(self.root / "models"),
+            "THAW_DATASETS_DIR": str(self.root / "datasets"),
+            "THAW_API_KEYS": "",
+            "THAW_SSE_KEEPALIVE_SECONDS": "0.5",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            **self.env,
+        }
+
+    def start(self) -> ApiServer:
+        for sub in ("data", "models", "datasets"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("THAW_")}
+        env.update(self.settings_env())
+        self.port = free_port()
+        self.log_path = self.root / f"uvicorn-{self.port}.log"
+        args = [
+            sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
+            "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+        ]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"API server exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"API server did not answer /healthz:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+    def client(
+        self, key: str | None = None, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Client:
+        sent = {"Authorization": f"Bearer {key}"} if key else {}
+        sent.update(headers or {})
+        return httpx.Client(base_url=self.url, headers=sent, timeout=30.0, **kwargs)
+
+    def reset(self) -> None:
+        """Empty its Redis database and its data folder between tests."""
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+        for sub in ("jobs", "datasets"):
+            shutil.rmtree(self.data_dir / sub, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def api_server(redis_url: str) -> Iterator[ApiServer]:
+    """No API keys (tenant ``default``), small upload limits, Redis database 3."""
+    with tempfile.TemporaryDirectory(prefix="thaw-api-") as tmp:
+        server = ApiServer(
+            with_db(redis_url, 3),
+            Path(tmp),
+            env={
+                "THAW_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+                "THAW_MAX_ARCHIVE_MEMBERS": str(MAX_ARCHIVE_MEMBERS),
+            },
+        )
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def api(api_server: ApiServer) -> Iterator[ApiServer]:
+    api_server.reset()
+    yield api_server
+
+
+@pytest.fixture
+def http(api: ApiServer) -> Iterator[httpx.Client]:
+    with api.client() as client:
+        yield client
+
+
+@pytest.fixture
+def store(api: ApiServer) -> Iterator[redis.Redis]:
+    """A client on the API server's Redis database, for the stores used directly."""
+    client = redis.Redis.from_url(api.redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def keyed_server(redis_url: str) -> Iterator[ApiServer]:
+    """Tenants ``alice`` and ``bob`` with their keys, Redis database 4."""
+    with tempfile.TemporaryDirectory(prefix="thaw-api-keys-") as tmp:
+        pairs = ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items())
+        server = ApiServer(with_db(redis_url, 4), Path(tmp), env={"THAW_API_KEYS": pairs})
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def keyed(keyed_server: ApiServer) -> Iterator[ApiServer]:
+    keyed_server.reset()
+    yield keyed_server
+
+
+def job_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "resnet18-smoke",
+        "base_model": {"source": "torchvision", "name": "resnet18", "weights": None},
+        "dataset": {"synthetic": {"num_classes": 4, "num_examples": 64}},
+        "freeze": {
+            "default": "frozen",
+            "rules": [
+                {"match": "layer4", "trainable": True},
+                {"match": "fc", "trainable": True},
+            ],
+        },
+        "schedule": [{"at_epoch": 2, "unfreeze": ["layer3"], "lr": 1e-4}],
+        "hyperparameters": {"epochs": 3, "batch_size": 16},
+    }
+    body.update(overrides)
+    return body
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The problem+json body of a response that must have ``status``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json", response.headers
+    body = response.json()
+    assert body["status"] == status
+    assert body["type"].startswith("urn:thaw:problem:")
+    return body
+
+
+def files_under(root: Path) -> list[str]:
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))

@@ -1,0 +1,147 @@
+"""Check a job spec against its model, store the job with its plan, and queue it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from thaw.dataset_shape import UploadLookup, data_shape
+from thaw.layers_view import PLAN_KEY
+from thaw.model_index import ModelIndex, index_model
+from thaw.models import BuiltModel, build_model
+from thaw.plan import plan_table
+from thaw.queue import enqueue_training
+from thaw.resolve import Resolved, resolve, resolve_built
+from thaw.spec import JobSpec
+from thaw.store import DatasetStore, Job, JobStatus, JobStore
+from thaw.uploads import dataset_info
+
+if TYPE_CHECKING:
+    from thaw.settings import Settings
+
+SUBMIT_WORKER = "submit"
+Enqueue = Callable[["Settings", str], None]
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    created: bool
+
+
+def upload_lookup(datasets: DatasetStore, tenant: str) -> UploadLookup:
+    """Resolve ``dataset.id`` references to the tenant's own uploads only."""
+
+    def lookup(dataset_id: str):
+        record = datasets.get(dataset_id, tenant)
+        return dataset_info(record) if record is not None else None
+
+    return lookup
+
+
+def resolve_spec(
+    spec: JobSpec, settings: Settings, datasets: DatasetStore, tenant: str
+) -> Resolved:
+    """Build the spec's model on ``meta`` and resolve every selector; raises SpecError."""
+    shape = data_shape(spec.dataset, settings, upload_lookup(datasets, tenant))
+    key = _model_key(spec, settings, len(shape.classes))
+    if key is None:
+        return resolve(spec, settings, shape, meta=True)
+    built, index = _meta_model(key, spec, settings, len(shape.classes))
+    return resolve_built(spec, shape, built, index)
+
+
+_ModelKey = tuple[str, str, str | None, int, str]
+_MODELS: dict[_ModelKey, tuple[BuiltModel, ModelIndex]] = {}
+_MODELS_MAX = 16
+_MODELS_LOCK = threading.Lock()
+
+
+def _model_key(spec: JobSpec, settings: Settings, num_classes: int) -> _ModelKey | None:
+    """Models that depend on nothing but their name: no weights file, not another job."""
+    ref = spec.base_model
+    if ref.source == "job" or ref.weights_file is not None:
+        return None
+    return (ref.source, ref.name, ref.weights, num_classes, str(settings.models_dir))
+
+
+def _meta_model(
+    key: _ModelKey, spec: JobSpec, settings: Settings, num_classes: int
+) -> tuple[BuiltModel, ModelIndex]:
+    with _MODELS_LOCK:
+        hit = _MODELS.get(key)
+    if hit is not None:
+        return hit
+    built = build_model(spec.base_model, num_classes, settings, meta=True)
+    entry = (built, index_model(built.model, built.head))
+    with _MODELS_LOCK:
+        if len(_MODELS) >= _MODELS_MAX:
+            _MODELS.pop(next(iter(_MODELS)))
+        _MODELS[key] = entry
+    return entry
+
+
+def plan_spec(
+    spec: JobSpec, settings: Settings, datasets: DatasetStore, tenant: str
+) -> dict[str, Any]:
+    return plan_table(resolve_spec(spec, settings, datasets, tenant))
+
+
+def trainable_summary(table: dict[str, Any]) -> dict[str, Any]:
+    """The job's ``trainable`` field before the worker reports the model's actual state."""
+    first = table["epochs"][0] if table["epochs"] else {}
+    return {
+        "source": "planned",
+        "epoch": first.get("epoch"),
+        "phase": first.get("phase"),
+        "trainable_params": first.get("trainable_params"),
+        "total_params": first.get("total_params"),
+        "phases": len(table.get("phases", [])),
+    }
+
+
+def submit_job(
+    spec: JobSpec,
+    *,
+    tenant: str,
+    settings: Settings,
+    jobs: JobStore,
+    datasets: DatasetStore,
+    idempotency_key: str | None = None,
+    enqueue: Enqueue = enqueue_training,
+) -> Submission:
+    """Validate, store and queue a job. A repeated idempotency key with the same normalized
+    spec returns the first job (``created`` False) and queues nothing."""
+    table = plan_table(resolve_spec(spec, settings, datasets, tenant), detail=True)
+    normalized = spec.normalized()
+    job, created = jobs.create(
+        tenant,
+        normalized,
+        name=spec.name,
+        max_attempts=settings.max_attempts,
+        idempotency_key=idempotency_key,
+    )
+    if not created:
+        return Submission(job, False)
+    jobs.save_layer_status(job.id, PLAN_KEY, table)
+    jobs.set_trainable(job.id, trainable_summary(table))
+    try:
+        enqueue(settings, job.id)
+    except Exception as exc:
+        _fail_unqueued(jobs, job.id, settings, exc)
+        raise
+    return Submission(jobs.get(job.id) or job, True)
+
+
+def _fail_unqueued(jobs: JobStore, job_id: str, settings: Settings, exc: Exception) -> None:
+    """A job that could not be queued would wait forever; mark it failed instead."""
+    if jobs.claim(job_id, SUBMIT_WORKER, settings.lease_seconds) is None:
+        return
+    jobs.finish(
+        job_id,
+        SUBMIT_WORKER,
+        JobStatus.FAILED,
+        {"code": "enqueue_failed", "message": f"the job could not be queued: {exc}"},
+    )

@@ -1,0 +1,224 @@
+"""Uploaded datasets: spool the bytes under a size limit, validate, store, record.
+
+On any failure nothing is left on disk and no record is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
+
+from thaw.data import (
+    DatasetError,
+    DatasetInfo,
+    extract_archive,
+    inspect_image_folder,
+    inspect_text_file,
+    upload_kind,
+)
+from thaw.errors import ThawError
+from thaw.store import Dataset, DatasetStore
+
+if TYPE_CHECKING:
+    from thaw.settings import Settings
+
+INCOMING_DIR = ".incoming"
+STAGING_PREFIX = ".staging-"
+DATA_FOLDER = "data"
+_NAME_MAX = 120
+_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_ID = re.compile(r"^ds_[0-9a-f]{6,64}$")
+
+
+class UploadTooLarge(ThawError):
+    code = "upload_too_large"
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        super().__init__(
+            f"the upload is larger than the limit of {limit} bytes; upload a smaller dataset "
+            "or raise THAW_MAX_UPLOAD_BYTES"
+        )
+
+
+class UploadRejected(ThawError):
+    """A request that is not a usable upload (no file, bad name)."""
+
+    code = "invalid_upload"
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass
+class UploadSpool:
+    """A temp file under the uploads folder that counts and hashes what is written."""
+
+    settings: Settings
+    path: Path = field(init=False)
+    size: int = field(default=0, init=False)
+    _hash: Any = field(default_factory=hashlib.sha256, init=False)
+    _file: IO[bytes] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        incoming = self.settings.uploads_dir / INCOMING_DIR
+        incoming.mkdir(parents=True, exist_ok=True)
+        self.path = incoming / f"upload-{secrets.token_hex(12)}"
+        self._file = open(self.path, "xb")  # noqa: SIM115
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.settings.max_upload_bytes:
+            raise UploadTooLarge(self.settings.max_upload_bytes)
+        assert self._file is not None
+        self._file.write(chunk)
+        self._hash.update(chunk)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> UploadSpool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.discard()
+
+
+def dataset_name(given: str | None, filename: str) -> str:
+    """The dataset's display name: ``given``, else the file name without its suffixes."""
+    name = (given or "").strip()
+    if not name:
+        base = Path(filename.replace("\\", "/")).name
+        for suffix in (".tar.gz", ".tgz", ".zip", ".csv", ".jsonl"):
+            if base.lower().endswith(suffix):
+                base = base[: -len(suffix)]
+                break
+        name = base or "dataset"
+    if len(name) > _NAME_MAX or _UNSAFE_NAME_CHARS.search(name):
+        raise UploadRejected(
+            f"dataset name must be at most {_NAME_MAX} printable characters; shorten it"
+        )
+    return name
+
+
+def store_upload(
+    spool: UploadSpool,
+    *,
+    filename: str,
+    name: str | None,
+    tenant: str,
+    settings: Settings,
+    datasets: DatasetStore,
+) -> Dataset:
+    """Validate the spooled upload, move it to ``uploads_dir/<id>/`` and create its record.
+
+    Raises DatasetError (or UploadRejected) and leaves nothing behind on failure."""
+    try:
+        spool.close()
+        title = dataset_name(name, filename)
+        kind = upload_kind(filename)
+        if spool.size == 0:
+            raise DatasetError(
+                "the uploaded file is empty; upload the dataset file", code="empty_dataset"
+            )
+        return _store(spool, kind, title, filename, tenant, settings, datasets)
+    finally:
+        spool.discard()
+
+
+def _store(
+    spool: UploadSpool,
+    kind: str,
+    title: str,
+    filename: str,
+    tenant: str,
+    settings: Settings,
+    datasets: DatasetStore,
+) -> Dataset:
+    dataset_id = datasets.new_id()
+    staging = settings.uploads_dir / f"{STAGING_PREFIX}{dataset_id}"
+    final = settings.uploads_dir / dataset_id
+    try:
+        staging.mkdir(parents=True)
+        data_path, info = _unpack(spool, kind, staging, settings)
+        os.replace(staging, final)
+        record = {
+            "id": dataset_id,
+            "name": title,
+            "format": info.format,
+            "num_examples": info.num_examples,
+            "classes": list(info.classes),
+            "class_counts": dict(info.class_counts),
+            "size_bytes": spool.size,
+            "sha256": spool.sha256,
+            "path": str((final / data_path.relative_to(staging)).resolve()),
+            "filename": Path(filename.replace("\\", "/")).name,
+            "has_explicit_val": info.has_explicit_val,
+            "val_class_counts": dict(info.val_class_counts),
+        }
+        return datasets.create(tenant, record)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+
+
+def _unpack(
+    spool: UploadSpool, kind: str, staging: Path, settings: Settings
+) -> tuple[Path, DatasetInfo]:
+    if kind == "archive":
+        root = staging / DATA_FOLDER
+        extract_archive(
+            spool.path,
+            root,
+            max_members=settings.max_archive_members,
+            max_uncompressed_bytes=settings.max_uncompressed_bytes,
+        )
+        return root, inspect_image_folder(root)
+    target = staging / f"{DATA_FOLDER}.{kind}"
+    os.replace(spool.path, target)
+    fmt = "csv" if kind == "csv" else "jsonl"
+    return target, inspect_text_file(target, fmt)
+
+
+def dataset_info(record: Dataset) -> DatasetInfo:
+    """What a planner needs of a stored upload, without touching its files."""
+    extra = record.extra
+    return DatasetInfo(
+        format=record.format,  # type: ignore[arg-type]
+        classes=list(record.classes),
+        class_counts=dict(record.class_counts),
+        num_examples=record.num_examples,
+        has_explicit_val=bool(extra.get("has_explicit_val", False)),
+        val_class_counts={str(k): int(v) for k, v in (extra.get("val_class_counts") or {}).items()},
+    )
+
+
+def remove_dataset_files(settings: Settings, dataset_id: str) -> None:
+    """Delete ``uploads_dir/<id>/``; ids that are not dataset ids touch nothing."""
+    if not _ID.match(dataset_id):
+        return
+    shutil.rmtree(settings.uploads_dir / dataset_id, ignore_errors=True)
