@@ -10,6 +10,8 @@ from worker_fixtures import stack
 
 __all__ = ["stack"]
 
+pytest.register_assert_rewrite("api_fixtures")
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:

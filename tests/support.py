@@ -65,7 +65,9 @@ def minilm_spec(**overrides: Any) -> JobSpec:
     return JobSpec.model_validate(body)
 
 
-def resolved(spec: JobSpec, *, meta: bool = False, num_train: int = 16, classes: int = 3) -> Resolved:
+def resolved(
+    spec: JobSpec, *, meta: bool = False, num_train: int = 16, classes: int = 3
+) -> Resolved:
     torch.manual_seed(0)
     shape = DataShape([str(i) for i in range(classes)], num_train)
     return resolve(spec, settings(), shape, meta=meta)
@@ -79,7 +81,10 @@ def engine_for(spec: JobSpec, **kwargs: Any) -> FreezeEngine:
 def image_batches(count: int, classes: int = 3, size: int = 32, batch: int = 4) -> list[tuple]:
     gen = torch.Generator().manual_seed(1)
     return [
-        (torch.randn(batch, 3, size, size, generator=gen), torch.randint(0, classes, (batch,), generator=gen))
+        (
+            torch.randn(batch, 3, size, size, generator=gen),
+            torch.randint(0, classes, (batch,), generator=gen),
+        )
         for _ in range(count)
     ]
 
@@ -87,7 +92,10 @@ def image_batches(count: int, classes: int = 3, size: int = 32, batch: int = 4) 
 def text_batches(count: int, classes: int = 3, length: int = 12, batch: int = 4) -> list[tuple]:
     gen = torch.Generator().manual_seed(2)
     return [
-        (torch.randint(1000, 5000, (batch, length), generator=gen), torch.randint(0, classes, (batch,), generator=gen))
+        (
+            torch.randint(1000, 5000, (batch, length), generator=gen),
+            torch.randint(0, classes, (batch,), generator=gen),
+        )
         for _ in range(count)
     ]
 
@@ -119,7 +127,9 @@ def bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal bit for bit (so -0.0 differs from 0.0 and NaN payloads count)."""
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
-    return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
+    return torch.equal(
+        a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8)
+    )
 
 
 def buffers_of(model: nn.Module, modules: list[str]) -> list[str]:
@@ -128,3 +138,70 @@ def buffers_of(model: nn.Module, modules: list[str]) -> list[str]:
         for name, _ in model.get_submodule(module).named_buffers():
             names.append(f"{module}.{name}")
     return names
+
+
+def engine_on(
+    model: nn.Module,
+    head: str,
+    *,
+    freeze: dict[str, Any] | None = None,
+    schedule: list[dict[str, Any]] | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    steps_per_epoch: int = 2,
+) -> FreezeEngine:
+    """A freeze engine on any module, with the spec's freeze, schedule and hyperparameters."""
+    from thaw.model_index import index_model
+    from thaw.schedule import resolve_timeline
+
+    spec = JobSpec.model_validate(
+        {
+            "base_model": {"source": "torchvision", "name": "custom"},
+            "freeze": freeze or {"default": "trainable"},
+            "schedule": schedule or [],
+            "hyperparameters": hyperparameters or {},
+        }
+    )
+    hp = spec.hyperparameters
+    index = index_model(model, head)
+    timeline = resolve_timeline(
+        index, spec.freeze, spec.schedule, epochs=hp.epochs, steps_per_epoch=steps_per_epoch
+    )
+    return FreezeEngine(index, timeline, spec.freeze, hp)
+
+
+def vector_batches(count: int, features: int = 4, classes: int = 3, batch: int = 8) -> list[tuple]:
+    gen = torch.Generator().manual_seed(3)
+    return [
+        (
+            torch.randn(batch, features, generator=gen),
+            torch.randint(0, classes, (batch,), generator=gen),
+        )
+        for _ in range(count)
+    ]
+
+
+def train_steps(
+    engine: FreezeEngine,
+    batches: list[tuple],
+    *,
+    start: int = 0,
+    set_to_none: bool = True,
+    after_each: Any = None,
+) -> int:
+    """``run_steps`` with a choice of how gradients are cleared and a callback after each step."""
+    model = engine.model
+    model.train()
+    step = start
+    for inputs, labels in batches:
+        engine.advance(step)
+        out = model(inputs)
+        logits = out.logits if hasattr(out, "logits") else out
+        nn.functional.cross_entropy(logits, labels).backward()
+        engine.before_step()
+        engine.optimizer.step()
+        engine.after_step()
+        engine.optimizer.zero_grad(set_to_none=set_to_none)
+        step += 1
+        if after_each is not None:
+            after_each(step)
+    return step
