@@ -32,7 +32,7 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
-    sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=50)
 
     @property
     def jobs_dir(self) -> Path:

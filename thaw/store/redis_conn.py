@@ -6,15 +6,18 @@ from typing import Any
 
 import redis
 
+READ_TIMEOUT_S = 60.0
+
 
 def connect(url: str, **options: Any) -> redis.Redis:
-    """A client with decoded replies and a bounded connect time.
+    """A client with decoded replies and bounded connect and read times.
 
-    No read timeout by default, so ``EventLog.wait`` may block as long as it asks;
-    a ``socket_timeout`` passed here must exceed the longest wait."""
+    redis-py's own read timeout (5 s) is shorter than an SSE keepalive period, during
+    which ``EventLog.wait`` blocks; reads here may take up to ``READ_TIMEOUT_S``."""
     settings: dict[str, Any] = {
         "decode_responses": True,
         "socket_connect_timeout": 5.0,
+        "socket_timeout": READ_TIMEOUT_S,
         "socket_keepalive": True,
         "health_check_interval": 30,
     }
