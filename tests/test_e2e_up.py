@@ -40,8 +40,19 @@ def service(tmp_path: Path) -> Iterator[str]:
         "THAW_HEARTBEAT_SECONDS": "1",
     }
     log = (tmp_path / "up.log").open("wb")
-    cmd = [sys.executable, "-m", "thaw.cli", "up", "--port", str(port), "--data-dir", str(tmp_path / "data")]
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "thaw.cli",
+        "up",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -84,7 +95,9 @@ def test_upload_train_follow_and_download_over_http(service, tmp_path):
     folder = write_digits_folder(tmp_path / "digits", per_class=40, size=32)
     archive = zip_folder(folder, tmp_path / "digits.zip")
     with archive.open("rb") as fh:
-        up = httpx.post(f"{service}/v1/datasets", files={"file": ("digits.zip", fh, "application/zip")})
+        up = httpx.post(
+            f"{service}/v1/datasets", files={"file": ("digits.zip", fh, "application/zip")}
+        )
     assert up.status_code == 201, up.text
     dataset = up.json()
     assert dataset["classes"] == [str(d) for d in range(10)]
@@ -112,7 +125,9 @@ def test_upload_train_follow_and_download_over_http(service, tmp_path):
     row3 = {r["name"]: r for r in three["layers"]}
     assert row1["layer3.0.conv1"]["trainable"] is False
     assert row3["layer3.0.conv1"]["trainable"] is True
-    assert row3["layer2.0.conv1"]["trainable"] is False and row3["layer2.0.conv1"]["changed"] is False
+    assert (
+        row3["layer2.0.conv1"]["trainable"] is False and row3["layer2.0.conv1"]["changed"] is False
+    )
 
     listing = httpx.get(f"{job_url}/checkpoints").json()["data"]
     best = next(c for c in listing if c["best"])
