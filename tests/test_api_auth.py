@@ -59,6 +59,14 @@ def test_other_tenants_get_404(keyed: ApiServer) -> None:
         assert alice.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
         assert alice.get(f"/v1/datasets/{ds_id}").status_code == 200
 
+        base = {"source": "job", "name": job_id}
+        for client, expected in ((bob, f"no job '{job_id}'"), (alice, f"job {job_id} is queued")):
+            for path in ("/v1/jobs", "/v1/plans"):
+                err = problem(client.post(path, json=job_body(base_model=base)), 422)
+                assert err["errors"][0]["loc"] == "base_model.name"
+                assert err["errors"][0]["message"].startswith(expected), err
+        assert bob.get("/v1/jobs").json() == {"data": [], "has_more": False}
+
 
 def test_same_idempotency_key_is_per_tenant(keyed: ApiServer) -> None:
     headers = {"Idempotency-Key": "shared"}

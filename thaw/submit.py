@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from thaw.dataset_shape import UploadLookup, data_shape
+from thaw.errors import SpecError
 from thaw.layers_view import PLAN_KEY
 from thaw.model_index import ModelIndex, index_model
 from thaw.models import BuiltModel, build_model
@@ -42,9 +43,11 @@ def upload_lookup(datasets: DatasetStore, tenant: str) -> UploadLookup:
 
 
 def resolve_spec(
-    spec: JobSpec, settings: Settings, datasets: DatasetStore, tenant: str
+    spec: JobSpec, settings: Settings, datasets: DatasetStore, tenant: str, jobs: JobStore
 ) -> Resolved:
     """Build the spec's model on ``meta`` and resolve every selector; raises SpecError."""
+    if spec.base_model.source == "job":
+        _check_base_job(jobs, spec.base_model.name, tenant)
     shape = data_shape(spec.dataset, settings, upload_lookup(datasets, tenant))
     key = _model_key(spec, settings, len(shape.classes))
     if key is None:
@@ -83,10 +86,23 @@ def _meta_model(
     return entry
 
 
+def _check_base_job(jobs: JobStore, job_id: str, tenant: str) -> None:
+    """Another tenant's job is as absent as a missing one; only a finished job continues."""
+    base = jobs.get(job_id, tenant)
+    if base is None:
+        raise SpecError(("base_model", "name"), f"no job {job_id!r}", "give one of your job ids")
+    if base.status != JobStatus.SUCCEEDED:
+        raise SpecError(
+            ("base_model", "name"),
+            f"job {job_id} is {base.status}, not succeeded",
+            "continue from a job that finished",
+        )
+
+
 def plan_spec(
-    spec: JobSpec, settings: Settings, datasets: DatasetStore, tenant: str
+    spec: JobSpec, settings: Settings, datasets: DatasetStore, tenant: str, jobs: JobStore
 ) -> dict[str, Any]:
-    return plan_table(resolve_spec(spec, settings, datasets, tenant))
+    return plan_table(resolve_spec(spec, settings, datasets, tenant, jobs))
 
 
 def trainable_summary(table: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +130,7 @@ def submit_job(
 ) -> Submission:
     """Validate, store and queue a job. A repeated idempotency key with the same normalized
     spec returns the first job (``created`` False) and queues nothing."""
-    table = plan_table(resolve_spec(spec, settings, datasets, tenant), detail=True)
+    table = plan_table(resolve_spec(spec, settings, datasets, tenant, jobs), detail=True)
     normalized = spec.normalized()
     job, created = jobs.create(
         tenant,

@@ -30,5 +30,5 @@ async def create_plan(
     stores: StoresDep,
     tenant: TenantDep,
 ) -> JSONResponse:
-    table = await run_in_threadpool(plan_spec, spec, settings, stores.datasets, tenant)
+    table = await run_in_threadpool(plan_spec, spec, settings, stores.datasets, tenant, stores.jobs)
     return JSONResponse(table)
