@@ -219,3 +219,28 @@ def test_failing_jobs_end_failed_with_a_code_and_the_worker_takes_the_next(stack
     assert "does not fit the model" in second.error.message
     good = stack.submit(digits_spec(epochs=1))
     assert stack.wait_done(good.id).status == "succeeded"
+
+
+def test_long_job_is_not_redelivered_and_dataloader_workers_start_in_the_worker(stack):
+    """Redis re-delivers unacked messages after the visibility timeout (celery#5935); the
+    task is acked on receipt and the lease decides, so a job far longer than the timeout
+    runs once. DataLoader worker processes start (a prefork child could not: celery#1709)."""
+    stack.extra_env["THAW_BROKER_VISIBILITY_TIMEOUT"] = "1"
+    write_base_weights(stack.root / "models")
+    write_digits(stack.root / "datasets", per_class=40)
+    stack.start_worker("w")
+    job = stack.submit(digits_spec(epochs=2, num_workers=2))
+    done = stack.wait_done(job.id)
+    assert done.status == "succeeded", done.error
+    assert done.attempts == 1
+    started = [e for e in _status_events(stack, job.id) if e["status"] == "running"]
+    assert len(started) == 1
+    finished_at = time.monotonic()
+    while time.monotonic() - finished_at < 3:  # past another visibility timeout
+        time.sleep(0.5)
+    assert [e["status"] for e in _status_events(stack, job.id)] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
+    assert "not claimable" not in stack.log("w")

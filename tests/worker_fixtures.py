@@ -36,6 +36,7 @@ class Stack:
     client: redis.Redis
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     models_dir: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
@@ -62,6 +63,7 @@ class Stack:
             "THAW_LEASE_SECONDS": str(s.lease_seconds),
             "THAW_HEARTBEAT_SECONDS": str(s.heartbeat_seconds),
             "THAW_PROGRESS_INTERVAL_SECONDS": "0",
+            **self.extra_env,
         }
 
     @property

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     page_size_default: int = Field(default=20, ge=1)
 
     max_attempts: int = Field(default=3, ge=1)
+    broker_visibility_timeout: float = Field(
+        default=3600.0, gt=0, description="Redis re-delivers unacked messages after this."
+    )
     lease_seconds: float = Field(default=60.0, gt=0)
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, ge=0)

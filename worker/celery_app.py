@@ -37,6 +37,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     worker_send_task_events=False,
+    broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
 )
 
 
