@@ -10,9 +10,16 @@ from thaw.training.reporter import NullReporter
 
 class ConsoleReporter(NullReporter):
     def __init__(self) -> None:
-        from tqdm import tqdm
+        self._tqdm: Any = None
 
-        self._bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True)
+    @property
+    def _bar(self) -> Any:
+        """Created on first use, so a spec that fails validation prints only its error."""
+        if self._tqdm is None:
+            from tqdm import tqdm
+
+            self._tqdm = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True)
+        return self._tqdm
 
     def progress(self, progress: dict[str, Any]) -> None:
         bar = self._bar
@@ -26,16 +33,20 @@ class ConsoleReporter(NullReporter):
 
     def metrics(self, epoch: int, metrics: dict[str, float]) -> None:
         text = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch")
-        self._bar.write(f"epoch {epoch}: {text}")
+        self._write(f"epoch {epoch}: {text}")
 
     def phase(self, phase: int, step: int, thawed: list[str], frozen: list[str]) -> None:
-        self._bar.write(f"phase {phase} at step {step}: {len(thawed)} thawed, {len(frozen)} frozen")
+        self._write(f"phase {phase} at step {step}: {len(thawed)} thawed, {len(frozen)} frozen")
 
     def checkpoint(self, info: dict[str, Any]) -> None:
-        self._bar.write(f"checkpoint {info['name']}")
+        self._write(f"checkpoint {info['name']}")
 
     def log(self, level: str, message: str) -> None:
-        self._bar.write(f"{level}: {message}")
+        self._write(f"{level}: {message}")
+
+    def _write(self, line: str) -> None:
+        self._bar.write(line, file=sys.stderr)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._tqdm is not None:
+            self._tqdm.close()
