@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import torch
+from torch.overrides import TorchFunctionMode
+
 from thaw.models import huggingface_source, torchvision_source
 from thaw.models.built import BuiltModel
 from thaw.models.heads import find_head, replace_head
@@ -45,8 +48,6 @@ def build_model(
     ``meta=True`` builds shapes only (no weights are read or fetched, only headers are
     checked), which is how a spec is validated at submit time.
     """
-    import torch
-
     if ref.source == "job":
         from thaw.models.job_source import build_from_job
 
@@ -59,11 +60,23 @@ def build_model(
             with torch.device("meta"):
                 built = build(ref, num_classes, settings, True)
         except NotImplementedError:
-            # A few builders compute their widths with tensor ops, which meta cannot run.
-            built = build(ref, num_classes, settings, True)
+            # A few builders (RegNet) compute their widths with tensor ops, which meta
+            # cannot run: compute those on the CPU, allocate only weights on meta.
+            with _WeightsOnMeta():
+                built = build(ref, num_classes, settings, True)
             built.model.to("meta")
     built.classes = list(classes) if classes else [str(i) for i in range(num_classes)]
     return built
+
+
+class _WeightsOnMeta(TorchFunctionMode):
+    """Allocate every ``torch.empty`` (how layers create weights) on ``meta``."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = dict(kwargs or {})
+        if func is torch.empty:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
 
 
 def _build_torchvision(
