@@ -24,8 +24,8 @@ from worker_fixtures import ROOT, digits_spec, write_base_weights
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[str]:
+def _start_up(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`thaw up` on a free port; returns once /readyz answers 200 (a worker heartbeats)."""
     models = tmp_path / "models"
     models.mkdir()
     write_base_weights(models)
@@ -53,18 +53,33 @@ def service(tmp_path: Path) -> Iterator[str]:
     proc = subprocess.Popen(
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+    log.close()
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError((tmp_path / "up.log").read_text(errors="replace"))
+        time.sleep(0.3)
+
+
+def _group_alive(pgid: int) -> bool:
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp_path / "up.log").read_text(errors="replace"))
-            time.sleep(0.3)
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[str]:
+    proc, url = _start_up(tmp_path)
+    try:
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -73,7 +88,22 @@ def service(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        log.close()
+
+
+def test_sigterm_to_thaw_up_stops_redis_worker_and_api(tmp_path):
+    proc, url = _start_up(tmp_path)
+    try:
+        proc.send_signal(signal.SIGTERM)  # the parent only, as a service manager would
+        assert proc.wait(timeout=60) == 0
+        deadline = time.monotonic() + 30
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _group_alive(proc.pid), "children outlived thaw up"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/healthz", timeout=2)
+    finally:
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _follow_sse(url: str) -> list[tuple[str, dict]]:

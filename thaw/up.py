@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from thaw.settings import get_settings
 
 
 def run_stack(host: str, port: int, data_dir: Path | None) -> int:
+    # SIGTERM (docker stop, systemd, kill) must unwind like Ctrl-C so the children go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     settings = get_settings()
     data = (data_dir or settings.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
