@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,17 +17,13 @@ import httpx
 import pytest
 import redis
 
+from thaw.embedded_redis import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {"alice": "key-alice-0123456789", "bob": "key-bob-9876543210"}
 START_TIMEOUT_S = 90.0
 MAX_UPLOAD_BYTES = 300_000
 MAX_ARCHIVE_MEMBERS = 60
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def with_db(url: str, db: int) -> str:

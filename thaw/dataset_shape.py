@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from thaw.errors import SpecError
@@ -27,15 +28,21 @@ def describe_source(
     if source.id is not None:
         info = uploads(source.id) if uploads is not None else None
         if info is None:
-            raise SpecError(
-                (*loc, "id"), f"no dataset {source.id!r}", "upload it with POST /v1/datasets"
-            )
+            raise missing_upload(source.id, loc)
         return info
-    assert source.path is not None
     from thaw.data import inspect_path
 
-    path = resolve_under(settings.datasets_dir, source.path, (*loc, "path"), "dataset path")
-    return inspect_path(path, source.format, loc=(*loc, "path"))
+    return inspect_path(dataset_path(source, settings, loc), source.format, loc=(*loc, "path"))
+
+
+def dataset_path(source: DatasetSource, settings: Settings, loc: tuple) -> Path:
+    """A ``{"path"}`` source resolved under THAW_DATASETS_DIR, refusing escapes."""
+    assert source.path is not None
+    return resolve_under(settings.datasets_dir, source.path, (*loc, "path"), "dataset path")
+
+
+def missing_upload(dataset_id: str, loc: tuple) -> SpecError:
+    return SpecError((*loc, "id"), f"no dataset {dataset_id!r}", "upload it with POST /v1/datasets")
 
 
 def data_shape(

@@ -26,7 +26,8 @@ def find_redis_server() -> str:
     return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -67,7 +68,7 @@ class RedisServer:
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(attempts):
-            self.port = self.fixed_port or _free_port()
+            self.port = self.fixed_port or free_port()
             if self._launch():
                 return self
         log = self.log

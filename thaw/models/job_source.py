@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,6 +21,19 @@ _JOB_ID = re.compile(r"^job_[0-9a-f]{8,64}$")
 _LOC = ("base_model", "name")
 
 
+def job_checkpoint(ref: BaseModelRef, settings: Settings) -> tuple[Path, dict[str, Any]]:
+    """The folder and config.json of the finished job's ``best`` or ``last`` checkpoint."""
+    from thaw.checkpoints import CheckpointError, read_config, resolve_checkpoint
+
+    if not _JOB_ID.match(ref.name):
+        raise ModelError(_LOC, f"{ref.name!r} is not a job id", "give the id of a finished job")
+    try:
+        folder = resolve_checkpoint(settings.jobs_dir / ref.name, ref.checkpoint)
+        return folder, read_config(folder)
+    except CheckpointError as exc:
+        raise ModelError(_LOC, f"job {ref.name} has no {ref.checkpoint} checkpoint: {exc}") from exc
+
+
 def build_from_job(
     ref: BaseModelRef,
     num_classes: int,
@@ -28,15 +42,9 @@ def build_from_job(
     meta: bool,
     classes: list[str] | None = None,
 ) -> BuiltModel:
-    from thaw.checkpoints import CheckpointError, load_model_state, read_config, resolve_checkpoint
+    from thaw.checkpoints import load_model_state
 
-    if not _JOB_ID.match(ref.name):
-        raise ModelError(_LOC, f"{ref.name!r} is not a job id", "give the id of a finished job")
-    try:
-        folder = resolve_checkpoint(settings.jobs_dir / ref.name, ref.checkpoint)
-        config = read_config(folder)
-    except CheckpointError as exc:
-        raise ModelError(_LOC, f"job {ref.name} has no {ref.checkpoint} checkpoint: {exc}") from exc
+    folder, config = job_checkpoint(ref, settings)
     if meta:
         with torch.device("meta"):
             model = rebuild_architecture(config)

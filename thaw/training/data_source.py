@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from thaw.errors import SpecError
-from thaw.paths import resolve_under
+from thaw.dataset_shape import dataset_path, missing_upload
+from thaw.models.job_source import job_checkpoint
 from thaw.settings import Settings
 from thaw.spec import DatasetSource, JobSpec, ValidationSplit
 
@@ -18,10 +18,7 @@ def modality_of(spec: JobSpec, settings: Settings) -> str:
         return "image"
     if ref.source == "huggingface":
         return "text"
-    from thaw.checkpoints import read_config, resolve_checkpoint
-
-    folder = resolve_checkpoint(settings.jobs_dir / ref.name, ref.checkpoint)
-    return str(read_config(folder)["modality"])
+    return str(job_checkpoint(ref, settings)[1]["modality"])
 
 
 def source_path(
@@ -35,10 +32,9 @@ def source_path(
     if source.id is not None:
         path = upload_path(source.id) if upload_path else None
         if path is None:
-            raise SpecError((*loc, "id"), f"no dataset {source.id!r}", "upload it first")
+            raise missing_upload(source.id, loc)
         return path
-    assert source.path is not None
-    return resolve_under(settings.datasets_dir, source.path, (*loc, "path"), "dataset path")
+    return dataset_path(source, settings, loc)
 
 
 def tokenizer_for(spec: JobSpec, settings: Settings) -> Any:
@@ -47,11 +43,9 @@ def tokenizer_for(spec: JobSpec, settings: Settings) -> Any:
     from thaw.models.huggingface_source import locate
 
     if spec.base_model.source == "job":
-        from thaw.checkpoints import read_config, resolve_checkpoint
-
-        ref = spec.base_model
-        folder = resolve_checkpoint(settings.jobs_dir / ref.name, ref.checkpoint)
-        return AutoTokenizer.from_pretrained(read_config(folder)["tokenizer_path"])
+        return AutoTokenizer.from_pretrained(
+            job_checkpoint(spec.base_model, settings)[1]["tokenizer_path"]
+        )
     return AutoTokenizer.from_pretrained(locate(spec.base_model.name, settings.models_dir))
 
 
