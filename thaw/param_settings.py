@@ -47,26 +47,9 @@ def thaw_setting(base: ParamSetting, event: Event, hp: Hyperparameters) -> Param
     return base
 
 
-def settings_by_phase(
-    timeline: Timeline, base: dict[str, ParamSetting], hp: Hyperparameters
-) -> list[dict[str, ParamSetting | None]]:
-    """For each phase, the setting of every trainable parameter (None when frozen)."""
-    out: list[dict[str, ParamSetting | None]] = []
-    current: dict[str, ParamSetting | None] = {}
-    for phase in timeline.phases:
-        for name, trainable in phase.trainable.items():
-            if not trainable:
-                current[name] = None
-            elif name in phase.thawed:
-                current[name] = thaw_setting(base[name], phase.thawed[name], hp)
-            elif current.get(name) is None:
-                current[name] = base[name]
-        out.append(dict(current))
-    return out
-
-
 def thawed_in_by_phase(timeline: Timeline) -> list[dict[str, int | None]]:
-    """For each phase, the phase in which each trainable parameter last thawed."""
+    """For each phase, the phase in which each trainable parameter last thawed (None when
+    frozen): the one walk through the thaw history that settings are derived from."""
     out: list[dict[str, int | None]] = []
     current: dict[str, int | None] = {}
     for phase in timeline.phases:
@@ -76,4 +59,22 @@ def thawed_in_by_phase(timeline: Timeline) -> list[dict[str, int | None]]:
             elif name in phase.thawed or current.get(name) is None:
                 current[name] = phase.index
         out.append(dict(current))
+    return out
+
+
+def settings_by_phase(
+    timeline: Timeline, base: dict[str, ParamSetting], hp: Hyperparameters
+) -> list[dict[str, ParamSetting | None]]:
+    """For each phase, the setting of every trainable parameter (None when frozen): the
+    event that thawed it decides, else the base setting."""
+    out: list[dict[str, ParamSetting | None]] = []
+    for thawed_in in thawed_in_by_phase(timeline):
+        settings: dict[str, ParamSetting | None] = {}
+        for name, since in thawed_in.items():
+            if since is None:
+                settings[name] = None
+                continue
+            event = timeline.phases[since].thawed.get(name)
+            settings[name] = base[name] if event is None else thaw_setting(base[name], event, hp)
+        out.append(settings)
     return out
