@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from thaw.embedded_redis import free_port
+from thaw.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {"alice": "key-alice-0123456789", "bob": "key-bob-9876543210"}
@@ -51,11 +52,11 @@ class ApiServer:
 
     @property
     def jobs_dir(self) -> Path:
-        return self.data_dir / "jobs"
+        return Settings(data_dir=self.data_dir).jobs_dir
 
     @property
     def uploads_dir(self) -> Path:
-        return self.data_dir / "datasets"
+        return Settings(data_dir=self.data_dir).uploads_dir
 
     def settings_env(self) -> dict[str, str]:
         return {
