@@ -53,7 +53,8 @@ def make_spec(args: argparse.Namespace, method: str) -> Any:
 
 
 def resolved_model(args: argparse.Namespace, spec: Any, settings: Any) -> Any:
-    from thaw.resolve import DataShape, resolve
+    from thaw.data.shape import DataShape
+    from thaw.freezing.resolve import resolve
 
     torch.manual_seed(0)
     # One step per epoch: the thaw at epoch 2 starts at step 1.
@@ -98,7 +99,7 @@ def adam_bytes(params: list[nn.Parameter]) -> int:
 
 
 def optimizer_rows(args: argparse.Namespace, settings: Any) -> list[dict[str, Any]]:
-    from thaw.engine import FreezeEngine
+    from thaw.freezing.engine import FreezeEngine
 
     rows: list[dict[str, Any]] = []
     for method in ("requires_grad", "zero_lr"):
@@ -216,7 +217,7 @@ class SavedCounter:
 
 
 def saved_for(args: argparse.Namespace, settings: Any, config: str) -> SavedCounter:
-    from thaw.engine import FreezeEngine
+    from thaw.freezing.engine import FreezeEngine
 
     method = "zero_lr" if config == "zero_lr" else "requires_grad"
     spec = make_spec(args, method)

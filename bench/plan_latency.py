@@ -43,9 +43,9 @@ def body_for(model: str) -> dict[str, Any]:
 def child(model: str, repeat: int) -> dict[str, Any]:
     """Runs in a fresh process: imports, one cold plan, ``repeat`` warm plans."""
     t0 = time.perf_counter()
-    from thaw.dataset_shape import data_shape
-    from thaw.plan import plan_table
-    from thaw.resolve import resolve
+    from thaw.data.shape import data_shape
+    from thaw.freezing.plan import plan_table
+    from thaw.freezing.resolve import resolve
     from thaw.spec import JobSpec
 
     imported = time.perf_counter() - t0

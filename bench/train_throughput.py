@@ -302,8 +302,9 @@ def hand_steps(s: Setup) -> Steps:
 
 
 def engine_steps(s: Setup) -> Steps:
-    from thaw.engine import FreezeEngine
-    from thaw.resolve import DataShape, resolve
+    from thaw.data.shape import DataShape
+    from thaw.freezing.engine import FreezeEngine
+    from thaw.freezing.resolve import resolve
     from thaw.training.device import choose_placement
     from thaw.training.loaders import make_loaders
 
@@ -448,8 +449,9 @@ def run_round(s: Setup, paths: list[str], tmp: Path, round_no: int) -> dict[str,
 
 def check_same_work(s: Setup) -> None:
     """Same trainable set in every phase and same module modes in hand and Thaw paths."""
-    from thaw.engine import FreezeEngine
-    from thaw.resolve import DataShape, resolve
+    from thaw.data.shape import DataShape
+    from thaw.freezing.engine import FreezeEngine
+    from thaw.freezing.resolve import resolve
 
     hp = s.spec.hyperparameters
     shape = DataShape(list(s.data.classes), len(s.data.train))

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.auth import ApiKeys
 from service.problems import install_problem_handlers
+from service.queue import enqueuer
 from service.routers import checkpoints, datasets, events, health, jobs, models, plans
 from service.stores import Stores
 from thaw.settings import Settings, get_settings
@@ -27,8 +28,8 @@ configured, every `/v1` call needs `Authorization: Bearer <key>`.
 
 def _warm_up() -> None:
     """Import the model stack once so the first plan or submit does not pay for it."""
+    from thaw.freezing.resolve import resolve  # noqa: F401
     from thaw.models.torchvision_source import builder_names
-    from thaw.resolve import resolve  # noqa: F401
 
     builder_names()
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.api_keys = api_keys
     app.state.stores = Stores.open(settings)
+    app.state.enqueue = enqueuer(settings)
     install_problem_handlers(app)
     for module in (health, models, plans, datasets, jobs, events, checkpoints):
         app.include_router(module.router)

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from service.auth import DEFAULT_TENANT, ApiKeys
 from service.problems import Problem, not_found
 from service.stores import Stores
+from thaw.dispatch import Enqueue
 from thaw.settings import Settings
 from thaw.store import Job
 from thaw.store.jobs import JOB_ID
@@ -46,9 +47,14 @@ def get_tenant(
     return tenant
 
 
+def get_enqueue(request: Request) -> Enqueue:
+    return request.app.state.enqueue
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
 
 
 class Page:

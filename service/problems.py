@@ -18,7 +18,7 @@ from starlette.routing import Match
 from thaw.checkpoints import CheckpointNotFound, CorruptCheckpoint, InvalidCheckpointName
 from thaw.data import DatasetError
 from thaw.errors import SelectorError, SpecError, ThawError, format_loc
-from thaw.layers_view import EpochOutOfRange
+from thaw.freezing.status import EpochOutOfRange
 from thaw.store import IdempotencyConflict, InvalidCursor, JobNotTerminal
 from thaw.uploads import UploadRejected, UploadTooLarge
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 import redis
 
-from thaw.embedded_redis import free_port
 from thaw.settings import Settings
+from thaw.store.redis_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {"alice": "key-alice-0123456789", "bob": "key-bob-9876543210"}

@@ -9,8 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from thaw.engine import FreezeEngine
-from thaw.resolve import DataShape, Resolved, resolve
+from thaw.data.shape import DataShape
+from thaw.freezing.engine import FreezeEngine
+from thaw.freezing.resolve import Resolved, resolve
 from thaw.settings import Settings
 from thaw.spec import JobSpec
 
@@ -150,8 +151,8 @@ def engine_on(
     steps_per_epoch: int = 2,
 ) -> FreezeEngine:
     """A freeze engine on any module, with the spec's freeze, schedule and hyperparameters."""
-    from thaw.model_index import index_model
-    from thaw.schedule import resolve_timeline
+    from thaw.freezing.model_index import index_model
+    from thaw.freezing.timeline import resolve_timeline
 
     spec = JobSpec.model_validate(
         {

@@ -11,8 +11,8 @@ import torchvision
 from support import minilm_spec, resolved
 from torch import nn
 
-from thaw.groups import derive_groups
-from thaw.model_index import ModelIndex, index_model
+from thaw.freezing.groups import derive_groups
+from thaw.freezing.model_index import ModelIndex, index_model
 from thaw.models import build_model
 from thaw.settings import Settings
 from thaw.spec import BaseModelRef

@@ -19,7 +19,7 @@ from support import (
 )
 from torch import nn
 
-from thaw.engine import FROZEN_GROUP
+from thaw.freezing.engine import FROZEN_GROUP
 from thaw.spec import Hyperparameters, JobSpec
 
 

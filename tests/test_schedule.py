@@ -10,7 +10,7 @@ import torch
 from support import bits_equal, engine_for, image_batches, make_spec, resolved, run_steps, snapshot
 
 from thaw.errors import SpecError
-from thaw.plan import plan_table
+from thaw.freezing.plan import plan_table
 
 THAW_SCHEDULE = [
     {"at_epoch": 2, "unfreeze": ["layer3"], "lr": 1e-3},

@@ -8,8 +8,8 @@ from support import make_spec, minilm_spec, resolved
 from torch import nn
 
 from thaw.errors import SelectorError
-from thaw.model_index import ModelIndex, index_model
-from thaw.selectors import closest_names, select
+from thaw.freezing.model_index import ModelIndex, index_model
+from thaw.freezing.selectors import closest_names, select
 
 RULE = ("freeze", "rules", 0, "match")
 

@@ -18,7 +18,7 @@ import torch
 from digits import write_digits_folder
 from safetensors.torch import save_file
 
-from thaw.queue import enqueue_training
+from service.queue import enqueuer
 from thaw.settings import Settings
 from thaw.spec import JobSpec
 from thaw.store import EventLog, Job, JobStore, WorkerRegistry
@@ -101,7 +101,7 @@ class Stack:
     def submit(self, body: dict[str, Any]) -> Job:
         spec = JobSpec.model_validate(body)
         job, _ = self.jobs.create("default", spec.normalized(), name=spec.name)
-        enqueue_training(self.settings, job.id)
+        enqueuer(self.settings)(job.id)
         return job
 
     def wait_for(self, job_id: str, predicate: Callable[[Job], bool], timeout: float = 180) -> Job:

@@ -1,12 +1,19 @@
-"""``thaw``: plan, train, and run the service (api, worker, or both with embedded Redis)."""
+"""``thaw``: plan and train a spec; the service packages add ``api``, ``worker`` and ``up``.
+
+The library imports neither the API nor the worker: their commands register themselves
+under the ``thaw.commands`` entry-point group (see pyproject.toml).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
+
+COMMANDS_GROUP = "thaw.commands"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,20 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best)")
     train.set_defaults(run=_train)
 
-    api = sub.add_parser("api", help="serve the HTTP API")
-    api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--port", type=int, default=8000)
-    api.set_defaults(run=_api)
-
-    worker = sub.add_parser("worker", help="run a training worker")
-    worker.add_argument("--hostname", default=None, help="Celery node name")
-    worker.set_defaults(run=_worker)
-
-    up = sub.add_parser("up", help="embedded Redis, one worker and the API, in one command")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=8000)
-    up.add_argument("--data-dir", type=Path, default=None)
-    up.set_defaults(run=_up)
+    for command in entry_points(group=COMMANDS_GROUP):
+        command.load()(sub)
     return parser
 
 
@@ -99,9 +94,9 @@ def _plan(args: argparse.Namespace) -> int:
 
     try:
         spec = _load_spec(args.spec)
-        from thaw.dataset_shape import data_shape
-        from thaw.plan import plan_table
-        from thaw.resolve import resolve
+        from thaw.data.shape import data_shape
+        from thaw.freezing.plan import plan_table
+        from thaw.freezing.resolve import resolve
         from thaw.settings import get_settings
 
         settings = get_settings()
@@ -135,29 +130,6 @@ def _train(args: argparse.Namespace) -> int:
     )
     sys.stdout.write("\n")
     return 0
-
-
-def _api(args: argparse.Namespace) -> int:
-    from service.server import UnsafeBind, serve
-    from thaw.settings import get_settings
-
-    try:
-        return int(serve(args.host, args.port, get_settings()) or 0)
-    except UnsafeBind as exc:
-        return _fail(str(exc))
-
-
-def _worker(args: argparse.Namespace) -> int:
-    from worker.celery_app import app, settings, worker_argv
-
-    app.worker_main(worker_argv(settings.queue, args.hostname))
-    return 0
-
-
-def _up(args: argparse.Namespace) -> int:
-    from thaw.up import run_stack
-
-    return run_stack(args.host, args.port, args.data_dir)
 
 
 if __name__ == "__main__":

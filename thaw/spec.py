@@ -1,7 +1,7 @@
 """The job spec: what a user submits, validated for shape and filled with defaults.
 
 Checks that need the model (selectors, layer groups, weights) live in
-``thaw.resolve``; everything here is pure data.
+``thaw.freezing.resolve``; everything here is pure data.
 """
 
 from __future__ import annotations

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from thaw.dataset_shape import UploadLookup, data_shape
+from thaw.data.shape import UploadLookup, data_shape
+from thaw.dispatch import Enqueue
 from thaw.errors import SpecError
-from thaw.layers_view import PLAN_KEY
-from thaw.model_index import ModelIndex, index_model
+from thaw.freezing.model_index import ModelIndex, index_model
+from thaw.freezing.plan import plan_table
+from thaw.freezing.resolve import Resolved, resolve, resolve_built
+from thaw.freezing.status import PLAN_KEY
 from thaw.models import BuiltModel, build_model
-from thaw.plan import plan_table
-from thaw.queue import enqueue_training
-from thaw.resolve import Resolved, resolve, resolve_built
 from thaw.spec import JobSpec
 from thaw.store import DatasetStore, Job, JobStatus, JobStore
 from thaw.uploads import dataset_info
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     from thaw.settings import Settings
 
 SUBMIT_WORKER = "submit"
-Enqueue = Callable[["Settings", str], None]
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ def submit_job(
     jobs: JobStore,
     datasets: DatasetStore,
     idempotency_key: str | None = None,
-    enqueue: Enqueue = enqueue_training,
+    enqueue: Enqueue,
 ) -> Submission:
     """Validate, store and queue a job. A repeated idempotency key with the same normalized
     spec returns the first job (``created`` False) and queues nothing."""
@@ -144,7 +142,7 @@ def submit_job(
     jobs.save_layer_status(job.id, PLAN_KEY, table)
     jobs.set_trainable(job.id, trainable_summary(table))
     try:
-        enqueue(settings, job.id)
+        enqueue(job.id)
     except Exception as exc:
         _fail_unqueued(jobs, job.id, settings, exc)
         raise

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from thaw.queue import TRAIN_TASK
+from thaw.dispatch import TRAIN_TASK
 from thaw.settings import get_settings
 
 settings = get_settings()

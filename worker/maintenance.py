@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 
-from thaw.queue import enqueue_training
+from thaw.dispatch import Enqueue
 from thaw.settings import Settings
 from thaw.store import JobStore, WorkerRegistry
 
@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 
 
 class Maintenance:
-    def __init__(self, settings: Settings, client, worker_id: str):
+    def __init__(self, settings: Settings, client, worker_id: str, enqueue: Enqueue):
         self.settings = settings
+        self.enqueue = enqueue
         self.worker_id = worker_id
         self.jobs = JobStore(client)
         self.registry = WorkerRegistry(client)
@@ -38,7 +39,7 @@ class Maintenance:
         stale = self.jobs.expired_leases()
         for job_id in stale:
             log.info("re-queueing %s: its worker's lease expired", job_id)
-            enqueue_training(self.settings, job_id)
+            self.enqueue(job_id)
         return stale
 
     def _run(self) -> None:

@@ -8,7 +8,7 @@ import uuid
 
 from celery.signals import worker_ready, worker_shutdown
 
-from thaw.queue import TRAIN_TASK
+from thaw.dispatch import TRAIN_TASK
 from thaw.store import connect
 from worker.celery_app import app, settings
 from worker.job_runner import run_job
@@ -16,7 +16,12 @@ from worker.maintenance import Maintenance
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 _client = connect(settings.redis_url)
-_maintenance = Maintenance(settings, _client, WORKER_ID)
+_maintenance = Maintenance(
+    settings,
+    _client,
+    WORKER_ID,
+    lambda job_id: app.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue),
+)
 
 
 @app.task(name=TRAIN_TASK, ignore_result=True)

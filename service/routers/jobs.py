@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.deps import JobDep, PageDep, SettingsDep, StoresDep, TenantDep
+from service.deps import EnqueueDep, JobDep, PageDep, SettingsDep, StoresDep, TenantDep
 from service.problems import Problem, not_found
 from service.schemas import (
     SPEC_EXAMPLES,
@@ -19,7 +19,7 @@ from service.schemas import (
     LayerStatusOut,
     ProblemOut,
 )
-from thaw.layers_view import layer_status
+from thaw.freezing.status import layer_status
 from thaw.spec import JobSpec
 from thaw.store import Job
 from thaw.submit import submit_job
@@ -60,6 +60,7 @@ async def create_job(
     settings: SettingsDep,
     stores: StoresDep,
     tenant: TenantDep,
+    enqueue: EnqueueDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -77,6 +78,7 @@ async def create_job(
         jobs=stores.jobs,
         datasets=stores.datasets,
         idempotency_key=idempotency_key,
+        enqueue=enqueue,
     )
     if not submission.created:
         response.status_code = status.HTTP_200_OK

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from service.deps import SettingsDep, TenantDep
 from service.schemas import ModelLayersOut, ModelSources, ProblemOut
 from thaw.errors import SpecError
-from thaw.layers_view import describe_model
+from thaw.freezing.model_layers import describe_model
 from thaw.models import available_sources
 
 router = APIRouter(prefix="/v1/models", tags=["models"])

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from thaw.dataset_shape import dataset_path, missing_upload
+from thaw.data.shape import dataset_path, missing_upload
 from thaw.models.job_source import job_checkpoint
 from thaw.settings import Settings
 from thaw.spec import DatasetSource, JobSpec, ValidationSplit

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from thaw.engine import FreezeEngine
 from thaw.errors import ThawError
+from thaw.freezing.engine import FreezeEngine
 
 
 class ResumeMismatch(ThawError):

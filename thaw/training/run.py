@@ -13,18 +13,18 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from thaw.engine import FreezeEngine
-from thaw.resolve import DataShape, Resolved, resolve
+from thaw.data.shape import DataShape
+from thaw.freezing.engine import FreezeEngine
+from thaw.freezing.resolve import Resolved, resolve
+from thaw.freezing.status import epoch_entry, live_view
 from thaw.settings import Settings
 from thaw.spec import JobSpec
-from thaw.status import epoch_entry
 from thaw.training.data_source import load_training_data
 from thaw.training.device import Placement, choose_placement
 from thaw.training.layer_changes import changed_layers
 from thaw.training.loaders import default_workers, make_loaders
 from thaw.training.reporter import NullReporter, Reporter
 from thaw.training.resume import Resumed, restore, save_epoch
-from thaw.views import live_view
 
 
 @dataclass

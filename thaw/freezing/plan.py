@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from thaw.resolve import Resolved
-from thaw.status import epoch_entry
-from thaw.views import planned_view
+from thaw.freezing.resolve import Resolved
+from thaw.freezing.status import epoch_entry, planned_view
 
 
 def plan_table(resolved: Resolved, *, detail: bool = False) -> dict[str, Any]:
@@ -18,7 +17,7 @@ def plan_table(resolved: Resolved, *, detail: bool = False) -> dict[str, Any]:
             resolved.index,
             timeline,
             phase.index,
-            resolved.settings[phase.index],
+            resolved.options[phase.index],
             resolved.thawed_in[phase.index],
             method=freeze.method,
             policy=freeze.batchnorm,

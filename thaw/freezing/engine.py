@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from thaw.freeze import ModeKeeper, batchnorm_modes
-from thaw.lr_schedule import GroupLRScheduler, LRCurve
-from thaw.model_index import ModelIndex
-from thaw.param_settings import ParamSetting, base_settings, settings_by_phase
-from thaw.schedule import Timeline
+from thaw.freezing.lr_curve import GroupLRScheduler, LRCurve
+from thaw.freezing.model_index import ModelIndex
+from thaw.freezing.param_options import ParamOptions, base_options, options_by_phase
+from thaw.freezing.state import ModeKeeper, batchnorm_modes
+from thaw.freezing.timeline import Timeline
 from thaw.spec import FreezeSpec, Hyperparameters
 
 FROZEN_GROUP = "frozen"
@@ -47,7 +47,7 @@ class FreezeEngine:
         self.method = freeze.method
         self.policy = freeze.batchnorm
         self.hp = hp
-        self.settings = settings_by_phase(timeline, base_settings(index, hp), hp)
+        self.options = options_by_phase(timeline, base_options(index, hp), hp)
         self.phase = 0
         self.trainable = dict(timeline.phases[0].trainable)
         self._set_requires_grad()
@@ -106,18 +106,18 @@ class FreezeEngine:
     # Internals ------------------------------------------------------------------------------
 
     def _initial_groups(self) -> list[dict[str, Any]]:
-        settings = self.settings[0]
+        options = self.options[0]
         groups = _bucket(
-            self.index, [n for n, s in settings.items() if s is not None], settings, "base"
+            self.index, [n for n, s in options.items() if s is not None], options, "base"
         )
         if self.method == "zero_lr":
-            frozen = [self.index.params[n] for n, s in settings.items() if s is None]
-            groups.append(_group(FROZEN_GROUP, frozen, ParamSetting(0.0, 0.0)))
+            frozen = [self.index.params[n] for n, s in options.items() if s is None]
+            groups.append(_group(FROZEN_GROUP, frozen, ParamOptions(0.0, 0.0)))
         return groups
 
     def _enter(self, phase_index: int) -> PhaseChange:
         phase = self.timeline.phases[phase_index]
-        settings = self.settings[phase_index]
+        options = self.options[phase_index]
         thawed = [n for n in self.index.params if phase.trainable[n] and n in phase.thawed]
         frozen = [n for n in self.index.params if not phase.trainable[n] and self.trainable[n]]
         moving = {id(self.index.params[n]) for n in thawed + frozen}
@@ -129,7 +129,7 @@ class FreezeEngine:
             self.optimizer.state.pop(param, None)
         if self._frozen_group is not None:
             self._frozen_group["params"].extend(self.index.params[n] for n in frozen)
-        for group in _bucket(self.index, thawed, settings, f"phase{phase_index}"):
+        for group in _bucket(self.index, thawed, options, f"phase{phase_index}"):
             group["initial_lr"] = group["lr"]
             self.optimizer.add_param_group(group)
         self.trainable = dict(phase.trainable)
@@ -145,14 +145,14 @@ class FreezeEngine:
 
 
 def _bucket(
-    index: ModelIndex, names: list[str], settings: dict[str, ParamSetting | None], origin: str
+    index: ModelIndex, names: list[str], options: dict[str, ParamOptions | None], origin: str
 ) -> list[dict[str, Any]]:
     """Group parameters by (lr, weight decay), in model order."""
-    buckets: dict[ParamSetting, list[nn.Parameter]] = {}
+    buckets: dict[ParamOptions, list[nn.Parameter]] = {}
     for name in names:
-        setting = settings[name]
-        assert setting is not None
-        buckets.setdefault(setting, []).append(index.params[name])
+        opts = options[name]
+        assert opts is not None
+        buckets.setdefault(opts, []).append(index.params[name])
     many = len(buckets) > 1
     return [
         _group(f"{origin}/lr={s.lr:g}/wd={s.weight_decay:g}" if many else origin, params, s)
@@ -160,13 +160,13 @@ def _bucket(
     ]
 
 
-def _group(name: str, params: list[nn.Parameter], setting: ParamSetting) -> dict[str, Any]:
+def _group(name: str, params: list[nn.Parameter], opts: ParamOptions) -> dict[str, Any]:
     return {
         "name": name,
         "params": params,
-        "lr": setting.lr,
-        "initial_lr": setting.lr,
-        "weight_decay": setting.weight_decay,
+        "lr": opts.lr,
+        "initial_lr": opts.lr,
+        "weight_decay": opts.weight_decay,
     }
 
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from thaw.model_index import ModelIndex
-from thaw.selectors import select
+from thaw.freezing.model_index import ModelIndex
+from thaw.freezing.selectors import select
 from thaw.spec import FreezeSpec
 
 TrainableMap = dict[str, bool]

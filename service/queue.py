@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from thaw.dispatch import TRAIN_TASK, Enqueue
+
 if TYPE_CHECKING:
     from celery import Celery
 
     from thaw.settings import Settings
-
-TRAIN_TASK = "thaw.train"
 
 
 @lru_cache(maxsize=4)
@@ -22,6 +22,10 @@ def _client(broker_url: str) -> Celery:
     return app
 
 
-def enqueue_training(settings: Settings, job_id: str) -> None:
-    """Hand the job to whichever worker listens on the configured queue."""
-    _client(settings.redis_url).send_task(TRAIN_TASK, args=[job_id], queue=settings.queue)
+def enqueuer(settings: Settings) -> Enqueue:
+    """Send a job id to whichever worker listens on the configured queue."""
+
+    def enqueue(job_id: str) -> None:
+        _client(settings.redis_url).send_task(TRAIN_TASK, args=[job_id], queue=settings.queue)
+
+    return enqueue

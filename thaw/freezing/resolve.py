@@ -4,29 +4,23 @@ planner and the trainer start from."""
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from thaw.model_index import ModelIndex, index_model
+from thaw.data.shape import DataShape
+from thaw.freezing.model_index import ModelIndex, index_model
+from thaw.freezing.param_options import (
+    ParamOptions,
+    base_options,
+    options_by_phase,
+    thawed_in_by_phase,
+)
+from thaw.freezing.timeline import Timeline, resolve_timeline
 from thaw.models import BuiltModel, build_model
-from thaw.param_settings import ParamSetting, base_settings, settings_by_phase, thawed_in_by_phase
-from thaw.schedule import Timeline, resolve_timeline
 from thaw.spec import JobSpec
 
 if TYPE_CHECKING:
     from thaw.settings import Settings
-
-
-@dataclass(frozen=True)
-class DataShape:
-    """What the planner needs to know of a dataset: its classes and its training size."""
-
-    classes: list[str]
-    num_train: int
-
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return max(1, math.ceil(self.num_train / batch_size))
 
 
 @dataclass
@@ -35,7 +29,7 @@ class Resolved:
     built: BuiltModel
     index: ModelIndex
     timeline: Timeline
-    settings: list[dict[str, ParamSetting | None]]
+    options: list[dict[str, ParamOptions | None]]
     thawed_in: list[dict[str, int | None]]
     warnings: list[str] = field(default_factory=list)
 
@@ -71,7 +65,7 @@ def resolve_built(
         built=built,
         index=index,
         timeline=timeline,
-        settings=settings_by_phase(timeline, base_settings(index, hp), hp),
+        options=options_by_phase(timeline, base_options(index, hp), hp),
         thawed_in=thawed_in_by_phase(timeline),
         warnings=[*built.warnings, *timeline.warnings],
     )

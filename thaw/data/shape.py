@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from thaw.errors import SpecError
 from thaw.paths import resolve_under
-from thaw.resolve import DataShape
 from thaw.spec import DatasetRef, DatasetSource, ValidationSplit
 
 if TYPE_CHECKING:
     from thaw.data.info import DatasetInfo
     from thaw.settings import Settings
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the planner needs to know of a dataset: its classes and its training size."""
+
+    classes: list[str]
+    num_train: int
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return max(1, math.ceil(self.num_train / batch_size))
+
 
 UploadLookup = Callable[[str], "DatasetInfo | None"]
 

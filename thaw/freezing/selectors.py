@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 
 from thaw.errors import SelectorError
-from thaw.model_index import ModelIndex
+from thaw.freezing.model_index import ModelIndex
 
 _GLOB_CHARS = frozenset("*?[")
 _GROUP = re.compile(r"^group:(-?\d*)(?::(-?\d*))?$")

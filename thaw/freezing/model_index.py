@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from thaw.groups import LayerGroup, derive_groups
+from thaw.freezing.groups import LayerGroup, derive_groups
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,

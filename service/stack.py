@@ -8,14 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from thaw.embedded_redis import RedisServer
 from thaw.settings import get_settings
+from thaw.store.redis_server import RedisServer
 
 
-def run_stack(host: str, port: int, data_dir: Path | None) -> int:
+def run_stack(host: str | None, port: int | None, data_dir: Path | None) -> int:
     # SIGTERM (docker stop, systemd, kill) must unwind like Ctrl-C so the children go too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     settings = get_settings()
+    host = host or settings.api_host
+    port = settings.api_port if port is None else port
     data = (data_dir or settings.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     with RedisServer(data_dir=data / "redis") as redis_server:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from thaw.errors import SpecError, format_loc
-from thaw.freeze import TrainableMap, enforce_batchnorm_policy, initial_state
-from thaw.model_index import ModelIndex
-from thaw.selectors import select
+from thaw.freezing.model_index import ModelIndex
+from thaw.freezing.selectors import select
+from thaw.freezing.state import TrainableMap, enforce_batchnorm_policy, initial_state
 from thaw.spec import FineTunePreset, FreezeSpec, GradualPreset, ScheduleEvent
 
 
@@ -178,9 +178,9 @@ def resolve_timeline(
 def _apply(
     index: ModelIndex, freeze: FreezeSpec, event: Event, phase: Phase, warnings: list[str]
 ) -> None:
-    thaw = _select_all(index, event.unfreeze, (*event.loc, "unfreeze"), event.source)
-    chill = _select_all(index, event.freeze, (*event.loc, "freeze"), event.source)
-    both = thaw & chill
+    to_unfreeze = _select_all(index, event.unfreeze, (*event.loc, "unfreeze"), event.source)
+    to_freeze = _select_all(index, event.freeze, (*event.loc, "freeze"), event.source)
+    both = to_unfreeze & to_freeze
     if both:
         raise SpecError(
             event.loc,
@@ -189,9 +189,9 @@ def _apply(
             "split it into two events or narrow the selectors",
         )
     before = dict(phase.trainable)
-    for name in thaw:
+    for name in to_unfreeze:
         phase.trainable[name] = True
-    for name in chill:
+    for name in to_freeze:
         phase.trainable[name] = False
     enforce_batchnorm_policy(index, phase.trainable, freeze.batchnorm)
     changed = [n for n in index.params if phase.trainable[n] != before[n]]

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from thaw.model_index import ModelIndex
-from thaw.schedule import Event, Timeline
-from thaw.selectors import select
+from thaw.freezing.model_index import ModelIndex
+from thaw.freezing.selectors import select
+from thaw.freezing.timeline import Event, Timeline
 from thaw.spec import Hyperparameters
 
 
 @dataclass(frozen=True)
-class ParamSetting:
+class ParamOptions:
     lr: float
     weight_decay: float
 
 
-def base_settings(index: ModelIndex, hp: Hyperparameters) -> dict[str, ParamSetting]:
+def base_options(index: ModelIndex, hp: Hyperparameters) -> dict[str, ParamOptions]:
     """Per parameter: base lr, layer-wise decay from the top group, ``param_groups`` rules,
     and no weight decay on biases and normalization weights."""
     top = len(index.groups) - 1
@@ -35,21 +35,21 @@ def base_settings(index: ModelIndex, hp: Hyperparameters) -> dict[str, ParamSett
                 lr[name] = hp.lr * rule.lr_mult
             if rule.weight_decay is not None:
                 wd[name] = rule.weight_decay
-    return {name: ParamSetting(lr[name], wd[name]) for name in index.params}
+    return {name: ParamOptions(lr[name], wd[name]) for name in index.params}
 
 
-def thaw_setting(base: ParamSetting, event: Event, hp: Hyperparameters) -> ParamSetting:
+def thawed_options(base: ParamOptions, event: Event, hp: Hyperparameters) -> ParamOptions:
     """What a parameter thawed by ``event`` trains with: the event's lr, if it names one."""
     if event.lr is not None:
-        return ParamSetting(event.lr, base.weight_decay)
+        return ParamOptions(event.lr, base.weight_decay)
     if event.lr_mult is not None:
-        return ParamSetting(hp.lr * event.lr_mult, base.weight_decay)
+        return ParamOptions(hp.lr * event.lr_mult, base.weight_decay)
     return base
 
 
 def thawed_in_by_phase(timeline: Timeline) -> list[dict[str, int | None]]:
     """For each phase, the phase in which each trainable parameter last thawed (None when
-    frozen): the one walk through the thaw history that settings are derived from."""
+    frozen): the one walk through the thaw history that options are derived from."""
     out: list[dict[str, int | None]] = []
     current: dict[str, int | None] = {}
     for phase in timeline.phases:
@@ -62,19 +62,19 @@ def thawed_in_by_phase(timeline: Timeline) -> list[dict[str, int | None]]:
     return out
 
 
-def settings_by_phase(
-    timeline: Timeline, base: dict[str, ParamSetting], hp: Hyperparameters
-) -> list[dict[str, ParamSetting | None]]:
-    """For each phase, the setting of every trainable parameter (None when frozen): the
-    event that thawed it decides, else the base setting."""
-    out: list[dict[str, ParamSetting | None]] = []
+def options_by_phase(
+    timeline: Timeline, base: dict[str, ParamOptions], hp: Hyperparameters
+) -> list[dict[str, ParamOptions | None]]:
+    """For each phase, the opts of every trainable parameter (None when frozen): the
+    event that thawed it decides, else the base opts."""
+    out: list[dict[str, ParamOptions | None]] = []
     for thawed_in in thawed_in_by_phase(timeline):
-        settings: dict[str, ParamSetting | None] = {}
+        options: dict[str, ParamOptions | None] = {}
         for name, since in thawed_in.items():
             if since is None:
-                settings[name] = None
+                options[name] = None
                 continue
             event = timeline.phases[since].thawed.get(name)
-            settings[name] = base[name] if event is None else thaw_setting(base[name], event, hp)
-        out.append(settings)
+            options[name] = base[name] if event is None else thawed_options(base[name], event, hp)
+        out.append(options)
     return out

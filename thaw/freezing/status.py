@@ -1,0 +1,200 @@
+"""Per-layer trainable status: one row shape for plans, live models and recorded epochs.
+
+A layer is a module that owns parameters directly; a parameter owned by the model
+itself (ViT's ``class_token``) is its own row. A ``StateView`` is read from a live
+engine (what is) or from a timeline phase (what will be); a job's stored status
+(``JobStore.load_layer_status``) holds the submit-time plan under ``plan`` and each
+epoch the worker recorded under ``epoch:<n>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from thaw.errors import ThawError
+from thaw.freezing.model_index import ModelIndex
+from thaw.freezing.param_options import ParamOptions
+from thaw.freezing.state import batchnorm_modes
+from thaw.freezing.timeline import Timeline
+
+if TYPE_CHECKING:
+    from thaw.freezing.engine import FreezeEngine
+
+
+@dataclass(frozen=True)
+class StateView:
+    trainable: Mapping[str, bool]
+    lr: Mapping[str, float | None]
+    training: Mapping[str, bool]
+    requires_grad: Mapping[str, bool]
+    thawed_in: Mapping[str, int | None]
+
+
+def layer_rows(index: ModelIndex, view: StateView, *, detail: bool = False) -> list[dict[str, Any]]:
+    rows = []
+    for name, owned in _layers(index):
+        sizes = [index.params[p].numel() for p in owned]
+        trained = [p for p in owned if view.trainable[p]]
+        count = sum(s for p, s in zip(owned, sizes, strict=True) if view.trainable[p])
+        total = sum(sizes)
+        flag: bool | str = True if count == total else False if count == 0 else "partial"
+        first = trained[0] if trained else owned[0]
+        module = name if name in index.module_types else ""
+        row: dict[str, Any] = {
+            "name": name,
+            "type": index.module_types.get(name, "Parameter"),
+            "group": index.param_group[owned[0]],
+            "params": total,
+            "trainable_params": count,
+            "trainable": flag,
+            "lr": view.lr.get(first),
+            "mode": "train" if view.training.get(module, True) else "eval",
+            "thawed_in": view.thawed_in.get(trained[0]) if trained else None,
+        }
+        if detail:
+            row["parameters"] = [
+                {
+                    "name": p,
+                    "shape": list(index.params[p].shape),
+                    "requires_grad": view.requires_grad[p],
+                    "trainable": view.trainable[p],
+                }
+                for p in owned
+            ]
+        rows.append(row)
+    return rows
+
+
+def epoch_entry(
+    index: ModelIndex, view: StateView, *, epoch: int, phase: int, detail: bool = False
+) -> dict[str, Any]:
+    layers = layer_rows(index, view, detail=detail)
+    return {
+        "epoch": epoch,
+        "phase": phase,
+        "trainable_params": sum(r["trainable_params"] for r in layers),
+        "total_params": sum(r["params"] for r in layers),
+        "layers": layers,
+    }
+
+
+def _layers(index: ModelIndex) -> list[tuple[str, list[str]]]:
+    layers: dict[str, list[str]] = {}
+    for param, owner in index.param_owner.items():
+        layers.setdefault(owner or param, []).append(param)
+    return list(layers.items())
+
+
+def live_view(engine: FreezeEngine, thawed_in: dict[str, int | None]) -> StateView:
+    """Read the model and optimizer themselves: requires_grad, group membership, module modes."""
+    from thaw.freezing.engine import FROZEN_GROUP
+
+    group_of = {id(p): g for g in engine.optimizer.param_groups for p in g["params"]}
+    trainable: dict[str, bool] = {}
+    lrs: dict[str, float | None] = {}
+    for name, param in engine.index.params.items():
+        group = group_of.get(id(param))
+        in_use = group is not None and group["name"] != FROZEN_GROUP
+        trainable[name] = bool(param.requires_grad and in_use)
+        lrs[name] = float(group["initial_lr"]) if group is not None else None
+    modules = dict(engine.model.named_modules())
+    return StateView(
+        trainable=trainable,
+        lr=lrs,
+        training={name: modules[name].training for name in engine.index.module_types},
+        requires_grad={n: p.requires_grad for n, p in engine.index.params.items()},
+        thawed_in=thawed_in,
+    )
+
+
+def planned_view(
+    index: ModelIndex,
+    timeline: Timeline,
+    phase: int,
+    options: dict[str, ParamOptions | None],
+    thawed_in: dict[str, int | None],
+    *,
+    method: str,
+    policy: str,
+) -> StateView:
+    trainable = timeline.phases[phase].trainable
+    lrs: dict[str, float | None] = {}
+    for name, opts in options.items():
+        lrs[name] = opts.lr if opts is not None else (0.0 if method == "zero_lr" else None)
+    return StateView(
+        trainable=trainable,
+        lr=lrs,
+        training=batchnorm_modes(index, trainable, policy),
+        requires_grad={n: method == "zero_lr" or t for n, t in trainable.items()},
+        thawed_in=thawed_in,
+    )
+
+
+PLAN_KEY = "plan"
+
+
+class EpochOutOfRange(ThawError):
+    code = "epoch_out_of_range"
+
+    def __init__(self, epoch: int, epochs: int):
+        self.epoch = epoch
+        self.epochs = epochs
+        super().__init__(
+            f"epoch {epoch} is not an epoch of this job; give ?epoch= between 1 and {epochs}"
+        )
+
+
+def layer_status(
+    stored: Mapping[str, Any], *, epoch: int | None = None, detail: bool = False
+) -> dict[str, Any]:
+    """``{"groups", "epochs", "warnings"}``, or one epoch's entry when ``epoch`` is given.
+
+    Each epoch carries ``source``: ``recorded`` or ``planned``. Rows keep their
+    ``parameters`` list only with ``detail``."""
+    plan = stored.get(PLAN_KEY) or {}
+    planned = {int(e["epoch"]): e for e in plan.get("epochs", [])}
+    recorded = {
+        int(key.split(":", 1)[1]): value
+        for key, value in stored.items()
+        if key.startswith("epoch:") and key.split(":", 1)[1].isdigit()
+    }
+    total = max([*planned, *recorded], default=0)
+    if epoch is not None:
+        if not 1 <= epoch <= total:
+            raise EpochOutOfRange(epoch, total)
+        return _entry(epoch, planned, recorded, detail)
+    return {
+        "groups": plan.get("groups", []),
+        "epochs": [
+            _entry(n, planned, recorded, detail)
+            for n in range(1, total + 1)
+            if n in planned or n in recorded
+        ],
+        "warnings": plan.get("warnings", []),
+    }
+
+
+def _entry(
+    epoch: int,
+    planned: Mapping[int, dict[str, Any]],
+    recorded: Mapping[int, dict[str, Any]],
+    detail: bool,
+) -> dict[str, Any]:
+    if epoch in recorded:
+        base, source = recorded[epoch], "recorded"
+    elif epoch in planned:
+        base, source = planned[epoch], "planned"
+    else:
+        raise EpochOutOfRange(epoch, max([*planned, *recorded], default=0))
+    entry = {key: value for key, value in base.items() if key != "layers"}
+    entry["source"] = source
+    entry["layers"] = [_row(row, detail) for row in base.get("layers", [])]
+    return entry
+
+
+def _row(row: Mapping[str, Any], detail: bool) -> dict[str, Any]:
+    if detail:
+        return dict(row)
+    return {key: value for key, value in row.items() if key != "parameters"}
