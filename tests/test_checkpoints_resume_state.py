@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
-import shlex
 import struct
 from pathlib import Path
 from typing import Any
@@ -20,14 +18,11 @@ from torch import nn
 from thaw.checkpoints import (
     CheckpointNotFound,
     CorruptCheckpoint,
-    UnsafePickle,
     capture_rng_state,
-    load_legacy_training_state,
     load_training_state,
     restore_rng_state,
     save_training_state,
 )
-from thaw.errors import ThawError
 
 
 def make_model() -> nn.Module:
@@ -243,59 +238,3 @@ def test_missing_or_foreign_files_raise_thaw_errors(tmp_path: Path) -> None:
     save_file({"w": torch.ones(2)}, str(foreign))
     with pytest.raises(CorruptCheckpoint, match="not a Thaw training state"):
         load_training_state(foreign)
-
-
-def test_legacy_loader_reads_plain_torch_save(tmp_path: Path) -> None:
-    _, optimizer, _ = full_state("sgd")
-    state = {"optimizer": optimizer.state_dict(), "epoch": 3, "rng": torch.get_rng_state()}
-    path = tmp_path / "state.pt"
-    torch.save(state, path)
-    loaded = load_legacy_training_state(path)
-    assert_identical(state, loaded)
-
-
-class _Payload:
-    """Unpickling this runs a shell command that creates ``marker``."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
-
-
-class _Custom:
-    def __init__(self) -> None:
-        self.value = 1
-
-
-def test_payload_is_live_when_unpickled_unsafely(tmp_path: Path) -> None:
-    marker = tmp_path / "control"
-    pickle.loads(pickle.dumps(_Payload(marker)))
-    assert marker.exists()
-
-
-@pytest.mark.parametrize("writer", ["torch_save", "raw_pickle"])
-def test_legacy_loader_refuses_malicious_pickle(tmp_path: Path, writer: str) -> None:
-    marker = tmp_path / "pwned"
-    path = tmp_path / "state.pt"
-    state = {"epoch": 1, "w": torch.ones(2), "extra": _Payload(marker)}
-    if writer == "torch_save":
-        torch.save(state, path)
-    else:
-        path.write_bytes(pickle.dumps(state, protocol=2))
-    with pytest.raises(UnsafePickle) as info:
-        load_legacy_training_state(path)
-    assert not marker.exists()
-    assert info.value.code == "unsafe_pickle"
-    assert isinstance(info.value, ThawError)
-    assert "refusing to load state.pt" in str(info.value)
-
-
-def test_legacy_loader_refuses_custom_class_instance(tmp_path: Path) -> None:
-    path = tmp_path / "state.pt"
-    torch.save({"obj": _Custom()}, path)
-    with pytest.raises(UnsafePickle) as info:
-        load_legacy_training_state(path)
-    assert info.value.code == "unsafe_pickle"
-    assert "_Custom" in str(info.value)

@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 def _load_spec(path: Path) -> Any:
     from pydantic import ValidationError
 
-    from thaw.errors import format_loc
+    from thaw.errors import InvalidInput
     from thaw.spec import JobSpec
 
     try:
@@ -60,24 +60,7 @@ def _load_spec(path: Path) -> Any:
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = format_loc(_without_union_tags(first["loc"])) or "spec"
-        message = first["msg"].removeprefix("Value error, ")
-        raise CliError(f"{where}: {message}") from exc
-
-
-_UNION_TAGS = frozenset({"event", "gradual", "fine_tune"})
-
-
-def _without_union_tags(loc: tuple) -> list:
-    """``("schedule", 0, "event", "at")`` names the field ``schedule[0].at``."""
-    out: list = []
-    for part in loc:
-        in_schedule = len(out) >= 2 and out[-2] == "schedule" and isinstance(out[-1], int)
-        if in_schedule and part in _UNION_TAGS:
-            continue
-        out.append(part)
-    return out
+        raise InvalidInput.from_validation(exc.errors()) from exc
 
 
 class CliError(Exception):
@@ -94,14 +77,10 @@ def _plan(args: argparse.Namespace) -> int:
 
     try:
         spec = _load_spec(args.spec)
-        from thaw.data.shape import data_shape
-        from thaw.freezing.plan import plan_table
-        from thaw.freezing.resolve import resolve
         from thaw.settings import get_settings
+        from thaw.submit import plan_spec
 
-        settings = get_settings()
-        resolved = resolve(spec, settings, data_shape(spec.dataset, settings))
-        table = plan_table(resolved, detail=args.detail)
+        table = plan_spec(spec, get_settings(), detail=args.detail)
     except (CliError, ThawError) as exc:
         return _fail(str(exc))
     json.dump(table, sys.stdout, indent=2)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from thaw.data.shape import UploadLookup, data_shape
 from thaw.dispatch import Enqueue
 from thaw.errors import SpecError
-from thaw.freezing.model_index import ModelIndex, index_model
 from thaw.freezing.plan import plan_table
-from thaw.freezing.resolve import Resolved, resolve, resolve_built
+from thaw.freezing.resolve import Resolved, meta_model, resolve_built
 from thaw.freezing.status import PLAN_KEY
-from thaw.models import BuiltModel, build_model
 from thaw.spec import JobSpec
 from thaw.store import DatasetStore, Job, JobStatus, JobStore
-from thaw.uploads import dataset_info
+from thaw.uploads import tenant_uploads
 
 if TYPE_CHECKING:
     from thaw.settings import Settings
@@ -30,61 +27,26 @@ class Submission:
     created: bool
 
 
-def upload_lookup(datasets: DatasetStore, tenant: str) -> UploadLookup:
-    """Resolve ``dataset.id`` references to the tenant's own uploads only."""
-
-    def lookup(dataset_id: str):
-        record = datasets.get(dataset_id, tenant)
-        return dataset_info(record) if record is not None else None
-
-    return lookup
-
-
 def resolve_spec(
-    spec: JobSpec, settings: Settings, datasets: DatasetStore, tenant: str, jobs: JobStore
+    spec: JobSpec,
+    settings: Settings,
+    *,
+    uploads: UploadLookup | None = None,
+    jobs: JobStore | None = None,
+    tenant: str | None = None,
 ) -> Resolved:
-    """Build the spec's model on ``meta`` and resolve every selector; raises SpecError."""
-    if spec.base_model.source == "job":
+    """Check a spec against its model built on ``meta``; raises SpecError naming the field.
+
+    The one path of ``thaw plan``, POST /v1/plans and POST /v1/jobs: ``uploads`` and ``jobs``
+    are the caller's own (the CLI has none, so only path and synthetic datasets resolve)."""
+    if spec.base_model.source == "job" and jobs is not None:
         _check_base_job(jobs, spec.base_model.name, tenant)
-    shape = data_shape(spec.dataset, settings, upload_lookup(datasets, tenant))
-    key = _model_key(spec, settings, len(shape.classes))
-    if key is None:
-        return resolve(spec, settings, shape, meta=True)
-    built, index = _meta_model(key, spec, settings, len(shape.classes))
+    shape = data_shape(spec.dataset, settings, uploads)
+    built, index = meta_model(spec.base_model, len(shape.classes), settings)
     return resolve_built(spec, shape, built, index)
 
 
-_ModelKey = tuple[str, str, str | None, int, str]
-_MODELS: dict[_ModelKey, tuple[BuiltModel, ModelIndex]] = {}
-_MODELS_MAX = 16
-_MODELS_LOCK = threading.Lock()
-
-
-def _model_key(spec: JobSpec, settings: Settings, num_classes: int) -> _ModelKey | None:
-    """Models that depend on nothing but their name: no weights file, not another job."""
-    ref = spec.base_model
-    if ref.source == "job" or ref.weights_file is not None:
-        return None
-    return (ref.source, ref.name, ref.weights, num_classes, str(settings.models_dir))
-
-
-def _meta_model(
-    key: _ModelKey, spec: JobSpec, settings: Settings, num_classes: int
-) -> tuple[BuiltModel, ModelIndex]:
-    with _MODELS_LOCK:
-        hit = _MODELS.get(key)
-    if hit is not None:
-        return hit
-    built = build_model(spec.base_model, num_classes, settings, meta=True)
-    entry = (built, index_model(built.model, built.head))
-    with _MODELS_LOCK:
-        if len(_MODELS) >= _MODELS_MAX:
-            _MODELS.pop(next(iter(_MODELS)))
-        _MODELS[key] = entry
-    return entry
-
-
-def _check_base_job(jobs: JobStore, job_id: str, tenant: str) -> None:
+def _check_base_job(jobs: JobStore, job_id: str, tenant: str | None) -> None:
     """Another tenant's job is as absent as a missing one; only a finished job continues."""
     base = jobs.get(job_id, tenant)
     if base is None:
@@ -98,9 +60,16 @@ def _check_base_job(jobs: JobStore, job_id: str, tenant: str) -> None:
 
 
 def plan_spec(
-    spec: JobSpec, settings: Settings, datasets: DatasetStore, tenant: str, jobs: JobStore
+    spec: JobSpec,
+    settings: Settings,
+    *,
+    uploads: UploadLookup | None = None,
+    jobs: JobStore | None = None,
+    tenant: str | None = None,
+    detail: bool = False,
 ) -> dict[str, Any]:
-    return plan_table(resolve_spec(spec, settings, datasets, tenant, jobs))
+    resolved = resolve_spec(spec, settings, uploads=uploads, jobs=jobs, tenant=tenant)
+    return plan_table(resolved, detail=detail)
 
 
 def trainable_summary(table: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +97,14 @@ def submit_job(
 ) -> Submission:
     """Validate, store and queue a job. A repeated idempotency key with the same normalized
     spec returns the first job (``created`` False) and queues nothing."""
-    table = plan_table(resolve_spec(spec, settings, datasets, tenant, jobs), detail=True)
+    table = plan_spec(
+        spec,
+        settings,
+        uploads=tenant_uploads(datasets, tenant),
+        jobs=jobs,
+        tenant=tenant,
+        detail=True,
+    )
     normalized = spec.normalized()
     job, created = jobs.create(
         tenant,

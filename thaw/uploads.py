@@ -27,6 +27,7 @@ from thaw.errors import ThawError
 from thaw.store import Dataset, DatasetStore
 
 if TYPE_CHECKING:
+    from thaw.data.shape import UploadLookup
     from thaw.settings import Settings
 
 INCOMING_DIR = ".incoming"
@@ -38,6 +39,7 @@ _ID = re.compile(r"^ds_[0-9a-f]{6,64}$")
 
 
 class UploadTooLarge(ThawError):
+    status = 413
     code = "upload_too_large"
 
     def __init__(self, limit: int):
@@ -47,10 +49,14 @@ class UploadTooLarge(ThawError):
             "or raise THAW_MAX_UPLOAD_BYTES"
         )
 
+    def problem_fields(self) -> dict[str, Any]:
+        return {"limit": self.limit}
+
 
 class UploadRejected(ThawError):
     """A request that is not a usable upload (no file, bad name)."""
 
+    status = 422
     code = "invalid_upload"
 
     def __init__(self, message: str):
@@ -202,6 +208,11 @@ def _unpack(
     os.replace(spool.path, target)
     fmt = "csv" if kind == "csv" else "jsonl"
     return target, inspect_text_file(target, fmt)
+
+
+def tenant_uploads(datasets: DatasetStore, tenant: str) -> UploadLookup:
+    """A tenant's own uploads by id; another tenant's upload is as absent as a missing one."""
+    return lambda dataset_id: datasets.get(dataset_id, tenant)
 
 
 def dataset_info(record: Dataset) -> DatasetInfo:

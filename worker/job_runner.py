@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from thaw.errors import ThawError
 from thaw.settings import Settings
 from thaw.spec import JobSpec
 from thaw.store import DatasetStore, EventLog, JobStore
+from thaw.uploads import tenant_uploads
 from worker.lease import LeaseKeeper
 from worker.store_reporter import StoreReporter
 
@@ -22,12 +22,7 @@ def run_job(job_id: str, worker_id: str, settings: Settings, client) -> str:
     if job is None:
         return "not claimable"
     events = EventLog(client)
-    datasets = DatasetStore(client)
-
-    def upload_path(dataset_id: str) -> Path | None:
-        record = datasets.get(dataset_id, job.tenant)
-        return Path(record.path) if record is not None else None
-
+    uploads = tenant_uploads(DatasetStore(client), job.tenant)
     with LeaseKeeper(
         store, job_id, worker_id, settings.lease_seconds, settings.heartbeat_seconds
     ) as lease:
@@ -36,9 +31,7 @@ def run_job(job_id: str, worker_id: str, settings: Settings, client) -> str:
             from thaw.training import train
 
             spec = JobSpec.model_validate(job.spec)
-            result = train(
-                spec, settings.jobs_dir / job_id, settings, reporter, upload_path=upload_path
-            )
+            result = train(spec, settings.jobs_dir / job_id, settings, reporter, uploads=uploads)
         except ThawError as exc:
             log.warning("job %s failed: %s", job_id, exc)
             store.finish(job_id, worker_id, "failed", {"code": exc.code, "message": str(exc)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Body
@@ -12,6 +13,7 @@ from service.deps import SettingsDep, StoresDep, TenantDep
 from service.schemas import SPEC_EXAMPLES, PlanOut, ProblemOut
 from thaw.spec import JobSpec
 from thaw.submit import plan_spec
+from thaw.uploads import tenant_uploads
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
@@ -30,5 +32,14 @@ async def create_plan(
     stores: StoresDep,
     tenant: TenantDep,
 ) -> JSONResponse:
-    table = await run_in_threadpool(plan_spec, spec, settings, stores.datasets, tenant, stores.jobs)
+    table = await run_in_threadpool(
+        partial(
+            plan_spec,
+            spec,
+            settings,
+            uploads=tenant_uploads(stores.datasets, tenant),
+            jobs=stores.jobs,
+            tenant=tenant,
+        )
+    )
     return JSONResponse(table)

@@ -14,7 +14,6 @@ from thaw.checkpoints.errors import (
     CheckpointNotFound,
     CorruptCheckpoint,
     InvalidCheckpointName,
-    UnsafePickle,
 )
 from thaw.checkpoints.hashing import sha256_file
 from thaw.checkpoints.index import CheckpointInfo, FileInfo
@@ -29,7 +28,6 @@ from thaw.checkpoints.layout import (
     validate_name,
 )
 from thaw.checkpoints.resume_state import (
-    load_legacy_training_state,
     load_training_state,
     save_training_state,
 )
@@ -60,7 +58,6 @@ __all__ = [
     "CorruptCheckpoint",
     "FileInfo",
     "InvalidCheckpointName",
-    "UnsafePickle",
     "capture_rng_state",
     "checkpoint_name",
     "checkpoints_dir",
@@ -68,7 +65,6 @@ __all__ = [
     "get_checkpoint",
     "list_checkpoints",
     "load_checkpoint_training_state",
-    "load_legacy_training_state",
     "load_model_state",
     "load_training_state",
     "read_config",

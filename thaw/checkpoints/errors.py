@@ -8,6 +8,7 @@ from thaw.errors import ThawError
 class CheckpointError(ThawError):
     """Base of every checkpoint storage error."""
 
+    status = 500
     code = "checkpoint_error"
 
     def __init__(self, message: str, hint: str | None = None):
@@ -19,22 +20,23 @@ class CheckpointError(ThawError):
 class CheckpointNotFound(CheckpointError):
     """The run has no checkpoint (or no file) by that name."""
 
+    status = 404
     code = "checkpoint_not_found"
 
 
 class InvalidCheckpointName(CheckpointError):
     """A checkpoint or file name that is not one of the accepted forms."""
 
+    status = 400
     code = "invalid_checkpoint_name"
 
 
 class CorruptCheckpoint(CheckpointError):
     """Stored checkpoint data that cannot be read back as written."""
 
+    status = 500
     code = "checkpoint_corrupt"
 
-
-class UnsafePickle(CheckpointError):
-    """A pickle that holds more than tensors and plain containers."""
-
-    code = "unsafe_pickle"
+    @property
+    def detail(self) -> str:
+        return "a stored checkpoint is unreadable"

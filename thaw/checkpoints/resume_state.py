@@ -16,8 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import pickle
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from thaw.checkpoints.atomic import atomic_path
-from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint, UnsafePickle
+from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint
 from thaw.checkpoints.tensors import storable_tensors
 
 try:
@@ -171,30 +169,4 @@ def load_training_state(path: str | Path) -> Any:
 
             return _decode(tree, tensor)
     except (SafetensorError, json.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
-        raise CorruptCheckpoint(f"cannot read training state {path.name}: {exc}") from exc
-
-
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
-
-
-def load_legacy_training_state(path: str | Path) -> Any:
-    """Read a ``torch.save`` file with ``weights_only=True``: tensors and plain containers only.
-
-    A file that needs any other class (or a callable, such as a ``__reduce__`` payload)
-    raises :class:`UnsafePickle` and runs nothing.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointNotFound(f"no training state at {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = _UNSUPPORTED_GLOBAL.search(str(exc))
-        what = f" ({found.group(1)})" if found else ""
-        raise UnsafePickle(
-            f"refusing to load {path.name}: it holds pickled objects other than tensors "
-            f"and plain containers{what}",
-            "save training state with save_training_state (safetensors) instead",
-        ) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
         raise CorruptCheckpoint(f"cannot read training state {path.name}: {exc}") from exc

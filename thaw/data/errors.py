@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from thaw.errors import ThawError
 
@@ -20,7 +21,9 @@ class DatasetError(ThawError):
     bad_row, unknown_label, empty_dataset, not_found.
     """
 
+    status = 422
     code = "invalid_dataset"
+    title = "Invalid dataset"
 
     def __init__(
         self,
@@ -40,10 +43,17 @@ class DatasetError(ThawError):
         self.loc: tuple[str | int, ...] = tuple(loc)
         super().__init__(message)
 
+    def problem_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"member": self.path} if self.path else {}
+        if self.lines:
+            fields["lines"] = list(self.lines)
+        return fields
+
 
 class ImageDecodeError(DatasetError):
     """An image file that PIL cannot decode; raised by inspection and while training."""
 
+    status = 422
     code = "undecodable_image"
 
 

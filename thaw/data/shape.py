@@ -15,6 +15,7 @@ from thaw.spec import DatasetRef, DatasetSource, ValidationSplit
 if TYPE_CHECKING:
     from thaw.data.info import DatasetInfo
     from thaw.settings import Settings
+    from thaw.store import Dataset
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class DataShape:
         return max(1, math.ceil(self.num_train / batch_size))
 
 
-UploadLookup = Callable[[str], "DatasetInfo | None"]
+UploadLookup = Callable[[str], "Dataset | None"]
+"""An upload record by id, among the caller's own uploads."""
 
 
 def describe_source(
@@ -39,10 +41,9 @@ def describe_source(
     if source.synthetic is not None:
         return synthetic_info(source.synthetic.num_classes, source.synthetic.num_examples)
     if source.id is not None:
-        info = uploads(source.id) if uploads is not None else None
-        if info is None:
-            raise missing_upload(source.id, loc)
-        return info
+        from thaw.uploads import dataset_info
+
+        return dataset_info(find_upload(source.id, uploads, loc))
     from thaw.data import inspect_path
 
     return inspect_path(dataset_path(source, settings, loc), source.format, loc=(*loc, "path"))
@@ -54,8 +55,13 @@ def dataset_path(source: DatasetSource, settings: Settings, loc: tuple) -> Path:
     return resolve_under(settings.datasets_dir, source.path, (*loc, "path"), "dataset path")
 
 
-def missing_upload(dataset_id: str, loc: tuple) -> SpecError:
-    return SpecError((*loc, "id"), f"no dataset {dataset_id!r}", "upload it with POST /v1/datasets")
+def find_upload(dataset_id: str, uploads: UploadLookup | None, loc: tuple) -> Dataset:
+    record = uploads(dataset_id) if uploads is not None else None
+    if record is None:
+        raise SpecError(
+            (*loc, "id"), f"no dataset {dataset_id!r}", "upload it with POST /v1/datasets"
+        )
+    return record
 
 
 def data_shape(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 from thaw.freezing.model_index import ModelIndex
@@ -10,32 +9,15 @@ from thaw.freezing.model_index import ModelIndex
 if TYPE_CHECKING:
     from thaw.settings import Settings
 
-_DESCRIBED: dict[tuple[str, str, int, str], dict[str, Any]] = {}
-_DESCRIBED_MAX = 32
-_LOCK = threading.Lock()
-
 
 def describe_model(source: str, name: str, num_classes: int, settings: Settings) -> dict[str, Any]:
-    """``model_layers`` of a base model built on ``meta``; cached per model and class count."""
-    key = (source, name, num_classes, str(settings.models_dir))
-    with _LOCK:
-        cached = _DESCRIBED.get(key)
-    if cached is not None:
-        return cached
-    from thaw.freezing.model_index import index_model
-    from thaw.models import build_model
+    """``model_layers`` of a base model built on ``meta`` (through the shared model cache)."""
+    from thaw.freezing.resolve import meta_model
     from thaw.spec import BaseModelRef
 
     ref = BaseModelRef(source=source, name=name)  # type: ignore[arg-type]
-    built = build_model(ref, num_classes, settings, meta=True)
-    described = model_layers(
-        index_model(built.model, built.head), source=source, name=name, num_classes=num_classes
-    )
-    with _LOCK:
-        if len(_DESCRIBED) >= _DESCRIBED_MAX:
-            _DESCRIBED.pop(next(iter(_DESCRIBED)))
-        _DESCRIBED[key] = described
-    return described
+    _, index = meta_model(ref, num_classes, settings)
+    return model_layers(index, source=source, name=name, num_classes=num_classes)
 
 
 def model_layers(index: ModelIndex, *, source: str, name: str, num_classes: int) -> dict[str, Any]:

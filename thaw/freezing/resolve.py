@@ -4,6 +4,8 @@ planner and the trainer start from."""
 from __future__ import annotations
 
 import copy
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,7 @@ from thaw.freezing.param_options import (
 )
 from thaw.freezing.timeline import Timeline, resolve_timeline
 from thaw.models import BuiltModel, build_model
-from thaw.spec import JobSpec
+from thaw.spec import BaseModelRef, JobSpec
 
 if TYPE_CHECKING:
     from thaw.settings import Settings
@@ -40,6 +42,41 @@ def resolve(spec: JobSpec, settings: Settings, shape: DataShape, *, meta: bool =
         spec.base_model, len(shape.classes), settings, meta=meta, classes=shape.classes
     )
     return resolve_built(spec, shape, built, index_model(built.model, built.head))
+
+
+def meta_model(
+    ref: BaseModelRef, num_classes: int, settings: Settings
+) -> tuple[BuiltModel, ModelIndex]:
+    """The base model built on ``meta`` and indexed; shared, so callers must not change it.
+
+    Models that depend on nothing but their name are kept in one LRU cache; a weights file
+    or another job's checkpoint can change under the same name, so those are built anew."""
+    if ref.source == "job" or ref.weights_file is not None:
+        return _build_meta(ref, num_classes, settings)
+    key = (ref.source, ref.name, ref.weights, num_classes, str(settings.models_dir))
+    with _META_LOCK:
+        hit = _META.get(key)
+        if hit is not None:
+            _META.move_to_end(key)
+            return hit
+    entry = _build_meta(ref, num_classes, settings)
+    with _META_LOCK:
+        _META[key] = entry
+        while len(_META) > META_CACHE_SIZE:
+            _META.popitem(last=False)
+    return entry
+
+
+META_CACHE_SIZE = 32
+_META: OrderedDict[tuple, tuple[BuiltModel, ModelIndex]] = OrderedDict()
+_META_LOCK = threading.Lock()
+
+
+def _build_meta(
+    ref: BaseModelRef, num_classes: int, settings: Settings
+) -> tuple[BuiltModel, ModelIndex]:
+    built = build_model(ref, num_classes, settings, meta=True)
+    return built, index_model(built.model, built.head)
 
 
 def resolve_built(

@@ -136,6 +136,7 @@ PLAN_KEY = "plan"
 
 
 class EpochOutOfRange(ThawError):
+    status = 404
     code = "epoch_out_of_range"
 
     def __init__(self, epoch: int, epochs: int):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from thaw.errors import ThawError
 
 
 class StoreError(ThawError):
     """Base of the job and dataset store errors."""
 
+    status = 500
     code = "store_error"
 
     def __init__(self, message: str):
@@ -18,6 +21,7 @@ class StoreError(ThawError):
 class IdempotencyConflict(StoreError):
     """An Idempotency-Key reused with a different request body."""
 
+    status = 422
     code = "idempotency_conflict"
 
     def __init__(self, key: str, job_id: str):
@@ -28,21 +32,29 @@ class IdempotencyConflict(StoreError):
             "request body; send the same body or use a new key"
         )
 
+    def problem_fields(self) -> dict[str, Any]:
+        return {"job_id": self.job_id}
+
 
 class JobNotTerminal(StoreError):
     """Deleting a job that is still queued or running."""
 
+    status = 409
     code = "job_not_terminal"
 
     def __init__(self, job_id: str, status: str):
         self.job_id = job_id
-        self.status = status
+        self.job_status = status
         super().__init__(f"job {job_id} is {status}; cancel it and wait until it stops first")
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"job_status": self.job_status}
 
 
 class DatasetExists(StoreError):
     """Creating a dataset record under an id that is taken."""
 
+    status = 409
     code = "dataset_exists"
 
     def __init__(self, dataset_id: str):
@@ -53,6 +65,7 @@ class DatasetExists(StoreError):
 class InvalidCursor(StoreError):
     """An ``after`` cursor that is not an id this store hands out."""
 
+    status = 422
     code = "invalid_cursor"
 
     def __init__(self, cursor: str, expected: str):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from thaw.data.shape import dataset_path, missing_upload
+from thaw.data.shape import UploadLookup, dataset_path, find_upload
 from thaw.models.job_source import job_checkpoint
 from thaw.settings import Settings
 from thaw.spec import DatasetSource, JobSpec, ValidationSplit
@@ -24,16 +23,13 @@ def modality_of(spec: JobSpec, settings: Settings) -> str:
 def source_path(
     source: DatasetSource,
     settings: Settings,
-    upload_path: Callable[[str], Path | None] | None,
+    uploads: UploadLookup | None,
     loc: tuple[str, ...],
 ) -> Path | Any:
     if source.synthetic is not None:
         return source.synthetic
     if source.id is not None:
-        path = upload_path(source.id) if upload_path else None
-        if path is None:
-            raise missing_upload(source.id, loc)
-        return path
+        return Path(find_upload(source.id, uploads, loc).path)
     return dataset_path(source, settings, loc)
 
 
@@ -49,9 +45,7 @@ def tokenizer_for(spec: JobSpec, settings: Settings) -> Any:
     return AutoTokenizer.from_pretrained(locate(spec.base_model.name, settings.models_dir))
 
 
-def load_training_data(
-    spec: JobSpec, settings: Settings, upload_path: Callable[[str], Path | None] | None
-) -> Any:
+def load_training_data(spec: JobSpec, settings: Settings, uploads: UploadLookup | None) -> Any:
     from thaw.data import build_datasets
     from thaw.data.info import IMAGENET_MEAN, IMAGENET_STD
 
@@ -63,10 +57,10 @@ def load_training_data(
     if isinstance(ref.validation, ValidationSplit):
         validation = ref.validation.split
     elif ref.validation is not None:
-        validation = source_path(ref.validation, settings, upload_path, ("dataset", "validation"))
+        validation = source_path(ref.validation, settings, uploads, ("dataset", "validation"))
         validation_format = ref.validation.format
     data = build_datasets(
-        source_path(ref, settings, upload_path, ("dataset",)),
+        source_path(ref, settings, uploads, ("dataset",)),
         ref.format,
         modality=modality,  # type: ignore[arg-type]
         validation=validation,

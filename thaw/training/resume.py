@@ -18,6 +18,9 @@ from thaw.freezing.engine import FreezeEngine
 
 
 class ResumeMismatch(ThawError):
+    """A run folder whose checkpoints belong to another spec."""
+
+    status = 409
     code = "resume_mismatch"
 
 

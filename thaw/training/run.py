@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,7 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from thaw.data.shape import DataShape
+from thaw.data.shape import DataShape, UploadLookup
 from thaw.freezing.engine import FreezeEngine
 from thaw.freezing.resolve import Resolved, resolve
 from thaw.freezing.status import epoch_entry, live_view
@@ -42,7 +41,7 @@ def train(
     settings: Settings,
     reporter: Reporter | None = None,
     *,
-    upload_path: Callable[[str], Path | None] | None = None,
+    uploads: UploadLookup | None = None,
     device: str | None = None,
 ) -> TrainResult:
     """Run ``spec`` to the end (or until ``reporter.should_stop()``), resuming from the
@@ -50,7 +49,7 @@ def train(
     reporter = reporter or NullReporter()
     hp = spec.hyperparameters
     _seed_everything(hp.seed)
-    data = load_training_data(spec, settings, upload_path)
+    data = load_training_data(spec, settings, uploads)
     shape = DataShape(list(data.classes), len(data.train))
     resolved = resolve(spec, settings, shape, meta=False)
     built = resolved.built
