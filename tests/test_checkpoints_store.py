@@ -91,14 +91,21 @@ def on_disk(run: Path) -> list[str]:
 
 
 def alias(run: Path, name: str) -> str:
-    return resolve_checkpoint(run, name).name
+    """The alias's target by the index, checked against the link on disk."""
+    target = resolve_checkpoint(run, name).name
+    link = run / "checkpoints" / name
+    assert link.is_symlink() and os.readlink(link) == target
+    assert (link / "meta.json").read_bytes() == (
+        run / "checkpoints" / target / "meta.json"
+    ).read_bytes()
+    return target
 
 
 def test_layout_meta_and_index(tmp_path: Path) -> None:
     info = save(tmp_path, 1, {"val_loss": 0.5, "val_acc": 0.75}, keep_last=2)
     folder = tmp_path / "checkpoints" / "epoch-1"
     assert info.path == folder
-    assert on_disk(tmp_path) == ["epoch-1", "index.json"]
+    assert on_disk(tmp_path) == ["best", "epoch-1", "index.json", "last"]
     assert set(os.listdir(folder)) == FILES
 
     meta = json.loads((folder / "meta.json").read_text())
@@ -228,7 +235,7 @@ def test_keep_last_prunes_but_never_the_best(tmp_path: Path) -> None:
     for epoch, loss in enumerate([0.5, 0.9, 0.8, 0.7, 0.6], start=1):
         save(tmp_path, epoch, {"val_loss": loss}, keep_last=2)
     assert names(tmp_path) == ["epoch-1", "epoch-4", "epoch-5"]
-    assert on_disk(tmp_path) == ["epoch-1", "epoch-4", "epoch-5", "index.json"]
+    assert on_disk(tmp_path) == ["best", "epoch-1", "epoch-4", "epoch-5", "index.json", "last"]
     assert alias(tmp_path, "best") == "epoch-1"
     assert alias(tmp_path, "last") == "epoch-5"
     with pytest.raises(CheckpointNotFound):
@@ -243,7 +250,7 @@ def test_old_best_is_pruned_once_superseded(tmp_path: Path) -> None:
     assert names(tmp_path) == ["epoch-3"]
     save(tmp_path, 4, {"val_loss": 0.8}, keep_last=1)
     assert names(tmp_path) == ["epoch-3", "epoch-4"]
-    assert on_disk(tmp_path) == ["epoch-3", "epoch-4", "index.json"]
+    assert on_disk(tmp_path) == ["best", "epoch-3", "epoch-4", "index.json", "last"]
 
 
 def test_saving_an_existing_epoch_replaces_it(tmp_path: Path) -> None:
@@ -255,7 +262,7 @@ def test_saving_an_existing_epoch_replaces_it(tmp_path: Path) -> None:
     assert alias(tmp_path, "last") == "epoch-2"
     assert alias(tmp_path, "best") == "epoch-1"
     assert read_meta(resolve_checkpoint(tmp_path, "epoch-2")).metrics == {"val_loss": 0.7}
-    assert on_disk(tmp_path) == ["epoch-1", "epoch-2", "epoch-3", "index.json"]
+    assert on_disk(tmp_path) == ["best", "epoch-1", "epoch-2", "epoch-3", "index.json", "last"]
 
 
 def test_leftovers_of_a_crash_are_ignored_then_cleaned(tmp_path: Path) -> None:
@@ -268,6 +275,7 @@ def test_leftovers_of_a_crash_are_ignored_then_cleaned(tmp_path: Path) -> None:
     unlisted.mkdir()
     (unlisted / "meta.json").write_text("{}")
     (root / ".index.json.tmp-abcdef").write_text("{")
+    os.symlink("epoch-2", root / ".last.tmp-0a1b2c")
 
     assert names(tmp_path) == ["epoch-1"]
     assert alias(tmp_path, "last") == "epoch-1"
@@ -275,7 +283,7 @@ def test_leftovers_of_a_crash_are_ignored_then_cleaned(tmp_path: Path) -> None:
         resolve_checkpoint(tmp_path, "epoch-2")
 
     save(tmp_path, 2, {"val_loss": 0.4})
-    assert on_disk(tmp_path) == ["epoch-1", "epoch-2", "index.json"]
+    assert on_disk(tmp_path) == ["best", "epoch-1", "epoch-2", "index.json", "last"]
     assert names(tmp_path) == ["epoch-1", "epoch-2"]
     assert set(os.listdir(root / "epoch-2")) == FILES
     verify_checkpoint(root / "epoch-2")
@@ -294,7 +302,7 @@ def test_failure_while_writing_leaves_index_and_folders_untouched(
     with pytest.raises(OSError, match="disk full"):
         save(tmp_path, 2, {"val_loss": 0.1})
     assert (tmp_path / "checkpoints" / "index.json").read_bytes() == index_before
-    assert on_disk(tmp_path) == ["epoch-1", "index.json"]
+    assert on_disk(tmp_path) == ["best", "epoch-1", "index.json", "last"]
     assert alias(tmp_path, "best") == "epoch-1"
 
 
@@ -310,13 +318,13 @@ def test_crash_before_index_update_leaves_new_folder_unlisted(
         m.setattr(store, "write_index", crash)
         with pytest.raises(KeyboardInterrupt):
             save(tmp_path, 2, {"val_loss": 0.1})
-    assert on_disk(tmp_path) == ["epoch-1", "epoch-2", "index.json"]
+    assert on_disk(tmp_path) == ["best", "epoch-1", "epoch-2", "index.json", "last"]
     assert names(tmp_path) == ["epoch-1"]
     assert alias(tmp_path, "best") == "epoch-1"
     assert alias(tmp_path, "last") == "epoch-1"
 
     save(tmp_path, 3, {"val_loss": 0.9})
-    assert on_disk(tmp_path) == ["epoch-1", "epoch-3", "index.json"]
+    assert on_disk(tmp_path) == ["best", "epoch-1", "epoch-3", "index.json", "last"]
     assert names(tmp_path) == ["epoch-1", "epoch-3"]
 
 

@@ -49,6 +49,14 @@ def test_thaw_train_writes_checkpoints_shows_progress_and_loads_back(tmp_path: P
     model = thaw.load_model(folder)
     assert model.training is False
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+    for alias in ("best", "last"):
+        by_alias = thaw.load_model(tmp_path / "run" / "checkpoints" / alias)
+        index = json.loads((tmp_path / "run" / "checkpoints" / "index.json").read_text())
+        target = tmp_path / "run" / "checkpoints" / index[alias]
+        assert (tmp_path / "run" / "checkpoints" / alias).resolve() == target.resolve()
+        by_epoch = thaw.load_model(target)
+        x = torch.randn(2, 3, 32, 32)
+        assert torch.equal(by_alias(x), by_epoch(x))
 
 
 def test_thaw_train_bad_spec_exits_2_with_one_line(tmp_path: Path):

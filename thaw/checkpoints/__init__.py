@@ -3,6 +3,7 @@
 Layout under a run folder ``R``::
 
     R/checkpoints/index.json                 listed checkpoints, ``best`` and ``last``
+    R/checkpoints/best, R/checkpoints/last   relative links to listed epoch folders
     R/checkpoints/epoch-<k>/model.safetensors
     R/checkpoints/epoch-<k>/config.json
     R/checkpoints/epoch-<k>/training_state.safetensors

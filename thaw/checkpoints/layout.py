@@ -1,7 +1,8 @@
 """Names and paths of checkpoints under a run folder.
 
 ``R/checkpoints/epoch-<k>/{model.safetensors,config.json,training_state.safetensors,meta.json}``
-and ``R/checkpoints/index.json``. ``best`` and ``last`` are aliases kept in the index.
+and ``R/checkpoints/index.json``. ``best`` and ``last`` are kept in the index and, on disk,
+as relative symbolic links ``R/checkpoints/best`` and ``R/checkpoints/last`` to a listed folder.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ ALIASES = (BEST, LAST)
 
 # ASCII digits only and no leading zeros, so every epoch has exactly one name.
 _EPOCH_NAME = re.compile(r"epoch-(0|[1-9][0-9]{0,8})", re.ASCII)
-_TEMP_NAME = re.compile(r"\.epoch-[0-9]+\.(tmp|old)-[0-9a-f]+", re.ASCII)
+_TEMP_NAME = re.compile(r"\.(epoch-[0-9]+|best|last)\.(tmp|old)-[0-9a-f]+", re.ASCII)
 _NAME_HINT = "use 'best', 'last' or 'epoch-<k>' such as 'epoch-3'"
 
 

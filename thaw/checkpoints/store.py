@@ -90,6 +90,7 @@ def save_checkpoint(
         # Unlist the checkpoint being replaced first, so no crash leaves it listed but gone.
         index = _with_entries(index, [e for e in index.entries if e.name != name], monitor, mode)
         write_index(run_dir, index)
+        link_aliases(run_dir, index)
 
     tmp = root / f".{name}.tmp-{secrets.token_hex(6)}"
     tmp.mkdir()
@@ -120,11 +121,30 @@ def save_checkpoint(
         mode=mode,
     )
     write_index(run_dir, new_index)
+    link_aliases(run_dir, new_index)
     for pruned in entries:
         if pruned.name not in keep:
             remove_tree(root / pruned.name)
     fsync_dir(root)
     return _info(root, entry, new_index)
+
+
+def link_aliases(run_dir: str | Path, index: Index) -> None:
+    """Point ``best`` and ``last`` at their folders with relative links, each replaced in one
+    rename so a reader never finds one missing; an alias with no target is removed."""
+    root = checkpoints_dir(run_dir)
+    for alias, target in ((BEST, index.best), (LAST, index.last)):
+        link = root / alias
+        if target is None:
+            if link.is_symlink():
+                link.unlink()
+            continue
+        if link.is_symlink() and os.readlink(link) == target:
+            continue
+        tmp = root / f".{alias}.tmp-{secrets.token_hex(6)}"
+        os.symlink(target, tmp, target_is_directory=True)
+        os.replace(tmp, link)
+    fsync_dir(root)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:

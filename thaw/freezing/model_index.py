@@ -31,10 +31,6 @@ class ModelIndex:
     batchnorms: list[str] = field(default_factory=list)
     norm_modules: set[str] = field(default_factory=set)
 
-    @property
-    def param_names(self) -> list[str]:
-        return list(self.params)
-
     def group_params(self, index: int) -> list[str]:
         return [n for n, g in self.param_group.items() if g == index]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,12 +11,12 @@ from thaw.errors import ModelError
 from thaw.models.built import BuiltModel
 from thaw.models.heads import replace_head
 from thaw.models.rebuild import rebuild_architecture
+from thaw.store.jobs import JOB_ID
 
 if TYPE_CHECKING:
     from thaw.settings import Settings
     from thaw.spec import BaseModelRef
 
-_JOB_ID = re.compile(r"^job_[0-9a-f]{8,64}$")
 _LOC = ("base_model", "name")
 
 
@@ -25,7 +24,7 @@ def job_checkpoint(ref: BaseModelRef, settings: Settings) -> tuple[Path, dict[st
     """The folder and config.json of the finished job's ``best`` or ``last`` checkpoint."""
     from thaw.checkpoints import CheckpointError, read_config, resolve_checkpoint
 
-    if not _JOB_ID.match(ref.name):
+    if not JOB_ID.match(ref.name):
         raise ModelError(_LOC, f"{ref.name!r} is not a job id", "give the id of a finished job")
     try:
         folder = resolve_checkpoint(settings.jobs_dir / ref.name, ref.checkpoint)
