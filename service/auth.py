@@ -42,4 +42,3 @@ class ApiKeys:
             if hmac.compare_digest(given, stored) and found is None:
                 found = tenant
         return found
-

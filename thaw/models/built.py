@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-
 @dataclass
 class BuiltModel:
     model: nn.Module
