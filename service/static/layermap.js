@@ -26,7 +26,7 @@ const LayerMap = (() => {
     const title =
       label + " · epoch " + epoch.epoch + " (" + source + ", phase " + epoch.phase + ")\n" +
       "trainable " + fmtNumber(trainable) + " / " + fmtNumber(total) + " params\n" +
-      "lr " + lrText(rows) + " · mode " + modes + (changed ? "\nchanged at this epoch" : "");
+      "lr " + lrText(rows) + " · mode " + modes + (changed ? "\nweights changed in this epoch" : "");
     return el(
       "td",
       {
@@ -94,7 +94,7 @@ const LayerMap = (() => {
       el("span", { class: "swatch state-partial source-recorded" }), " partly ",
       el("span", { class: "swatch state-false source-recorded" }), " frozen ",
       el("span", { class: "swatch state-true source-planned" }), " planned (not yet recorded) ",
-      "● changed at that epoch · hover a cell for its lr",
+      "● weights changed in that epoch · hover a cell for its lr",
     );
     container.replaceChildren(el("table", { class: "layer-map" }, el("thead", {}, head), el("tbody", {}, body)), legend);
   }
