@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from service.auth import ApiKeys
+from service.pages import install_pages
 from service.problems import install_problem_handlers
 from service.queue import enqueuer
 from service.routers import checkpoints, datasets, events, health, jobs, models, plans
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.api_keys = api_keys
@@ -60,4 +63,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for module in (health, models, plans, datasets, jobs, events, checkpoints):
         app.include_router(module.router)
+    install_pages(app)
     return app

@@ -1,4 +1,5 @@
-"""``thaw``: plan and train a spec; the service packages add ``api``, ``worker`` and ``up``.
+"""``thaw``: plan and train a spec, and talk to a Thaw API (submit, jobs, logs, layers,
+download, datasets); the service packages add ``api``, ``worker`` and ``up``.
 
 The library imports neither the API nor the worker: their commands register themselves
 under the ``thaw.commands`` entry-point group (see pyproject.toml).
@@ -12,6 +13,8 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
+
+from thaw.client.commands import register as register_client_commands
 
 COMMANDS_GROUP = "thaw.commands"
 
@@ -40,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best)")
     train.set_defaults(run=_train)
 
+    register_client_commands(sub)
     for command in entry_points(group=COMMANDS_GROUP):
         command.load()(sub)
     return parser

@@ -1,0 +1,175 @@
+"""``ThawClient``: the JSON API's resources as methods over one ``httpx.Client``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from thaw.client.download import DownloadedFile, download_file
+from thaw.client.errors import ApiError, raise_for_problem
+from thaw.client.settings import ClientSettings
+from thaw.client.sse import SseEvent, parse_sse
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+RESUME_STATE_FILE = "training_state.safetensors"
+
+
+class ThawClient:
+    def __init__(
+        self,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        settings: ClientSettings | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.settings = settings or ClientSettings()
+        self.api_url = (api_url or self.settings.api_url).rstrip("/")
+        key = api_key if api_key is not None else self.settings.api_key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = httpx.Client(
+            base_url=self.api_url,
+            headers=headers,
+            timeout=self.settings.client_timeout_seconds,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> ThawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        raise_for_problem(response)
+        return None if response.status_code == 204 else response.json()
+
+    # jobs
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._json("POST", "/v1/jobs", json=spec, headers=headers)
+
+    def plan(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/v1/plans", json=spec)
+
+    def list_jobs(
+        self, status: str | None = None, limit: int | None = None, after: str | None = None
+    ) -> dict[str, Any]:
+        params = {k: v for k, v in (("status", status), ("limit", limit), ("after", after)) if v}
+        return self._json("GET", "/v1/jobs", params=params)
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{job_id}")
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{job_id}/cancel")
+
+    def layers(self, job_id: str, epoch: int | None = None) -> dict[str, Any]:
+        params = {"epoch": epoch} if epoch is not None else {}
+        return self._json("GET", f"/v1/jobs/{job_id}/layers", params=params)
+
+    def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/v1/jobs/{job_id}/checkpoints")["data"]
+
+    # events
+    def events(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Every event recorded so far, oldest first, page by page."""
+        after: str | None = None
+        while True:
+            params = {"after": after} if after else {}
+            page = self._json("GET", f"/v1/jobs/{job_id}/events", params=params)
+            yield from page["data"]
+            if not page["has_more"] or not page["data"]:
+                return
+            after = page["data"][-1]["id"]
+
+    def follow(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Every event, then live ones until the job is terminal (the server ends the stream).
+
+        A dropped connection is re-opened after the last event seen."""
+        last_id: str | None = None
+        retries = self.settings.stream_retries
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_id:
+                headers["Last-Event-ID"] = last_id
+            try:
+                with self.http.stream(
+                    "GET",
+                    f"/v1/jobs/{job_id}/events",
+                    headers=headers,
+                    timeout=httpx.Timeout(self.settings.client_timeout_seconds, read=None),
+                ) as response:
+                    raise_for_problem(response)
+                    for event in parse_sse(response.iter_lines()):
+                        if _is_job_event(event):
+                            last_id = event.id
+                            yield event.data
+                return
+            except (httpx.TransportError, httpx.DecodingError):
+                if retries <= 0:
+                    raise
+                retries -= 1
+                time.sleep(self.settings.stream_retry_seconds)
+
+    # checkpoints
+    def download(
+        self,
+        job_id: str,
+        checkpoint: str,
+        out: Path,
+        *,
+        with_resume_state: bool = False,
+    ) -> list[DownloadedFile]:
+        """The files of ``checkpoint`` (``best``, ``last`` or ``epoch-<k>``) into ``out``,
+        each resumed if partly there and checked against the listed sha256."""
+        entry = pick_checkpoint(self.checkpoints(job_id), checkpoint)
+        out.mkdir(parents=True, exist_ok=True)
+        done = []
+        for file in entry["files"]:
+            if file["name"] == RESUME_STATE_FILE and not with_resume_state:
+                continue
+            url = f"/v1/jobs/{job_id}/checkpoints/{entry['name']}/{file['name']}"
+            done.append(
+                download_file(
+                    self.http, url, out / file["name"], size=file["size"], sha256=file["sha256"]
+                )
+            )
+        return done
+
+    # datasets
+    def upload_dataset(self, path: Path, name: str | None = None) -> dict[str, Any]:
+        data = {"name": name} if name else {}
+        with path.open("rb") as fh:
+            return self._json(
+                "POST",
+                "/v1/datasets",
+                files={"file": (path.name, fh, "application/octet-stream")},
+                data=data,
+                timeout=httpx.Timeout(self.settings.client_timeout_seconds, write=None),
+            )
+
+
+def pick_checkpoint(listing: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """``best``/``last`` by their flags, else the checkpoint of that name."""
+    for entry in listing:
+        if (name == "best" and entry["best"]) or (name == "last" and entry["last"]):
+            return entry
+        if entry["name"] == name:
+            return entry
+    names = ", ".join(e["name"] for e in listing) or "none yet"
+    raise ApiError(
+        404, "Not Found", f"no checkpoint {name!r}; this job has: {names} (and best, last)"
+    )
+
+
+def _is_job_event(event: SseEvent) -> bool:
+    return isinstance(event.data, dict) and "type" in event.data

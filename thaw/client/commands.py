@@ -1,0 +1,246 @@
+"""The ``thaw`` client commands: submit, jobs, logs, layers, download, datasets.
+
+Each talks to the API over HTTP (``--api-url``/``THAW_API_URL``, ``--api-key``/
+``THAW_API_KEY``). A problem response prints as ``title: detail`` and exits 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+EXIT_FAILED = 1
+EXIT_CANCELLED = 3
+EXIT_ERROR = 1
+JOB_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--api-url", help="the API's base URL (THAW_API_URL; default localhost)")
+    common.add_argument("--api-key", help="an API key (THAW_API_KEY)")
+
+    submit = sub.add_parser("submit", parents=[common], help="submit a job spec to the API")
+    submit.add_argument("spec", type=Path, help="a job spec (JSON file)")
+    submit.add_argument("--follow", action="store_true", help="show progress until it ends")
+    submit.add_argument("--idempotency-key", help="repeat a submit safely")
+    submit.set_defaults(run=_client_command(_submit))
+
+    jobs = sub.add_parser("jobs", help="list, read or cancel jobs")
+    jobs_sub = jobs.add_subparsers(required=True, metavar="ACTION")
+    listing = jobs_sub.add_parser("list", parents=[common], help="jobs, newest first")
+    listing.add_argument(
+        "--status", choices=["queued", "running", "succeeded", "failed", "cancelled"]
+    )
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--json", action="store_true", help="the API's JSON")
+    listing.set_defaults(run=_client_command(_jobs_list))
+    for action, handler, what in (
+        ("get", _jobs_get, "a job as JSON"),
+        ("cancel", _jobs_cancel, "cancel a job"),
+    ):
+        parser = jobs_sub.add_parser(action, parents=[common], help=what)
+        parser.add_argument("job")
+        parser.set_defaults(run=_client_command(handler))
+
+    logs = sub.add_parser("logs", parents=[common], help="a job's events")
+    logs.add_argument("job")
+    logs.add_argument("--follow", action="store_true", help="stream until the job ends")
+    logs.add_argument("--debug", action="store_true", help="include progress (debug) events")
+    logs.set_defaults(run=_client_command(_logs))
+
+    layers = sub.add_parser("layers", parents=[common], help="trainable layers by epoch")
+    layers.add_argument("job")
+    layers.add_argument("--epoch", type=int, help="every layer of one epoch")
+    layers.add_argument("--json", action="store_true", help="the API's JSON")
+    layers.set_defaults(run=_client_command(_layers))
+
+    download = sub.add_parser(
+        "download", parents=[common], help="a checkpoint's files, resumed and sha256-checked"
+    )
+    download.add_argument("job")
+    download.add_argument("checkpoint", nargs="?", default="best", help="best, last or epoch-K")
+    download.add_argument("-o", "--out", type=Path, required=True, help="folder for the files")
+    download.add_argument(
+        "--with-resume-state", action="store_true", help="also the optimizer state file"
+    )
+    download.set_defaults(run=_client_command(_download))
+
+    datasets = sub.add_parser("datasets", help="upload datasets")
+    datasets_sub = datasets.add_subparsers(required=True, metavar="ACTION")
+    upload = datasets_sub.add_parser(
+        "upload", parents=[common], help="a .zip/.tar.gz image folder or a .csv/.jsonl file"
+    )
+    upload.add_argument("file", type=Path)
+    upload.add_argument("--name")
+    upload.set_defaults(run=_client_command(_datasets_upload))
+
+
+Handler = Callable[[Any, argparse.Namespace], int]
+
+
+def _client_command(handler: Handler) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import httpx
+
+        from thaw.client.api import ThawClient
+        from thaw.client.download import ChecksumMismatch
+        from thaw.client.errors import ApiError
+
+        try:
+            with ThawClient(args.api_url, args.api_key) as client:
+                try:
+                    return handler(client, args)
+                except httpx.TransportError as exc:
+                    return _error(f"cannot reach the API at {client.api_url}: {exc}")
+        except ApiError as exc:
+            return _error(str(exc))
+        except (ChecksumMismatch, _InputError) as exc:
+            return _error(str(exc))
+
+    return run
+
+
+class _InputError(Exception):
+    pass
+
+
+def _error(message: str) -> int:
+    print(message, file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _print_json(body: Any) -> None:
+    json.dump(body, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _read_spec(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise _InputError(f"cannot read {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise _InputError(f"{path} is not JSON: {exc}") from exc
+
+
+def _submit(client: Any, args: argparse.Namespace) -> int:
+    job = client.submit(_read_spec(args.spec), idempotency_key=args.idempotency_key)
+    print(job["id"], flush=True)
+    if not args.follow:
+        return 0
+    return _follow(client, job["id"])
+
+
+def _follow(client: Any, job_id: str) -> int:
+    """A progress bar fed by the event stream; the exit code says how the job ended."""
+    from tqdm import tqdm
+
+    with tqdm(total=None, unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
+        for event in client.follow(job_id):
+            data = event.get("data", {})
+            kind = event["type"]
+            if kind == "progress":
+                bar.total = data.get("total_steps") or bar.total
+                bar.n = data.get("step", bar.n)
+                shown = {"epoch": f"{data.get('epoch')}/{data.get('epochs')}"}
+                if "loss" in data:
+                    shown["loss"] = f"{data['loss']:.4g}"
+                bar.set_postfix(shown, refresh=False)
+                bar.refresh()
+            elif kind == "metrics":
+                bar.write(f"epoch {data.get('epoch')}: {_metrics_text(data)}", file=sys.stderr)
+            elif kind == "phase":
+                bar.write(
+                    f"phase {data['phase']} at step {data['step']}: "
+                    f"{data['thawed_count']} params thawed, {data['frozen_count']} frozen",
+                    file=sys.stderr,
+                )
+            elif kind == "checkpoint":
+                bar.write(f"checkpoint {data.get('name', '')} saved", file=sys.stderr)
+            elif kind == "status":
+                bar.write(f"status {data.get('status')}", file=sys.stderr)
+    job = client.get_job(job_id)
+    print(f"{job['id']} {job['status']}")
+    if job["status"] == "failed":
+        error = job.get("error") or {}
+        print(f"{error.get('code', 'failed')}: {error.get('message', '')}", file=sys.stderr)
+        return EXIT_FAILED
+    if job["status"] == "cancelled":
+        return EXIT_CANCELLED
+    return 0 if job["status"] == "succeeded" else EXIT_FAILED
+
+
+def _metrics_text(data: dict[str, Any]) -> str:
+    from thaw.client.render import metrics_text
+
+    return metrics_text(data)
+
+
+def _jobs_list(client: Any, args: argparse.Namespace) -> int:
+    from thaw.client.render import jobs_table
+
+    page = client.list_jobs(status=args.status, limit=args.limit)
+    if args.json:
+        _print_json(page)
+    else:
+        print(jobs_table(page["data"]))
+    return 0
+
+
+def _jobs_get(client: Any, args: argparse.Namespace) -> int:
+    _print_json(client.get_job(args.job))
+    return 0
+
+
+def _jobs_cancel(client: Any, args: argparse.Namespace) -> int:
+    job = client.cancel_job(args.job)
+    pending = job["cancel_requested"] and job["status"] == "running"
+    print(f"{job['id']} {job['status']}{' (stops at its next step)' if pending else ''}")
+    return 0
+
+
+def _logs(client: Any, args: argparse.Namespace) -> int:
+    from thaw.client.render import event_line
+
+    events = client.follow(args.job) if args.follow else client.events(args.job)
+    for event in events:
+        if event["level"] == "debug" and not args.debug:
+            continue
+        print(event_line(event), flush=True)
+    return 0
+
+
+def _layers(client: Any, args: argparse.Namespace) -> int:
+    from thaw.client.render import epoch_layers, layer_map
+
+    status = client.layers(args.job, epoch=args.epoch)
+    if args.json:
+        _print_json(status)
+    elif args.epoch is not None:
+        print(epoch_layers(status))
+    else:
+        print(layer_map(status))
+    return 0
+
+
+def _download(client: Any, args: argparse.Namespace) -> int:
+    files = client.download(
+        args.job, args.checkpoint, args.out, with_resume_state=args.with_resume_state
+    )
+    for f in files:
+        how = "up to date" if f.fetched == 0 else f"{f.fetched} bytes fetched"
+        if f.fetched and f.resumed_from:
+            how += f", resumed at byte {f.resumed_from}"
+        print(f"{f.path}  {f.size} bytes  sha256 {f.sha256} ok ({how})")
+    return 0
+
+
+def _datasets_upload(client: Any, args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        raise _InputError(f"cannot read {args.file}: not a file")
+    _print_json(client.upload_dataset(args.file, name=args.name))
+    return 0
