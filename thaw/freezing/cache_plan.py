@@ -15,7 +15,6 @@ from thaw.freezing.prefix import (
     example_inputs,
     find_split,
     frozen_groups,
-    run_prefix,
     stochastic_module,
     trace,
 )
@@ -83,7 +82,7 @@ def plan_cache(
             out.append(off(f"the first layer group ({first}) trains or has BatchNorm training"))
             continue
         if chain is None:
-            chain = trace(index, example_inputs(modality, hp.image_size, device))
+            chain = _traced(spec, index, modality, device)
         found: Split | str = "no split"
         first_reason: str | None = None
         while k > 0:
@@ -106,21 +105,40 @@ def plan_cache(
                 )
             )
             continue
-        per_sample = _sample_elements(index, found, modality, hp) * size
+        per_sample = _sample_elements(chain, found, modality, hp.max_length) * size
         out.append(PhaseCache(phase.index, found, boundary, per_sample, num_samples, None))
     return out
 
 
-def _sample_elements(index: ModelIndex, split: Split, modality: str, hp: Any) -> int:
-    model = index.model
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        feats = run_prefix(model, split, example_inputs(modality, hp.image_size, device))
-    finally:
-        model.train(was_training)
-    shape = list(feats.shape[1:])
+_TRACES: dict[tuple[Any, ...], Chain] = {}
+
+
+def _traced(spec: JobSpec, index: ModelIndex, modality: str, device: Any) -> Chain:
+    """Traces depend on the architecture and input size only; plans reuse them."""
+    ref = spec.base_model
+    key = (
+        ref.source,
+        ref.name,
+        type(index.model).__name__,
+        modality,
+        spec.hyperparameters.image_size,
+        tuple(g.modules for g in index.groups),
+    )
+    if ref.source == "job" or key not in _TRACES:
+        chain = trace(index, example_inputs(modality, spec.hyperparameters.image_size, device))
+        if ref.source == "job":
+            return chain
+        if len(_TRACES) >= 64:
+            _TRACES.clear()
+        _TRACES[key] = chain
+    return _TRACES[key]
+
+
+def _sample_elements(chain: Chain, split: Split, modality: str, max_length: int) -> int:
+    """Elements per sample of the prefix output, read off the traced one-sample call."""
+    last = next(c for c in reversed(chain.calls) if c.name == split.modules[-1])
+    assert last.output_shape is not None
+    shape = list(last.output_shape[1:])
     if modality == "text":
-        shape[0] = hp.max_length
+        shape[0] = max_length
     return math.prod(shape)

@@ -28,18 +28,22 @@ from thaw.freezing.state import batchnorm_modes
 
 
 @dataclass(frozen=True)
-class _Call:
+class Call:
+    """One recorded module call: does it take the model's input, or the output of the call
+    recorded just before it; the shape of its output."""
+
     name: str
-    first_input: Any
-    output: Any
+    takes_input: bool
+    takes_previous: bool
+    output_shape: tuple[int, ...] | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Chain:
     """The recorded calls of one traced forward pass, in call order."""
 
-    calls: list[_Call]
-    model_input: Any
+    calls: tuple[Call, ...]
+    image: bool
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -73,7 +77,7 @@ def trace(index: ModelIndex, inputs: Any) -> Chain:
     model = index.model
     names = _traced_names(index)
     modules = dict(model.named_modules())
-    calls: list[_Call | None] = []
+    calls: list[list[Any]] = []
     counts: dict[str, int] = {}
     handles = []
 
@@ -81,17 +85,14 @@ def trace(index: ModelIndex, inputs: Any) -> Chain:
         def hook(_m: nn.Module, args: tuple, kwargs: dict) -> None:
             first = args[0] if args else next(iter(kwargs.values()), None)
             counts[name] = counts.get(name, 0) + 1
-            calls.append(_Call(name, first, None))
+            calls.append([name, first, None])
             slots[name] = len(calls) - 1
 
         return hook
 
     def post(name: str):
         def hook(_m: nn.Module, _args: tuple, _kwargs: dict, output: Any) -> None:
-            at = slots[name]
-            call = calls[at]
-            assert call is not None
-            calls[at] = _Call(name, call.first_input, output)
+            calls[slots[name]][2] = output
 
         return hook
 
@@ -109,8 +110,13 @@ def trace(index: ModelIndex, inputs: Any) -> Chain:
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    model_input = inputs if not isinstance(inputs, dict) else None
-    return Chain([c for c in calls if c is not None], model_input, counts)
+    image = not isinstance(inputs, dict)
+    recorded = []
+    for i, (name, first, output) in enumerate(calls):
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+        previous = i > 0 and first is calls[i - 1][2]
+        recorded.append(Call(name, image and first is inputs, previous, shape))
+    return Chain(tuple(recorded), image, counts)
 
 
 def _traced_names(index: ModelIndex) -> list[str]:
@@ -145,10 +151,10 @@ def find_split(index: ModelIndex, chain: Chain, groups: int) -> Split | str:
         return f"the forward runs later groups before {where} ends"
     if any(chain.counts.get(c.name, 0) != 1 for c in span):
         return f"a module before {where} runs more than once"
-    if chain.model_input is not None and span[0].first_input is not chain.model_input:
+    if chain.image and not span[0].takes_input:
         return f"{span[0].name} does not take the model's input"
     for prev, call in itertools.pairwise(span):
-        if call.first_input is not prev.output:
+        if not call.takes_previous:
             return f"{call.name} does not take {prev.name}'s output, so the forward is no chain"
     return Split(groups, tuple(c.name for c in span))
 
