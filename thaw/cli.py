@@ -109,7 +109,14 @@ def _train(args: argparse.Namespace) -> int:
     except (CliError, ThawError) as exc:
         return _fail(str(exc))
     json.dump(
-        {"status": result.status, "epoch": result.epoch, "metrics": result.metrics}, sys.stdout
+        {
+            "status": result.status,
+            "epoch": result.epoch,
+            "metrics": result.metrics,
+            "wall_s": result.wall_s,
+            "samples_per_s": result.samples_per_s,
+        },
+        sys.stdout,
     )
     sys.stdout.write("\n")
     return 0

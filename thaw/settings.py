@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, ge=0)
 
+    feature_cache_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Feature cache held in memory; beyond it the cache is a memory-mapped "
+        "file in the job folder. None: a quarter of the memory available when the run starts.",
+    )
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=50)

@@ -192,6 +192,16 @@ class Hyperparameters(_Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     num_workers: int | None = Field(default=None, ge=0, le=64, description="null: automatic.")
     seed: int = Field(default=0, ge=0)
+    feature_cache: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: a phase whose input-side layer groups are wholly frozen trains "
+        "from their cached output; off: run every layer on every step.",
+    )
+    augment: Literal["none", "flip", "standard"] = Field(
+        default="none",
+        description="Training images only: flip (random horizontal flip) or standard "
+        "(random resized crop and flip).",
+    )
 
 
 class Checkpointing(_Strict):

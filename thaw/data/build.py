@@ -73,7 +73,7 @@ def build_datasets(
     image_size: int = 224,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    augment: bool = False,
+    augment: bool | str = False,
     tokenizer: Any = None,
     max_length: int = 128,
 ) -> TrainingData:
@@ -82,8 +82,9 @@ def build_datasets(
     ``validation``: None uses an image folder's ``val/`` when present, else a 0.2 split;
     a float is a seeded stratified split of the training part; a path is a separate
     dataset of the same format. ``classes`` fixes the label order (every label must be in
-    it); otherwise classes are the sorted labels found. ``augment`` (random horizontal
-    flip) applies to training images only. Text needs a Hugging Face ``tokenizer``.
+    it); otherwise classes are the sorted labels found. ``augment`` (``"flip"`` or True: a
+    random horizontal flip; ``"standard"``: random resized crop and flip) applies to
+    training images only. Text needs a Hugging Face ``tokenizer``.
     """
     if modality not in ("image", "text"):
         raise ValueError(f"modality must be 'image' or 'text', got {modality!r}")
@@ -108,7 +109,7 @@ def _images(
     image_size: int,
     mean: Sequence[float],
     std: Sequence[float],
-    augment: bool,
+    augment: bool | str,
 ) -> TrainingData:
     from thaw.data.images import ImageFolderDataset
 
@@ -128,7 +129,7 @@ def _images(
         val, val_root = other.samples, other.root
         _check_known({s.label for s in val}, index, "the validation dataset")
 
-    def dataset(root: Path, samples: list[ImageSample], flip: bool) -> ImageFolderDataset:
+    def dataset(root: Path, samples: list[ImageSample], flip: bool | str) -> ImageFolderDataset:
         return ImageFolderDataset(
             root,
             [s.path for s in samples],

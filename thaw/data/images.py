@@ -18,7 +18,8 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
     """Items are ``(float tensor [3, size, size], class index)``.
 
     Pixels go PIL -> RGB -> bilinear resize to a square -> [0, 1] -> ``(x - mean) / std``.
-    With ``augment``, a random horizontal flip (torch's RNG) is applied first.
+    ``augment`` (training only, torch's RNG): ``"flip"`` (or True) a random horizontal
+    flip; ``"standard"`` a random resized crop back to ``size`` and a random flip.
     """
 
     def __init__(
@@ -30,7 +31,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         image_size: int,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        augment: bool = False,
+        augment: bool | str = False,
     ):
         if len(paths) != len(labels):
             raise ValueError("paths and labels differ in length")
@@ -38,7 +39,8 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         self.relative_paths = np.array(list(paths), dtype=np.str_)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.image_size = int(image_size)
-        self.augment = augment
+        self.augment = "flip" if augment is True else (augment or "none")
+        self._standard = _standard_transform(self.image_size) if augment == "standard" else None
         std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self._scale = 1.0 / (255.0 * std_t)
         self._shift = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1) / std_t
@@ -49,7 +51,9 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         rel = str(self.relative_paths[index])
         image = load_rgb(os.path.join(self.root, rel), self.image_size, shown_path=rel)
-        if self.augment and torch.rand(()) < 0.5:
+        if self._standard is not None:
+            image = self._standard(image)
+        elif self.augment == "flip" and torch.rand(()) < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
         x = pixels.contiguous().to(torch.float32).mul_(self._scale).sub_(self._shift)
@@ -71,3 +75,9 @@ def load_rgb(path: str, size: int, *, shown_path: str | None = None) -> Image.Im
             path=shown,
         ) from exc
     return rgb
+
+
+def _standard_transform(size: int):  # type: ignore[no-untyped-def]
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])

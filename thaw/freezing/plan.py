@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from thaw.freezing.cache_plan import plan_cache
 from thaw.freezing.resolve import Resolved
 from thaw.freezing.status import epoch_entry, planned_view
 
 
-def plan_table(resolved: Resolved, *, detail: bool = False) -> dict[str, Any]:
-    """``{"groups", "phases", "epochs", "warnings"}`` in the shared plan/status shape."""
+def plan_table(
+    resolved: Resolved, *, detail: bool = False, num_samples: int | None = None
+) -> dict[str, Any]:
+    """``{"groups", "phases", "epochs", "feature_cache", "warnings"}`` in the shared
+    plan/status shape. ``num_samples`` (training examples) sizes the feature cache; without
+    it, every step's batch is counted full."""
     timeline = resolved.timeline
     freeze = resolved.spec.freeze
     views = [
@@ -52,5 +57,16 @@ def plan_table(resolved: Resolved, *, detail: bool = False) -> dict[str, Any]:
         ],
         "steps_per_epoch": timeline.steps_per_epoch,
         "epochs": epochs,
+        "feature_cache": cache_section(resolved, num_samples),
         "warnings": list(resolved.warnings),
     }
+
+
+def cache_section(resolved: Resolved, num_samples: int | None) -> list[dict[str, Any]]:
+    """Per phase: the cache boundary (the last cached group), whether it engages, the bytes
+    it takes for the training set, and the reason when it does not."""
+    timeline = resolved.timeline
+    hp = resolved.spec.hyperparameters
+    count = num_samples or timeline.steps_per_epoch * hp.batch_size
+    entries = plan_cache(resolved.spec, resolved.index, timeline, resolved.built.modality, count)
+    return [e.to_dict() for e in entries]

@@ -69,6 +69,7 @@ def load_training_data(spec: JobSpec, settings: Settings, uploads: UploadLookup 
         image_size=hp.image_size,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
+        augment=hp.augment if hp.augment != "none" else False,
         tokenizer=tokenizer_for(spec, settings) if modality == "text" else None,
         max_length=hp.max_length,
     )

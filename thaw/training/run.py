@@ -20,6 +20,8 @@ from thaw.settings import Settings
 from thaw.spec import JobSpec
 from thaw.training.data_source import load_training_data
 from thaw.training.device import Placement, choose_placement
+from thaw.training.feature_cache import CachedBatch, FeatureCache
+from thaw.training.feature_cache_setup import build_feature_cache, cached_batches
 from thaw.training.layer_changes import changed_layers
 from thaw.training.loaders import default_workers, make_loaders
 from thaw.training.reporter import NullReporter, Reporter
@@ -33,6 +35,8 @@ class TrainResult:
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
     resumed_from: int | None = None
+    wall_s: float = 0.0
+    samples_per_s: float = 0.0
 
 
 def train(
@@ -68,16 +72,24 @@ def train(
     if resumed is not None:
         reporter.log("info", f"resumed from epoch {resumed.epoch} (phase {engine.phase})")
     workers = default_workers(placement, hp.num_workers)
+    run.cache = build_feature_cache(
+        spec, resolved, data, settings, run_dir, reporter, placement.autocast_dtype
+    )
+    train_set, val_set, collate_fn = run.cache_datasets(data)
     train_loader, val_loader, sampler = make_loaders(
-        data.train,
-        data.val,
+        train_set,
+        val_set,
         batch_size=hp.batch_size,
         seed=hp.seed,
         placement=placement,
         workers=workers,
-        collate_fn=data.collate_fn,
+        collate_fn=collate_fn,
     )
-    return run.loop(train_loader, val_loader, sampler, resumed)
+    try:
+        return run.loop(train_loader, val_loader, sampler, resumed)
+    finally:
+        if run.cache is not None:
+            run.cache.close()
 
 
 class _Run:
@@ -105,6 +117,9 @@ class _Run:
         self.scaler = torch.amp.GradScaler(enabled=placement.use_scaler)
         self.params = list(engine.index.params.values())
         self._last_report = 0.0
+        self.cache: FeatureCache | None = None
+        self._cached_epoch = False
+        self._samples = 0
 
     def loop(self, train_loader, val_loader, sampler, resumed: Resumed | None) -> TrainResult:
         timeline = self.resolved.timeline
@@ -118,13 +133,15 @@ class _Run:
             sampler.set_epoch(epoch)
             self._enter_phases(step)
             self.reporter.layers(epoch, self._layer_entry(epoch))
+            self._begin_cache_epoch(epoch)
             self.model.train()
-            for inputs, labels in train_loader:
+            for inputs, labels in self._batches(train_loader, sampler, "train"):
                 if self.reporter.should_stop():
-                    return TrainResult("cancelled", epoch, step, metrics, _epoch_of(resumed))
+                    return self._result("cancelled", epoch, step, metrics, resumed, started)
                 self._enter_phases(step)
                 loss = self._train_step(inputs, labels)
                 step += 1
+                self._samples += len(labels)
                 self._maybe_progress(epoch, step, total, start_step, started, loss)
             metrics = self._validate(val_loader)
             metrics["epoch"] = epoch
@@ -133,7 +150,32 @@ class _Run:
             every = self.spec.checkpointing.every_epochs
             if epoch % every == 0 or epoch == timeline.epochs:
                 self._checkpoint(epoch, step, metrics)
-        return TrainResult("succeeded", timeline.epochs, step, metrics, _epoch_of(resumed))
+        return self._result("succeeded", timeline.epochs, step, metrics, resumed, started)
+
+    def _result(self, status, epoch, step, metrics, resumed, started) -> TrainResult:  # type: ignore[no-untyped-def]
+        wall = time.monotonic() - started
+        rate = self._samples / wall if wall > 0 else 0.0
+        return TrainResult(
+            status, epoch, step, metrics, _epoch_of(resumed), round(wall, 3), round(rate, 2)
+        )
+
+    # Feature cache hooks ------------------------------------------------------------------
+
+    def cache_datasets(self, data: Any) -> tuple[Any, Any, Any]:
+        """Datasets that say their sample indices when the cache may engage."""
+        from thaw.training.loaders import Indexed, IndexedCollate
+
+        if self.cache is None:
+            return data.train, data.val, data.collate_fn
+        return Indexed(data.train), Indexed(data.val), IndexedCollate(data.collate_fn)
+
+    def _begin_cache_epoch(self, epoch: int) -> None:
+        self._cached_epoch = self.cache is not None and self.cache.begin_epoch(epoch)
+
+    def _batches(self, loader, sampler, part: str):  # type: ignore[no-untyped-def]
+        if self.cache is None:
+            return iter(loader)
+        return cached_batches(self.cache, loader, sampler, part, self._cached_epoch)
 
     def _enter_phases(self, step: int) -> None:
         for change in self.engine.advance(step):
@@ -159,11 +201,17 @@ class _Run:
         return loss.detach()
 
     def _forward(self, inputs: Any) -> torch.Tensor:
+        if isinstance(inputs, CachedBatch):
+            assert self.cache is not None
+            return self.cache.forward(inputs, "val" if not self.model.training else "train")
         out = self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
         return out.logits if hasattr(out, "logits") else out
 
     def _to_device(self, inputs: Any) -> Any:
         device = self.placement.device
+        if isinstance(inputs, CachedBatch):
+            fmt = torch.channels_last if self.placement.channels_last else torch.contiguous_format
+            return inputs.to(device, fmt)
         if isinstance(inputs, dict):
             return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
         fmt = torch.channels_last if self.placement.channels_last else torch.contiguous_format
@@ -173,7 +221,7 @@ class _Run:
     def _validate(self, loader) -> dict[str, float]:
         self.model.eval()
         total_loss, correct, count = 0.0, 0, 0
-        for inputs, labels in loader:
+        for inputs, labels in self._batches(loader, None, "val"):
             labels = labels.to(self.placement.device, non_blocking=True)
             with self.placement.autocast():
                 logits = self._forward(self._to_device(inputs))
@@ -183,6 +231,8 @@ class _Run:
             correct += int((logits.argmax(dim=1) == labels).sum())
             count += labels.numel()
         self.model.train()
+        if self.cache is not None and self._cached_epoch:
+            self.cache.end_fill("val")
         if count == 0:
             return {}
         return {"val_loss": total_loss / count, "val_accuracy": correct / count}

@@ -1,0 +1,236 @@
+"""The feature cache is exact: a cached run matches an uncached one of the same spec, keeps
+frozen tensors bit-identical, and resumes bitwise-equal to an unbroken cached run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from support import bits_equal, minilm_dir
+
+from thaw.data.shape import DataShape
+from thaw.freezing.plan import plan_table
+from thaw.freezing.resolve import resolve
+from thaw.settings import Settings
+from thaw.spec import JobSpec
+from thaw.training import train
+from thaw.training.reporter import NullReporter
+
+RESNET = {
+    "base_model": {"source": "torchvision", "name": "resnet18"},
+    "dataset": {"synthetic": {"num_classes": 3, "num_examples": 40}},
+    "freeze": {"default": "frozen", "rules": [{"match": "fc", "trainable": True}]},
+    "schedule": [{"at_epoch": 3, "unfreeze": ["layer4"]}],
+    "hyperparameters": {"epochs": 3, "batch_size": 8, "image_size": 32, "lr": 1e-2},
+}
+FROZEN = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")
+
+
+class Recorder(NullReporter):
+    def __init__(self, stop_at: int | None = None):
+        self.losses: list[float] = []
+        self.val: dict[int, dict[str, float]] = {}
+        self.lines: list[str] = []
+        self.entries: list[dict[str, Any]] = []
+        self.steps = 0
+        self.stop_at = stop_at
+
+    def progress(self, progress: dict[str, Any]) -> None:
+        if "loss" in progress:
+            self.losses.append(progress["loss"])
+
+    def metrics(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.val[epoch] = dict(metrics)
+
+    def layers(self, epoch: int, entry: dict[str, Any]) -> None:
+        self.entries.append(entry)
+
+    def log(self, level: str, message: str) -> None:
+        self.lines.append(message)
+
+    def should_stop(self) -> bool:
+        self.steps += 1
+        return self.stop_at is not None and self.steps > self.stop_at
+
+
+def _spec(body: dict[str, Any], **hp: Any) -> JobSpec:
+    merged = {**body, "hyperparameters": {**body["hyperparameters"], **hp}}
+    return JobSpec.model_validate(merged)
+
+
+def _settings(tmp: Path, **extra: Any) -> Settings:
+    return Settings(
+        data_dir=tmp / "data", progress_interval_seconds=0, models_dir=tmp / "models", **extra
+    )
+
+
+def _final(run: Path) -> dict[str, torch.Tensor]:
+    last = json.loads((run / "checkpoints" / "index.json").read_text())["last"]
+    return load_file(str(run / "checkpoints" / last / "model.safetensors"))
+
+
+def _assert_same_training(cached: Recorder, plain: Recorder) -> None:
+    assert cached.losses[0] == pytest.approx(plain.losses[0], rel=1e-5)
+    assert set(cached.val) == set(plain.val)
+    for epoch, metrics in plain.val.items():
+        for key, value in metrics.items():
+            assert cached.val[epoch][key] == pytest.approx(value, rel=1e-4, abs=1e-4), (epoch, key)
+
+
+def test_resnet18_cached_run_matches_uncached_and_keeps_frozen_tensors_bitwise(tmp_path):
+    runs = {}
+    for mode in ("auto", "off"):
+        reporter = Recorder()
+        train(_spec(RESNET, feature_cache=mode), tmp_path / mode, _settings(tmp_path), reporter)
+        runs[mode] = reporter
+    cached, plain = runs["auto"], runs["off"]
+    _assert_same_training(cached, plain)
+    assert "feature cache: phase 0 trains past layer4 from its cached output (0.1 MiB)" in (
+        cached.lines
+    )
+    assert "feature cache: phase 1 trains past layer3 from its cached output (0.2 MiB)" in (
+        cached.lines
+    )
+    assert "feature cache: epoch 2 reuses the features of layer4" in cached.lines
+    assert sum("feature cache: filled the output of" in line for line in cached.lines) == 2
+    assert "feature cache: phase 0 runs every layer: hyperparameters.feature_cache is 'off'" in (
+        plain.lines
+    )
+    a, b = _final(tmp_path / "auto"), _final(tmp_path / "off")
+    frozen = [k for k in a if k.startswith(FROZEN)]
+    assert len(frozen) > 60
+    assert all(bits_equal(a[k], b[k]) for k in frozen)
+    last = cached.entries[-1]["layers"]
+    for row in last:
+        assert row["changed"] is row["name"].startswith(("layer4", "fc")), row["name"]
+    assert not (tmp_path / "auto" / "feature_cache").exists()
+
+
+def test_resnet18_cached_run_killed_mid_phase_resumes_bitwise_equal(tmp_path):
+    spec = _spec(RESNET, epochs=3)
+    unbroken = tmp_path / "unbroken"
+    train(spec, unbroken, _settings(tmp_path), Recorder())
+    broken = tmp_path / "broken"
+    stopped = train(spec, broken, _settings(tmp_path), Recorder(stop_at=7))
+    assert stopped.status == "cancelled" and stopped.epoch == 2
+    resumed_reporter = Recorder()
+    result = train(spec, broken, _settings(tmp_path), resumed_reporter)
+    assert result.status == "succeeded" and result.resumed_from == 1
+    assert any("filled the output of layer4" in line for line in resumed_reporter.lines)
+    a, b = _final(unbroken), _final(broken)
+    assert a.keys() == b.keys()
+    assert all(bits_equal(a[k], b[k]) for k in a)
+
+
+def test_spilled_cache_gives_the_same_run_and_is_removed(tmp_path):
+    body = {**RESNET, "schedule": []}
+    plain = Recorder()
+    train(_spec(body, epochs=2), tmp_path / "mem", _settings(tmp_path), plain)
+    spilled = Recorder()
+    run = tmp_path / "spill"
+    result = train(_spec(body, epochs=2), run, _settings(tmp_path, feature_cache_bytes=0), spilled)
+    assert any("in memory-mapped file train-layer4.bin" in line for line in spilled.lines)
+    assert spilled.losses == plain.losses and spilled.val == plain.val
+    assert not (run / "feature_cache").exists()
+    assert result.wall_s > 0 and result.samples_per_s > 0
+
+
+def _minilm_without_dropout(tmp: Path) -> Path:
+    folder = tmp / "models" / "minilm"
+    shutil.copytree(minilm_dir(), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+MINILM = {
+    "base_model": {"source": "huggingface", "name": "minilm"},
+    "dataset": {"synthetic": {"num_classes": 3, "num_examples": 24}},
+    "freeze": {
+        "default": "trainable",
+        "rules": [
+            {"match": "bert.embeddings", "trainable": False},
+            {"match": "bert.encoder.layer.[0-3]", "trainable": False},
+        ],
+    },
+    "hyperparameters": {"epochs": 2, "batch_size": 8, "max_length": 16, "lr": 1e-3},
+}
+
+
+def test_minilm_cached_run_matches_uncached_with_the_attention_mask_carried(tmp_path):
+    _minilm_without_dropout(tmp_path)
+    runs = {}
+    for mode in ("auto", "off"):
+        reporter = Recorder()
+        train(_spec(MINILM, feature_cache=mode), tmp_path / mode, _settings(tmp_path), reporter)
+        runs[mode] = reporter
+    assert any("trains past bert.encoder.layer.3" in line for line in runs["auto"].lines)
+    assert "feature cache: epoch 2 reuses the features of bert.encoder.layer.3" in (
+        runs["auto"].lines
+    )
+    _assert_same_training(runs["auto"], runs["off"])
+    a, b = _final(tmp_path / "auto"), _final(tmp_path / "off")
+    frozen = [k for k in a if k.startswith(("bert.embeddings.", *FROZEN_LAYERS))]
+    assert frozen and all(bits_equal(a[k], b[k]) for k in frozen)
+
+
+FROZEN_LAYERS = tuple(f"bert.encoder.layer.{i}." for i in range(4))
+
+
+def _plan(body: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    spec = JobSpec.model_validate(body)
+    resolved = resolve(spec, settings, DataShape(["a", "b", "c"], 40))
+    return plan_table(resolved, num_samples=40)["feature_cache"]
+
+
+def test_plan_shows_boundary_bytes_and_why_the_cache_does_not_engage(tmp_path):
+    settings = Settings(models_dir=minilm_dir().parent)
+    resnet = _plan(RESNET, settings)
+    assert resnet == [
+        {
+            "phase": 0,
+            "engages": True,
+            "boundary": "layer4",
+            "prefix_groups": 5,
+            "bytes": 40 * 512 * 4,
+            "bytes_per_sample": 512 * 4,
+            "reason": None,
+        },
+        {
+            "phase": 1,
+            "engages": True,
+            "boundary": "layer3",
+            "prefix_groups": 4,
+            "bytes": 40 * 256 * 2 * 2 * 4,
+            "bytes_per_sample": 256 * 2 * 2 * 4,
+            "reason": None,
+        },
+    ]
+    flip = _plan({**RESNET, "hyperparameters": {"epochs": 3, "augment": "flip"}}, settings)
+    assert flip[0]["reason"] == "augment 'flip' changes the input every epoch"
+    minilm = _plan({**MINILM, "base_model": {"source": "huggingface", "name": "model"}}, settings)
+    assert minilm[0]["engages"] is False
+    assert minilm[0]["boundary"] == "bert.encoder.layer.3"
+    assert minilm[0]["reason"].startswith(
+        "bert.embeddings.dropout (Dropout, p=0.1) draws random numbers in training"
+    )
+    vit = _plan(
+        {
+            **RESNET,
+            "base_model": {"source": "torchvision", "name": "vit_b_16"},
+            "freeze": {"default": "frozen", "rules": [{"match": "heads", "trainable": True}]},
+            "schedule": [],
+            "hyperparameters": {"epochs": 1, "image_size": 224},
+        },
+        settings,
+    )
+    assert vit[0]["engages"] is False
+    assert vit[0]["reason"].startswith("class_token is a parameter, not a module")
+    trained = _plan({**RESNET, "freeze": {"default": "trainable"}, "schedule": []}, settings)
+    assert trained[0]["reason"] == "the first layer group (stem) trains or has BatchNorm training"
