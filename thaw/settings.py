@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, ge=0)
 
+    supervisor_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="First wait before a dead worker process is restarted."
+    )
+    supervisor_backoff_max_seconds: float = Field(
+        default=60.0, gt=0, description="Longest wait between restarts; doubles up to it."
+    )
+    supervisor_stable_seconds: float = Field(
+        default=60.0, gt=0, description="A worker process up this long resets its backoff."
+    )
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=50)

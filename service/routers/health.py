@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from service.auth import ApiKeys, bearer_token
 from service.deps import StoresDep
 from service.problems import Problem
 from service.schemas import HealthOut, ProblemOut
@@ -19,13 +20,21 @@ def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
+def _has_valid_key(request: Request) -> bool:
+    keys: ApiKeys = request.app.state.api_keys
+    token = bearer_token(request.headers.get("authorization"))
+    return keys.enabled and token is not None and keys.tenant_for(token) is not None
+
+
 @router.get(
     "/readyz",
     response_model=HealthOut,
+    response_model_exclude_none=True,
     summary="Ready when Redis answers and a worker heartbeat is live",
+    description="Counts the live workers; their ids (host and pid) only with a valid API key.",
     responses={503: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
 )
-def readyz(stores: StoresDep) -> dict[str, Any]:
+def readyz(request: Request, stores: StoresDep) -> dict[str, Any]:
     try:
         stores.client.ping()
         workers = stores.workers.live_workers()
@@ -39,6 +48,9 @@ def readyz(stores: StoresDep) -> dict[str, Any]:
             "no live worker heartbeat; start one with 'thaw worker'",
             code="no_workers",
             redis=True,
-            workers=[],
+            workers=0,
         )
-    return {"status": "ok", "redis": True, "workers": workers}
+    ready: dict[str, Any] = {"status": "ok", "redis": True, "workers": len(workers)}
+    if _has_valid_key(request):
+        ready["worker_ids"] = workers
+    return ready
