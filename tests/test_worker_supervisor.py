@@ -256,6 +256,7 @@ def test_a_killed_worker_process_is_restarted_and_sigterm_stops_everything(stack
     assert second["name"] == "k-cpu@test" and second_id != first_id
     assert supervisor.poll() is None
     assert "k-cpu@test exited with -9" in stack.log("w")
+    assert healthcheck(stack).returncode == 0
 
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(timeout=60) == 0
@@ -263,6 +264,20 @@ def test_a_killed_worker_process_is_restarted_and_sigterm_stops_everything(stack
         os.kill(second["pid"], 0)
     assert second_id not in registry.live_workers(), "a clean stop leaves the registry"
     assert "every worker process has stopped" in stack.log("w")
+    stopped = healthcheck(stack)
+    assert stopped.returncode == 1
+    assert stopped.stderr.strip().startswith("unhealthy: no worker on ")
+
+
+def healthcheck(stack: Stack) -> subprocess.CompletedProcess[str]:
+    """The compose worker's health probe, run on this host."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.healthcheck"],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_worker_options_live_in_app_conf_only():
