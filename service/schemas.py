@@ -236,7 +236,7 @@ class HealthOut(BaseModel):
 
 
 class DeviceOut(_Open):
-    type: Literal["cuda", "cpu"]
+    type: str = Field(description="cuda or cpu.")
     name: str
     total_memory: int | None = Field(default=None, description="Bytes (GPU).")
     capability: str | None = Field(default=None, description="CUDA compute capability.")

@@ -127,6 +127,14 @@ def device_memory() -> dict[str, int | None]:
     return {"rss": rss}
 
 
+def _device_or_error() -> dict[str, Any]:
+    """A device that cannot be described must not stop the heartbeat itself."""
+    try:
+        return describe_device()
+    except Exception as exc:
+        return {"type": "unknown", "name": f"{type(exc).__name__}: {exc}"[:200]}
+
+
 def heartbeat_info() -> dict[str, Any]:
     import torch
 
@@ -136,7 +144,7 @@ def heartbeat_info() -> dict[str, Any]:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "gpu": pin if pin else None,
-        "device": describe_device(),
+        "device": _device_or_error(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "started_at": node.started_at,
