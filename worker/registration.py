@@ -115,10 +115,11 @@ def device_memory() -> dict[str, int | None]:
     import torch
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return {
-            "allocated": int(torch.cuda.memory_allocated()),
-            "reserved": int(torch.cuda.memory_reserved()),
-        }
+        with contextlib.suppress(RuntimeError):
+            return {
+                "allocated": int(torch.cuda.memory_allocated()),
+                "reserved": int(torch.cuda.memory_reserved()),
+            }
     try:
         with open("/proc/self/statm") as fh:
             rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
