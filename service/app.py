@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from service.auth import ApiKeys
+from service.metrics import install_metrics
 from service.pages import install_pages
 from service.problems import install_problem_handlers
 from service.queue import enqueuer
-from service.routers import checkpoints, datasets, events, health, jobs, models, plans
+from service.routers import checkpoints, datasets, events, health, jobs, models, plans, workers
 from service.stores import Stores
 from thaw.settings import Settings, get_settings
 
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.stores = Stores.open(settings)
     app.state.enqueue = enqueuer(settings)
     install_problem_handlers(app)
-    for module in (health, models, plans, datasets, jobs, events, checkpoints):
+    for module in (health, models, plans, datasets, jobs, events, checkpoints, workers):
         app.include_router(module.router)
     install_pages(app)
+    install_metrics(app, app.state.stores, settings.queue)
     return app

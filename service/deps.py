@@ -51,9 +51,22 @@ def get_enqueue(request: Request) -> Enqueue:
     return request.app.state.enqueue
 
 
+def get_known_tenant(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    """The caller's tenant when keys are configured and it sent a valid one, else None;
+    for public endpoints that show more to a known caller."""
+    keys: ApiKeys = request.app.state.api_keys
+    if not keys.enabled or credentials is None:
+        return None
+    return keys.tenant_for(credentials.credentials)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+KnownTenantDep = Annotated[str | None, Depends(get_known_tenant)]
 EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
 
 

@@ -229,7 +229,43 @@ class ModelLayersOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok"]
     redis: bool | None = None
-    workers: list[str] | None = None
+    workers: int | None = Field(default=None, description="How many workers heartbeat.")
+    worker_ids: list[str] | None = Field(
+        default=None, description="Their ids (host and pid), only with a valid API key."
+    )
+
+
+class DeviceOut(_Open):
+    type: str = Field(description="cuda or cpu.")
+    name: str
+    total_memory: int | None = Field(default=None, description="Bytes (GPU).")
+    capability: str | None = Field(default=None, description="CUDA compute capability.")
+
+
+class WorkerOut(BaseModel):
+    id: str
+    name: str | None = Field(description="Celery node name, such as gpu0@host.")
+    host: str | None
+    pid: int | None
+    gpu: str | None = Field(description="The CUDA_VISIBLE_DEVICES pin; null when unpinned.")
+    device: DeviceOut | None
+    torch: str | None
+    cuda: str | None
+    busy: bool
+    job: str | None = Field(description="The job it trains, shown to that job's tenant only.")
+    jobs_done: int
+    samples_per_s: float | None
+    step_time_s: float | None
+    memory: dict[str, int | None] = Field(
+        description="Bytes in use: allocated and reserved on a GPU, rss on the CPU."
+    )
+    started_at: str | None
+    heartbeat_at: str | None
+
+
+class WorkerList(BaseModel):
+    data: list[WorkerOut]
+    has_more: bool = False
 
 
 ProblemOut.model_rebuild()

@@ -25,10 +25,10 @@ def test_every_operation_is_generated(api: ApiServer) -> None:
     labels = {op.label for op in operations(api)}
     assert "POST /v1/jobs" in labels
     assert "GET /v1/jobs/{job_id}/checkpoints/{name}/{file}" in labels
-    assert len(labels) == 18
+    assert len(labels) == 19
 
 
-@pytest.mark.parametrize("index", range(18))
+@pytest.mark.parametrize("index", range(19))
 def test_no_server_errors(api: ApiServer, store: redis.Redis, index: int) -> None:
     WorkerRegistry(store).record_worker_heartbeat("schema-worker", ttl=600)
     operation = operations(api)[index]

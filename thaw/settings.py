@@ -39,6 +39,15 @@ class Settings(BaseSettings):
         description="Feature cache held in memory; beyond it the cache is a memory-mapped "
         "file in the job folder. None: a quarter of the memory available when the run starts.",
     )
+    supervisor_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="First wait before a dead worker process is restarted."
+    )
+    supervisor_backoff_max_seconds: float = Field(
+        default=60.0, gt=0, description="Longest wait between restarts; doubles up to it."
+    )
+    supervisor_stable_seconds: float = Field(
+        default=60.0, gt=0, description="A worker process up this long resets its backoff."
+    )
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)

@@ -13,6 +13,9 @@ Choices, each for a known failure:
   process avoids all three.
 - No prefetch beyond the running job (``worker_disable_prefetch``), so a queued
   job waits for the next idle worker instead of behind a busy one.
+- Task events on, for Flower (the ``monitoring`` compose profile).
+
+Every worker option is here; ``thaw worker`` passes only the node name.
 """
 
 from __future__ import annotations
@@ -36,17 +39,22 @@ app.conf.update(
     worker_pool="threads",
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
-    worker_send_task_events=False,
+    worker_send_task_events=True,
     broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
 )
 
 
-def worker_argv(queue: str, hostname: str | None = None) -> list[str]:
-    """The command line ``thaw worker`` runs."""
-    argv = ["worker", "--pool=threads", "--concurrency=1", f"--queues={queue}", "--loglevel=INFO"]
-    argv.append("--disable-prefetch")
-    argv.append("--without-gossip")
-    argv.append("--without-mingle")
-    if hostname:
-        argv.append(f"--hostname={hostname}")
-    return argv
+# The two worker options Celery reads only as arguments, not from app.conf: mingle
+# (a start-up exchange with every other node) and gossip (every node's events) cost a
+# delay and traffic per node and nothing here uses them.
+_NODE_OPTIONS = {"without_mingle": True, "without_gossip": True}
+
+
+def start_worker(hostname: str, loglevel: str = "INFO") -> int:
+    """Run one Celery worker node in this process until it shuts down; its exit code."""
+    from worker import registration
+
+    registration.node.name = hostname
+    node = app.Worker(hostname=hostname, loglevel=loglevel, **_NODE_OPTIONS)
+    node.start()
+    return int(node.exitcode or 0)

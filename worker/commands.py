@@ -3,16 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    worker = sub.add_parser("worker", help="run a training worker")
-    worker.add_argument("--hostname", default=None, help="Celery node name")
+    worker = sub.add_parser(
+        "worker", help="run one training worker per GPU (or one on the CPU) under a supervisor"
+    )
+    worker.add_argument(
+        "--gpus",
+        default="all",
+        help="'all' (default: every GPU, or one CPU worker without one), 'none' (one CPU "
+        "worker), or ids such as 0,2",
+    )
+    worker.add_argument(
+        "--allow-cpu",
+        action="store_true",
+        help="with --gpus IDS on a host without CUDA, run one CPU worker per id, pinned alike",
+    )
+    worker.add_argument(
+        "--hostname",
+        default=None,
+        help="Celery node name NAME@HOST; each worker is named NAME-gpuI@HOST "
+        "(default gpuI@<this host>)",
+    )
     worker.set_defaults(run=_worker)
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from worker.celery_app import app, settings, worker_argv
+    from thaw.settings import get_settings
+    from worker.supervisor import (
+        GpuSelectionError,
+        Supervisor,
+        parse_gpus,
+        plan_slots,
+        visible_gpus,
+    )
 
-    app.worker_main(worker_argv(settings.queue, args.hostname))
-    return 0
+    try:
+        visible = [] if parse_gpus(args.gpus) == [] else visible_gpus()
+        slots = plan_slots(args.gpus, args.allow_cpu, args.hostname, visible)
+    except GpuSelectionError as exc:
+        print(f"thaw: error: {exc}", file=sys.stderr)
+        return 2
+    return Supervisor(slots, get_settings()).run()

@@ -10,6 +10,7 @@ from thaw.spec import JobSpec
 from thaw.store import DatasetStore, EventLog, JobStore
 from thaw.uploads import tenant_uploads
 from worker.lease import LeaseKeeper
+from worker.registration import activity
 from worker.store_reporter import StoreReporter
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,13 @@ def run_job(job_id: str, worker_id: str, settings: Settings, client) -> str:
         return "not claimable"
     events = EventLog(client)
     uploads = tenant_uploads(DatasetStore(client), job.tenant)
-    with LeaseKeeper(
-        store, job_id, worker_id, settings.lease_seconds, settings.heartbeat_seconds
-    ) as lease:
-        reporter = StoreReporter(store, events, job_id, worker_id, lease)
+    with (
+        LeaseKeeper(
+            store, job_id, worker_id, settings.lease_seconds, settings.heartbeat_seconds
+        ) as lease,
+        activity.running(job_id, job.tenant),
+    ):
+        reporter = activity.observe(StoreReporter(store, events, job_id, worker_id, lease))
         try:
             from thaw.training import train
 

@@ -10,6 +10,7 @@ import threading
 from thaw.dispatch import Enqueue
 from thaw.settings import Settings
 from thaw.store import JobStore, WorkerRegistry
+from worker.registration import heartbeat_info
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ class Maintenance:
 
     def tick(self) -> list[str]:
         interval = self.settings.heartbeat_seconds
-        self.registry.record_worker_heartbeat(self.worker_id, ttl=3 * interval)
+        self.registry.record_worker_heartbeat(
+            self.worker_id, ttl=3 * interval, info=heartbeat_info()
+        )
         stale = self.jobs.expired_leases()
         for job_id in stale:
             log.info("re-queueing %s: its worker's lease expired", job_id)

@@ -7,7 +7,7 @@ from typing import Any
 import redis
 from fastapi import APIRouter
 
-from service.deps import StoresDep
+from service.deps import KnownTenantDep, StoresDep
 from service.problems import Problem
 from service.schemas import HealthOut, ProblemOut
 
@@ -22,10 +22,12 @@ def healthz() -> dict[str, Any]:
 @router.get(
     "/readyz",
     response_model=HealthOut,
+    response_model_exclude_none=True,
     summary="Ready when Redis answers and a worker heartbeat is live",
+    description="Counts the live workers; their ids (host and pid) only with a valid API key.",
     responses={503: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
 )
-def readyz(stores: StoresDep) -> dict[str, Any]:
+def readyz(stores: StoresDep, known: KnownTenantDep) -> dict[str, Any]:
     try:
         stores.client.ping()
         workers = stores.workers.live_workers()
@@ -39,6 +41,9 @@ def readyz(stores: StoresDep) -> dict[str, Any]:
             "no live worker heartbeat; start one with 'thaw worker'",
             code="no_workers",
             redis=True,
-            workers=[],
+            workers=0,
         )
-    return {"status": "ok", "redis": True, "workers": workers}
+    ready: dict[str, Any] = {"status": "ok", "redis": True, "workers": len(workers)}
+    if known is not None:
+        ready["worker_ids"] = workers
+    return ready

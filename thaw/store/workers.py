@@ -40,6 +40,19 @@ class WorkerRegistry:
         ids = self.redis.zrangebyscore(self.keys.workers, f"({self._now()}", "+inf")
         return sorted(text(i) or "" for i in ids)
 
+    def live(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each live worker's id and the info of its last heartbeat, sorted by id."""
+        ids = self.live_workers()
+        pipe = self.redis.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.get(self.keys.worker(worker_id))
+        out = []
+        for worker_id, raw in zip(ids, pipe.execute(), strict=True):
+            info = text(raw)
+            if info is not None:
+                out.append((worker_id, loads(info)))
+        return out
+
     def worker_info(self, worker_id: str) -> dict[str, Any] | None:
         raw = text(self.redis.get(self.keys.worker(worker_id)))
         return loads(raw) if raw is not None else None

@@ -1,0 +1,19 @@
+"""One Celery worker node: what ``thaw worker``'s supervisor runs for each GPU."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker.node", description=__doc__)
+    parser.add_argument("--hostname", required=True, help="Celery node name, NAME@HOST")
+    args = parser.parse_args(argv)
+    from worker.celery_app import start_worker
+
+    return start_worker(args.hostname)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
