@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,32 @@ from thaw.settings import Settings
 from thaw.spec import DatasetSource, JobSpec, ValidationSplit
 
 
-def modality_of(spec: JobSpec, settings: Settings) -> str:
+@dataclass(frozen=True)
+class ModelInputs:
+    """What the data pipeline needs of the base model: modality, normalization, tokenizer."""
+
+    modality: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    tokenizer_path: str | None
+
+
+def model_inputs(spec: JobSpec, settings: Settings) -> ModelInputs:
+    """Read from the base model's own config (a meta build, no weights) or its job record."""
+    from thaw.models import build_model
+    from thaw.models.built import IMAGENET_MEAN, IMAGENET_STD
+
     ref = spec.base_model
-    if ref.source == "torchvision":
-        return "image"
-    if ref.source == "huggingface":
-        return "text"
-    return str(job_checkpoint(ref, settings)[1]["modality"])
+    if ref.source == "job":
+        record = job_checkpoint(ref, settings)[1]
+        return ModelInputs(
+            str(record["modality"]),
+            tuple(record.get("mean", IMAGENET_MEAN)),
+            tuple(record.get("std", IMAGENET_STD)),
+            record.get("tokenizer_path"),
+        )
+    built = build_model(ref, 2, settings, meta=True)
+    return ModelInputs(built.modality, built.mean, built.std, built.tokenizer_path)
 
 
 def source_path(
@@ -37,27 +57,21 @@ def source_path(
     return dataset_path(source, settings, loc)
 
 
-def tokenizer_for(spec: JobSpec, settings: Settings) -> Any:
+def tokenizer_for(inputs: ModelInputs) -> Any:
     from transformers import AutoTokenizer
 
-    from thaw.models.huggingface_source import locate
-
-    if spec.base_model.source == "job":
-        return AutoTokenizer.from_pretrained(
-            job_checkpoint(spec.base_model, settings)[1]["tokenizer_path"]
-        )
-    return AutoTokenizer.from_pretrained(locate(spec.base_model.name, settings.models_dir))
+    return AutoTokenizer.from_pretrained(inputs.tokenizer_path)
 
 
 def load_training_data(
     spec: JobSpec, settings: Settings, upload_path: Callable[[str], Path | None] | None
 ) -> Any:
     from thaw.data import build_datasets
-    from thaw.data.info import IMAGENET_MEAN, IMAGENET_STD
 
     hp = spec.hyperparameters
     ref = spec.dataset
-    modality = modality_of(spec, settings)
+    inputs = model_inputs(spec, settings)
+    modality = inputs.modality
     validation: Any = None
     validation_format = None
     if isinstance(ref.validation, ValidationSplit):
@@ -73,9 +87,9 @@ def load_training_data(
         validation_format=validation_format,
         seed=hp.seed,
         image_size=hp.image_size,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        tokenizer=tokenizer_for(spec, settings) if modality == "text" else None,
+        mean=inputs.mean,
+        std=inputs.std,
+        tokenizer=tokenizer_for(inputs) if modality == "text" else None,
         max_length=hp.max_length,
     )
     return data
