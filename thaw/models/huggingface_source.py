@@ -60,7 +60,6 @@ def load_config(located: Located, num_classes: int, classes: list[str], *, local
     try:
         return AutoConfig.from_pretrained(
             located.location,
-            num_labels=num_classes,
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
             local_files_only=local_only,

@@ -153,7 +153,7 @@ def data_config(model: nn.Module) -> DataConfig:
 
 def hub_config(model: nn.Module, classes: list[str]) -> dict[str, Any]:
     """The ``config.json`` of timm's hub layout for ``model``, written by timm itself."""
-    from timm.models import save_config_for_hf
+    from timm.models._hub import save_config_for_hf
 
     with tempfile.TemporaryDirectory(prefix="thaw-timm-") as tmp:
         path = Path(tmp) / "config.json"
