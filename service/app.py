@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -38,6 +39,9 @@ def _warm_up() -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # The API never contacts a model hub; only workers download (THAW_ALLOW_HUB_DOWNLOADS).
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
     api_keys = ApiKeys.parse(settings.api_keys)
 
     @asynccontextmanager

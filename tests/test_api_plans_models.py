@@ -50,7 +50,7 @@ def test_plan_for_resnet50_is_fast_when_warm(http: httpx.Client) -> None:
 def test_models_lists_sources(http: httpx.Client) -> None:
     body = http.get("/v1/models").json()
     sources = {s["source"]: s for s in body["data"]}
-    assert set(sources) == {"torchvision", "huggingface", "job"}
+    assert set(sources) == {"torchvision", "timm", "huggingface", "job"}
     assert "resnet18" in sources["torchvision"]["builders"]
 
 

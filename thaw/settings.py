@@ -18,6 +18,16 @@ class Settings(BaseSettings):
     datasets_dir: Path = Path("./datasets")
     api_keys: str = Field(default="", description="Comma-separated tenant:key pairs.")
     queue: str = "gpu"
+    allow_hub_downloads: bool = Field(
+        default=False,
+        description="Let workers download Hugging Face and timm weights from the hub; the "
+        "API never does, and without it models resolve under models_dir only.",
+    )
+    allow_pickle_weights: bool = Field(
+        default=False,
+        description="Accept pytorch_model.bin / .pt weights, read with torch's weights_only "
+        "loader; otherwise safetensors only.",
+    )
 
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
     max_archive_members: int = Field(default=200_000, ge=1)

@@ -27,24 +27,41 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MODEL_SOURCES = ("torchvision", "timm", "huggingface", "job")
+ModelSource = Literal["torchvision", "timm", "huggingface", "job"]
+NAME_MAX_LENGTH = 300
+
+
+def plain_text(value: str | None) -> str | None:
+    """Refuse control characters (NUL above all): names become paths and hub ids."""
+    if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not contain control characters such as NUL; give a plain name")
+    return value
+
+
 class BaseModelRef(_Strict):
-    source: Literal["torchvision", "huggingface", "job"] = Field(
-        description="Where the architecture and weights come from."
-    )
+    source: ModelSource = Field(description="Where the architecture and weights come from.")
     name: str = Field(
         min_length=1,
-        max_length=300,
-        description="torchvision builder (resnet18), Hugging Face hub id or folder under "
-        "THAW_MODELS_DIR, or a finished job's id for source 'job'.",
+        max_length=NAME_MAX_LENGTH,
+        description="torchvision builder (resnet18); timm architecture (convnext_tiny) or "
+        "hub-layout folder under THAW_MODELS_DIR; Hugging Face folder under THAW_MODELS_DIR "
+        "(a hub id only with THAW_ALLOW_HUB_DOWNLOADS); or a finished job's id for 'job'.",
     )
     weights: str | None = Field(
         default=None,
-        description="torchvision weights enum member (DEFAULT, IMAGENET1K_V1) or null.",
+        max_length=100,
+        description="torchvision weights enum member (DEFAULT, IMAGENET1K_V1); for timm "
+        "'pretrained' (hub download); or null.",
     )
     weights_file: str | None = Field(
         default=None,
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
         description="safetensors file under THAW_MODELS_DIR to initialize from.",
     )
+
+    _plain = field_validator("name", "weights", "weights_file")(plain_text)
     checkpoint: Literal["best", "last"] = Field(
         default="best", description="For source 'job': which checkpoint to continue from."
     )
@@ -53,7 +70,9 @@ class BaseModelRef(_Strict):
     def _weights_exclusive(self) -> BaseModelRef:
         if self.weights is not None and self.weights_file is not None:
             raise ValueError("give either 'weights' or 'weights_file', not both")
-        if self.source != "torchvision" and self.weights is not None:
+        if self.source == "timm" and self.weights not in (None, "pretrained"):
+            raise ValueError("for source 'timm', 'weights' is 'pretrained' or null")
+        if self.source not in ("torchvision", "timm") and self.weights is not None:
             raise ValueError(
                 "'weights' is a torchvision enum name; use it with source 'torchvision'"
             )

@@ -12,6 +12,9 @@ from service.schemas import ModelLayersOut, ModelSources, ProblemOut
 from thaw.errors import SpecError
 from thaw.freezing.model_layers import describe_model
 from thaw.models import available_sources
+from thaw.spec import NAME_MAX_LENGTH
+
+PLAIN_NAME = r"^[^\x00-\x1f\x7f]+$"
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -31,8 +34,8 @@ def list_models(_: TenantDep) -> dict[str, Any]:
 async def model_layers(
     _: TenantDep,
     settings: SettingsDep,
-    source: Annotated[Literal["torchvision", "huggingface"], Query()],
-    name: Annotated[str, Query(min_length=1, max_length=300)],
+    source: Annotated[Literal["torchvision", "timm", "huggingface"], Query()],
+    name: Annotated[str, Query(min_length=1, max_length=NAME_MAX_LENGTH, pattern=PLAIN_NAME)],
     num_classes: Annotated[int, Query(ge=2, le=100_000)] = 10,
 ) -> dict[str, Any]:
     try:

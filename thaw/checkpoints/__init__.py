@@ -5,7 +5,8 @@ Layout under a run folder ``R``::
     R/checkpoints/index.json                 listed checkpoints, ``best`` and ``last``
     R/checkpoints/best, R/checkpoints/last   relative links to listed epoch folders
     R/checkpoints/epoch-<k>/model.safetensors
-    R/checkpoints/epoch-<k>/config.json
+    R/checkpoints/epoch-<k>/config.json            Hugging Face's or timm's own, or Thaw's record
+    R/checkpoints/epoch-<k>/thaw.json              Thaw's record where config.json is a library's
     R/checkpoints/epoch-<k>/training_state.safetensors
     R/checkpoints/epoch-<k>/meta.json        epoch, step, metrics, files (size, sha256)
 """
@@ -23,6 +24,7 @@ from thaw.checkpoints.layout import (
     INDEX_FILE,
     META_FILE,
     MODEL_FILE,
+    RECORD_FILE,
     TRAINING_STATE_FILE,
     checkpoint_name,
     checkpoints_dir,
@@ -52,6 +54,7 @@ __all__ = [
     "INDEX_FILE",
     "META_FILE",
     "MODEL_FILE",
+    "RECORD_FILE",
     "TRAINING_STATE_FILE",
     "CheckpointError",
     "CheckpointInfo",

@@ -17,6 +17,8 @@ INDEX_FILE = "index.json"
 META_FILE = "meta.json"
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+# Thaw's record when config.json is the model library's own (Hugging Face, timm).
+RECORD_FILE = "thaw.json"
 TRAINING_STATE_FILE = "training_state.safetensors"
 
 BEST = "best"

@@ -40,6 +40,7 @@ from thaw.checkpoints.layout import (
     LAST,
     META_FILE,
     MODEL_FILE,
+    RECORD_FILE,
     TRAINING_STATE_FILE,
     checkpoint_name,
     checkpoints_dir,
@@ -67,8 +68,12 @@ def save_checkpoint(
     monitor: str = "val_loss",
     mode: str = "min",
     keep_last: int | None,
+    library_config: Mapping[str, Any] | None = None,
 ) -> CheckpointInfo:
     """Write checkpoint ``epoch-<epoch>``, make it ``last``, update ``best`` and prune.
+
+    ``config`` is Thaw's rebuild record. With ``library_config`` (the model library's own
+    config), that one is ``config.json`` and the record goes to ``thaw.json``.
 
     ``keep_last`` newest checkpoints are kept (None keeps all), and the best one is
     never pruned. Saving an epoch that already exists replaces it.
@@ -96,7 +101,15 @@ def save_checkpoint(
     tmp.mkdir()
     try:
         entry = _write_checkpoint_folder(
-            tmp, name, epoch, step, model_state, config, training_state, clean_metrics
+            tmp,
+            name,
+            epoch,
+            step,
+            model_state,
+            config,
+            training_state,
+            clean_metrics,
+            library_config,
         )
         final = root / name
         if final.exists() or final.is_symlink():
@@ -211,8 +224,11 @@ def read_meta(folder: str | Path) -> Entry:
 
 
 def read_config(folder: str | Path) -> dict[str, Any]:
-    """The config.json of a checkpoint folder: how to rebuild its model."""
-    path = Path(folder) / CONFIG_FILE
+    """Thaw's record of a checkpoint folder (thaw.json, else config.json): how to rebuild
+    its model."""
+    path = Path(folder) / RECORD_FILE
+    if not path.is_file():
+        path = Path(folder) / CONFIG_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -285,14 +301,21 @@ def _write_checkpoint_folder(
     config: Mapping[str, Any],
     training_state: Any,
     metrics: dict[str, Any],
+    library_config: Mapping[str, Any] | None = None,
 ) -> Entry:
     with atomic_path(folder / MODEL_FILE) as tmp:
         save_file(storable_tensors(model_state), str(tmp), metadata={"format": "pt"})
-    atomic_write_json(folder / CONFIG_FILE, dict(config))
+    names = [MODEL_FILE, CONFIG_FILE, TRAINING_STATE_FILE]
+    if library_config is None:
+        atomic_write_json(folder / CONFIG_FILE, dict(config))
+    else:
+        atomic_write_json(folder / CONFIG_FILE, dict(library_config))
+        atomic_write_json(folder / RECORD_FILE, dict(config))
+        names.insert(2, RECORD_FILE)
     save_training_state(folder / TRAINING_STATE_FILE, training_state)
     files = [
         FileInfo(name=n, size=(folder / n).stat().st_size, sha256=sha256_file(folder / n))
-        for n in (MODEL_FILE, CONFIG_FILE, TRAINING_STATE_FILE)
+        for n in names
     ]
     entry = Entry(
         name=name,

@@ -30,6 +30,7 @@ class ModelIndex:
     param_group: dict[str, int]
     batchnorms: list[str] = field(default_factory=list)
     norm_modules: set[str] = field(default_factory=set)
+    no_decay: set[str] = field(default_factory=set)
 
     def group_params(self, index: int) -> list[str]:
         return [n for n, g in self.param_group.items() if g == index]
@@ -73,7 +74,21 @@ def index_model(model: nn.Module, head: str) -> ModelIndex:
         param_group=param_group,
         batchnorms=batchnorms,
         norm_modules=norms,
+        no_decay=_declared_no_decay(model, params),
     )
+
+
+def _declared_no_decay(model: nn.Module, params: dict[str, nn.Parameter]) -> set[str]:
+    """Parameters the model itself exempts from weight decay (timm's ``no_weight_decay()``:
+    position embeddings, class tokens), by name or by module prefix."""
+    declared = getattr(model, "no_weight_decay", None)
+    if not callable(declared):
+        return set()
+    try:
+        names = set(declared())
+    except (TypeError, NotImplementedError):
+        return set()
+    return {p for p in params if p in names or any(p.startswith(f"{n}.") for n in names)}
 
 
 def _lookup(name: str, prefixes: dict[str, int]) -> int:

@@ -25,7 +25,8 @@ def base_options(index: ModelIndex, hp: Hyperparameters) -> dict[str, ParamOptio
     for name, param in index.params.items():
         depth = top - index.param_group[name]
         lr[name] = hp.lr * hp.layer_lr_decay**depth if hp.layer_lr_decay else hp.lr
-        no_decay = param.ndim <= 1 or index.param_owner[name] in index.norm_modules
+        is_norm = index.param_owner[name] in index.norm_modules
+        no_decay = param.ndim <= 1 or is_norm or name in index.no_decay
         wd[name] = 0.0 if no_decay else hp.weight_decay
     for i, rule in enumerate(hp.param_groups):
         for name in select(index, rule.match, ("hyperparameters", "param_groups", i, "match")):

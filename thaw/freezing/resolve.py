@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from thaw.data.shape import DataShape
+from thaw.errors import SpecError
 from thaw.freezing.model_index import ModelIndex, index_model
 from thaw.freezing.param_options import (
     ParamOptions,
@@ -87,6 +88,13 @@ def resolve_built(
     built.classes = list(shape.classes)
     hp = spec.hyperparameters
     if built.modality == "image":
+        fixed = built.fixed_image_size
+        if fixed is not None and hp.image_size != fixed:
+            raise SpecError(
+                ("hyperparameters", "image_size"),
+                f"{built.name} takes {fixed}x{fixed} images only, not {hp.image_size}",
+                f"set image_size to {fixed}",
+            )
         built.image_size = hp.image_size
     else:
         built.max_length = hp.max_length

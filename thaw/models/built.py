@@ -23,14 +23,15 @@ class BuiltModel:
     image_size: int | None = None
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    fixed_image_size: int | None = None
     max_length: int | None = None
     tokenizer_path: str | None = None
     convolutional: bool = False
-    hf_config: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
 
     def config(self) -> dict[str, Any]:
-        """The rebuild recipe stored beside checkpoints as config.json."""
+        """Thaw's rebuild record, stored beside checkpoints (config.json or thaw.json)."""
         out: dict[str, Any] = {
             "source": self.source,
             "name": self.name,
@@ -40,11 +41,29 @@ class BuiltModel:
             "classes": list(self.classes),
         }
         if self.modality == "image":
-            out.update(image_size=self.image_size, mean=list(self.mean), std=list(self.std))
-        else:
             out.update(
-                max_length=self.max_length,
-                tokenizer_path=self.tokenizer_path,
-                hf_config=self.hf_config,
+                image_size=self.image_size,
+                mean=list(self.mean),
+                std=list(self.std),
+                interpolation=self.interpolation,
             )
+            if self.fixed_image_size is not None:
+                out["fixed_image_size"] = self.fixed_image_size
+        else:
+            out.update(max_length=self.max_length, tokenizer_path=self.tokenizer_path)
         return out
+
+    def library_config(self) -> dict[str, Any] | None:
+        """The ``config.json`` the source's own library loads the checkpoint folder with
+        (Hugging Face's, or timm's hub layout); None when Thaw's record is that file."""
+        if self.source == "huggingface":
+            config = self.model.config.to_dict()
+            config["id2label"] = {str(i): c for i, c in enumerate(self.classes)}
+            config["label2id"] = {c: i for i, c in enumerate(self.classes)}
+            config["architectures"] = [type(self.model).__name__]
+            return config
+        if self.source == "timm":
+            from thaw.models.timm_source import hub_config
+
+            return hub_config(self.model, self.classes)
+        return None

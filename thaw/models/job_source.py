@@ -11,6 +11,7 @@ from thaw.errors import ModelError
 from thaw.models.built import BuiltModel
 from thaw.models.heads import replace_head
 from thaw.models.rebuild import rebuild_architecture
+from thaw.models.torchvision_source import is_convolutional
 from thaw.store.jobs import JOB_ID
 
 if TYPE_CHECKING:
@@ -46,13 +47,17 @@ def build_from_job(
     folder, config = job_checkpoint(ref, settings)
     if meta:
         with torch.device("meta"):
-            model = rebuild_architecture(config)
+            model = rebuild_architecture(config, folder)
     else:
-        model = rebuild_architecture(config)
+        model = rebuild_architecture(config, folder)
         model.load_state_dict(load_model_state(folder), strict=True)
     head = config["head"]
     if config["source"] == "torchvision":
         replace_head(model, head, num_classes)
+    elif config["source"] == "timm":
+        if model.num_classes != num_classes:
+            with torch.device("meta" if meta else "cpu"):
+                model.reset_classifier(num_classes)
     elif int(config["num_classes"]) != num_classes:
         raise ModelError(_LOC, "a Hugging Face checkpoint continues with the same classes only")
     built = BuiltModel(
@@ -64,9 +69,10 @@ def build_from_job(
         num_classes=num_classes,
         classes=list(classes or []),
         tokenizer_path=config.get("tokenizer_path"),
-        convolutional=config["modality"] == "image",
-        hf_config=config.get("hf_config"),
+        convolutional=is_convolutional(model),
     )
     if config["modality"] == "image":
         built.mean, built.std = tuple(config["mean"]), tuple(config["std"])
+        built.interpolation = config.get("interpolation", "bilinear")
+        built.fixed_image_size = config.get("fixed_image_size")
     return built

@@ -1,4 +1,4 @@
-"""Rebuild a model from a checkpoint's config.json, and ``thaw.load_model(folder)``."""
+"""Rebuild a model from a checkpoint folder, and ``thaw.load_model(folder)``."""
 
 from __future__ import annotations
 
@@ -8,25 +8,31 @@ from typing import Any
 from torch import nn
 
 from thaw.errors import ModelError
-from thaw.models import torchvision_source
+from thaw.models import huggingface_source, timm_source, torchvision_source
 from thaw.models.heads import replace_head
 
 
-def rebuild_architecture(config: dict[str, Any]) -> nn.Module:
-    """The architecture described by ``config`` with fresh weights (on the current device)."""
+def rebuild_architecture(config: dict[str, Any], folder: Path) -> nn.Module:
+    """The architecture of the checkpoint in ``folder`` (its record ``config``) with fresh
+    weights, on the current device. Hugging Face and timm models come from the folder's
+    own ``config.json``, as their libraries would load them."""
     source = config.get("source")
     num_classes = int(config["num_classes"])
     if source == "torchvision":
         model = torchvision_source.build(config["name"], None, pretrained=False)
         replace_head(model, config["head"], num_classes)
         return model
-    if source == "huggingface":
+    if source == "huggingface" and config.get("hf_config") is not None:
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         hf = dict(config["hf_config"])
         hf_config = AutoConfig.for_model(hf.pop("model_type"), **hf)
         hf_config.num_labels = num_classes
         return AutoModelForSequenceClassification.from_config(hf_config)
+    if source == "huggingface":
+        return huggingface_source.rebuild(folder, image=config.get("modality") == "image")
+    if source == "timm":
+        return timm_source.rebuild(folder)
     raise ModelError(("base_model",), f"checkpoint config has an unknown source {source!r}")
 
 
@@ -36,6 +42,6 @@ def load_model(folder: str | Path, device: str = "cpu") -> nn.Module:
 
     folder = Path(folder)
     config = read_config(folder)
-    model = rebuild_architecture(config)
+    model = rebuild_architecture(config, folder)
     model.load_state_dict(load_model_state(folder, device="cpu"), strict=True)
     return model.to(device).eval()

@@ -61,4 +61,6 @@ def build(name: str, weights: str | None, *, pretrained: bool) -> nn.Module:
 
 
 def is_convolutional(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1) for m in model.modules())
+    """More than one spatial convolution: a conv net, not a transformer's patch embedding."""
+    spatial = (m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
+    return sum(1 for _ in zip(spatial, range(2), strict=False)) > 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,32 @@ from thaw.settings import Settings
 from thaw.spec import DatasetSource, JobSpec, ValidationSplit
 
 
-def modality_of(spec: JobSpec, settings: Settings) -> str:
+@dataclass(frozen=True)
+class ModelInputs:
+    """What the data pipeline needs of the base model: modality, normalization, tokenizer."""
+
+    modality: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    tokenizer_path: str | None
+
+
+def model_inputs(spec: JobSpec, settings: Settings) -> ModelInputs:
+    """Read from the base model's own config (a meta build, no weights) or its job record."""
+    from thaw.freezing.resolve import meta_model
+    from thaw.models.built import IMAGENET_MEAN, IMAGENET_STD
+
     ref = spec.base_model
-    if ref.source == "torchvision":
-        return "image"
-    if ref.source == "huggingface":
-        return "text"
-    return str(job_checkpoint(ref, settings)[1]["modality"])
+    if ref.source == "job":
+        record = job_checkpoint(ref, settings)[1]
+        return ModelInputs(
+            str(record["modality"]),
+            tuple(record.get("mean", IMAGENET_MEAN)),
+            tuple(record.get("std", IMAGENET_STD)),
+            record.get("tokenizer_path"),
+        )
+    built, _ = meta_model(ref, 2, settings)
+    return ModelInputs(built.modality, built.mean, built.std, built.tokenizer_path)
 
 
 def source_path(
@@ -33,25 +53,19 @@ def source_path(
     return dataset_path(source, settings, loc)
 
 
-def tokenizer_for(spec: JobSpec, settings: Settings) -> Any:
+def tokenizer_for(inputs: ModelInputs) -> Any:
     from transformers import AutoTokenizer
 
-    from thaw.models.huggingface_source import locate
-
-    if spec.base_model.source == "job":
-        return AutoTokenizer.from_pretrained(
-            job_checkpoint(spec.base_model, settings)[1]["tokenizer_path"]
-        )
-    return AutoTokenizer.from_pretrained(locate(spec.base_model.name, settings.models_dir))
+    return AutoTokenizer.from_pretrained(inputs.tokenizer_path)
 
 
 def load_training_data(spec: JobSpec, settings: Settings, uploads: UploadLookup | None) -> Any:
     from thaw.data import build_datasets
-    from thaw.data.info import IMAGENET_MEAN, IMAGENET_STD
 
     hp = spec.hyperparameters
     ref = spec.dataset
-    modality = modality_of(spec, settings)
+    inputs = model_inputs(spec, settings)
+    modality = inputs.modality
     validation: Any = None
     validation_format = None
     if isinstance(ref.validation, ValidationSplit):
@@ -67,10 +81,10 @@ def load_training_data(spec: JobSpec, settings: Settings, uploads: UploadLookup 
         validation_format=validation_format,
         seed=hp.seed,
         image_size=hp.image_size,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+        mean=inputs.mean,
+        std=inputs.std,
         augment=hp.augment if hp.augment != "none" else False,
-        tokenizer=tokenizer_for(spec, settings) if modality == "text" else None,
+        tokenizer=tokenizer_for(inputs) if modality == "text" else None,
         max_length=hp.max_length,
     )
     return data

@@ -40,6 +40,7 @@ def save_epoch(
     config: dict[str, Any],
     metrics: dict[str, float],
     keep_last: int,
+    library_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from thaw.checkpoints import capture_rng_state, save_checkpoint
 
@@ -62,6 +63,7 @@ def save_epoch(
         training_state=state,
         metrics=metrics,
         keep_last=keep_last,
+        library_config=library_config,
     )
     return info.to_dict()
 

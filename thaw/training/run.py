@@ -260,6 +260,7 @@ class _Run:
             config=config,
             metrics=metrics,
             keep_last=self.spec.checkpointing.keep_last,
+            library_config=self.resolved.built.library_config(),
         )
         self.reporter.checkpoint(info)
         changed = changed_layers(self.model.state_dict(), self.base)
