@@ -12,7 +12,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,12 +67,16 @@ def save_checkpoint(
     monitor: str = "val_loss",
     mode: str = "min",
     keep_last: int | None,
+    fence: Callable[[], int | None] | None = None,
 ) -> CheckpointInfo:
     """Write checkpoint ``epoch-<epoch>``, make it ``last``, update ``best`` and prune.
 
     ``keep_last`` newest checkpoints are kept (None keeps all), and the best one is
-    never pruned. Saving an epoch that already exists replaces it.
+    never pruned. Saving an epoch that already exists replaces it. ``fence`` is called
+    before the run folder is touched and again right before the commit; it raises when
+    the caller no longer holds the run and returns its fencing token (kept in meta.json).
     """
+    token = fence() if fence is not None else None
     name = checkpoint_name(epoch)
     if mode not in MODES:
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -95,8 +99,10 @@ def save_checkpoint(
     tmp.mkdir()
     try:
         entry = _write_checkpoint_folder(
-            tmp, name, epoch, step, model_state, config, training_state, clean_metrics
+            tmp, name, epoch, step, model_state, config, training_state, clean_metrics, token
         )
+        if fence is not None:
+            fence()
         final = root / name
         if final.exists() or final.is_symlink():
             old = root / f".{name}.old-{secrets.token_hex(6)}"
@@ -265,6 +271,7 @@ def _write_checkpoint_folder(
     config: Mapping[str, Any],
     training_state: Any,
     metrics: dict[str, Any],
+    token: int | None = None,
 ) -> Entry:
     with atomic_path(folder / MODEL_FILE) as tmp:
         save_file(storable_tensors(model_state), str(tmp), metadata={"format": "pt"})
@@ -282,9 +289,10 @@ def _write_checkpoint_folder(
         files=files,
         created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     )
-    atomic_write_json(
-        folder / META_FILE, {"format": META_FORMAT, "version": META_VERSION, **entry.to_dict()}
-    )
+    meta = {"format": META_FORMAT, "version": META_VERSION, **entry.to_dict()}
+    if token is not None:
+        meta["token"] = token
+    atomic_write_json(folder / META_FILE, meta)
     fsync_dir(folder)
     return entry
 

@@ -23,13 +23,14 @@ from thaw.training.data_source import load_training_data
 from thaw.training.device import Placement, choose_placement
 from thaw.training.layer_changes import changed_layers
 from thaw.training.loaders import default_workers, make_loaders
-from thaw.training.reporter import NullReporter, Reporter
-from thaw.training.resume import Resumed, restore, save_epoch
+from thaw.training.memory import OOM_ERRORS, OutOfMemory, is_cpu_oom
+from thaw.training.reporter import NullReporter, Reporter, StopReason
+from thaw.training.resume import Resumed, restore, save_epoch, save_step
 
 
 @dataclass
 class TrainResult:
-    status: Literal["succeeded", "cancelled"]
+    status: Literal["succeeded", "cancelled", "preempted", "lost"]
     epoch: int
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
@@ -45,8 +46,29 @@ def train(
     upload_path: Callable[[str], Path | None] | None = None,
     device: str | None = None,
 ) -> TrainResult:
-    """Run ``spec`` to the end (or until ``reporter.should_stop()``), resuming from the
-    last checkpoint in ``run_dir`` if there is one."""
+    """Run ``spec`` to the end (or until ``reporter.stop_reason()``), resuming from the
+    newest checkpoint in ``run_dir`` if there is one. Running out of memory raises
+    OutOfMemory (``out_of_memory``)."""
+    try:
+        return _train(spec, run_dir, settings, reporter, upload_path, device)
+    except OOM_ERRORS:
+        pass
+    except RuntimeError as exc:
+        if not is_cpu_oom(exc):
+            raise
+    # Raised outside the handler, so the failed frames (model, optimizer, batches) are free.
+    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    raise OutOfMemory("training", target, spec.hyperparameters.batch_size)
+
+
+def _train(
+    spec: JobSpec,
+    run_dir: Path,
+    settings: Settings,
+    reporter: Reporter | None,
+    upload_path: Callable[[str], Path | None] | None,
+    device: str | None,
+) -> TrainResult:
     reporter = reporter or NullReporter()
     hp = spec.hyperparameters
     _seed_everything(hp.seed)
@@ -66,7 +88,13 @@ def train(
     run = _Run(spec, resolved, engine, placement, reporter, settings, run_dir, base)
 
     resumed = restore(run_dir, engine, placement.device, spec.fingerprint())
-    if resumed is not None:
+    if resumed is not None and resumed.batch:
+        reporter.log(
+            "info",
+            f"resumed from step {resumed.step} (epoch {resumed.epoch + 1}, batch "
+            f"{resumed.batch}, phase {engine.phase})",
+        )
+    elif resumed is not None:
         reporter.log("info", f"resumed from epoch {resumed.epoch} (phase {engine.phase})")
     workers = default_workers(placement, hp.num_workers)
     train_loader, val_loader, sampler = make_loaders(
@@ -106,6 +134,7 @@ class _Run:
         self.scaler = torch.amp.GradScaler(enabled=placement.use_scaler)
         self.params = list(engine.index.params.values())
         self._last_report = 0.0
+        self._epoch_rng: dict[str, Any] = {}
 
     def loop(self, train_loader, val_loader, sampler, resumed: Resumed | None) -> TrainResult:
         timeline = self.resolved.timeline
@@ -120,13 +149,19 @@ class _Run:
             self._enter_phases(step)
             self.reporter.layers(epoch, self._layer_entry(epoch))
             self.model.train()
-            for inputs, labels in train_loader:
-                if self.reporter.should_stop():
-                    return TrainResult("cancelled", epoch, step, metrics, _epoch_of(resumed))
+            skip = resumed.batch if resumed is not None and epoch == start_epoch else 0
+            for batch, (inputs, labels) in enumerate(
+                self._batches(train_loader, skip, resumed), start=skip
+            ):
+                stop = self.reporter.stop_reason()
+                if stop is not None:
+                    status = self._stop(stop, epoch, batch, step, metrics)
+                    return TrainResult(status, epoch, step, metrics, _epoch_of(resumed))
                 self._enter_phases(step)
                 loss = self._train_step(inputs, labels)
                 step += 1
                 self._maybe_progress(epoch, step, total, start_step, started, loss)
+                self._maybe_step_checkpoint(epoch, batch + 1, step, metrics)
             metrics = self._validate(val_loader)
             metrics["epoch"] = epoch
             self.reporter.metrics(epoch, metrics)
@@ -135,6 +170,52 @@ class _Run:
             if epoch % every == 0 or epoch == timeline.epochs:
                 self._checkpoint(epoch, step, metrics)
         return TrainResult("succeeded", timeline.epochs, step, metrics, _epoch_of(resumed))
+
+    def _batches(self, loader, skip: int, resumed: Resumed | None):
+        """The epoch's batches from number ``skip`` on. Resuming mid-epoch re-creates the
+        iterator from the epoch's starting random state (the same order and worker seeds),
+        skips what was trained, then restores the random state of the saved step."""
+        from thaw.checkpoints import capture_rng_state, restore_rng_state
+
+        if skip and resumed is not None and resumed.epoch_rng is not None:
+            restore_rng_state(resumed.epoch_rng)
+        self._epoch_rng = capture_rng_state()
+        iterator = iter(loader)
+        for _ in range(skip):
+            next(iterator)
+        if skip and resumed is not None and resumed.step_rng is not None:
+            restore_rng_state(resumed.step_rng)
+        return iterator
+
+    def _stop(self, reason: StopReason, epoch: int, batch: int, step: int, metrics) -> str:
+        """What a stop before the next step leaves behind: a preempted run saves a step
+        checkpoint (when it is inside an epoch) for the worker that takes the job over."""
+        if reason == "lost":
+            return "lost"
+        if reason == "cancel":
+            return "cancelled"
+        if batch > 0:
+            self._step_checkpoint(epoch, batch, step, metrics)
+        return "preempted"
+
+    def _maybe_step_checkpoint(self, epoch: int, batch: int, step: int, metrics) -> None:
+        every = self.spec.checkpointing.every_steps
+        if every and step % every == 0 and batch < self.resolved.timeline.steps_per_epoch:
+            self._step_checkpoint(epoch, batch, step, metrics)
+
+    def _step_checkpoint(self, epoch: int, batch: int, step: int, metrics) -> None:
+        save_step(
+            self.run_dir,
+            engine=self.engine,
+            epoch=epoch,
+            batch=batch,
+            step=step,
+            epoch_rng=self._epoch_rng,
+            fingerprint=self.spec.fingerprint(),
+            metrics=metrics,
+            fence=self.reporter.fence,
+        )
+        self.reporter.log("info", f"step checkpoint at step {step} (epoch {epoch}, batch {batch})")
 
     def _enter_phases(self, step: int) -> None:
         for change in self.engine.advance(step):
@@ -211,6 +292,7 @@ class _Run:
             config=config,
             metrics=metrics,
             keep_last=self.spec.checkpointing.keep_last,
+            fence=self.reporter.fence,
         )
         self.reporter.checkpoint(info)
         changed = changed_layers(self.model.state_dict(), self.base)
