@@ -57,7 +57,7 @@ NORMALIZED_MINIMAL = {
         "num_workers": None,
         "seed": 0,
     },
-    "checkpointing": {"every_epochs": 1, "keep_last": 2},
+    "checkpointing": {"every_epochs": 1, "keep_last": 2, "every_steps": None},
     "metadata": {},
 }
 
@@ -125,7 +125,7 @@ def test_normalized_spec_validates_back_to_itself():
         (("freeze", "rules", 0, "lr"), ("freeze", "rules", 0, "lr")),
         (("schedule", 0, "at"), ("schedule", 0, "event", "at")),
         (("hyperparameters", "compile"), ("hyperparameters", "compile")),
-        (("checkpointing", "every_steps"), ("checkpointing", "every_steps")),
+        (("checkpointing", "every_batches"), ("checkpointing", "every_batches")),
     ],
 )
 def test_unknown_fields_are_rejected_at_every_level(path, loc):

@@ -444,11 +444,12 @@ def test_transitions_append_status_events(store: JobStore, redis_client: redis.R
     assert [e.type for e in events] == ["status"] * 5
     assert [e.data for e in events] == [
         {"status": "queued", "attempts": 0},
-        {"status": "running", "attempts": 1, "worker": "w1", "resumed": False},
-        {"status": "running", "attempts": 2, "worker": "w2", "resumed": True},
+        {"status": "running", "attempts": 1, "worker": "w1", "token": 1, "resumed": False},
+        {"status": "running", "attempts": 2, "worker": "w2", "token": 2, "resumed": True},
         {"status": "running", "attempts": 2, "cancel_requested": True},
         {"status": "cancelled", "attempts": 2},
     ]
+    assert [e.token for e in events] == [0, 1, 2, 2, 2]
 
 
 def test_prefix_isolates_stores(redis_client: redis.Redis) -> None:

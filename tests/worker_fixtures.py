@@ -74,13 +74,23 @@ class Stack:
     def events(self) -> EventLog:
         return EventLog(self.client)
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        """A `thaw worker` process; returns once it heartbeats into the registry."""
+    def start_worker(self, name: str, preload: str | None = None) -> subprocess.Popen[bytes]:
+        """A `thaw worker` process; returns once it heartbeats into the registry.
+        ``preload`` names a module under tests/ the worker imports first (fault injection)."""
         registry = WorkerRegistry(self.client)
         before = len(registry.live_workers())
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        argv = ["worker", "--hostname", f"{name}@test"]
+        launcher = ["-m", "thaw.cli"]
+        if preload:  # one worker node without the supervisor, so the module loads into it
+            argv = ["--hostname", f"{name}@test"]
+            launcher = [
+                "-c",
+                f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); import {preload}; "
+                "from worker.node import main; sys.exit(main(sys.argv[1:]))",
+            ]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "thaw.cli", "worker", "--hostname", f"{name}@test"],
+            [sys.executable, *launcher, *argv],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -42,6 +42,27 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=60.0, gt=0)
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, ge=0)
+    store_outage_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a running job rides out an unreachable Redis (its writes are "
+        "buffered and retried with backoff) before the worker gives the job up.",
+    )
+    store_outbox_max: int = Field(
+        default=10_000, ge=1, description="Writes a running job buffers while Redis is away."
+    )
+    redispatch_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="A queued job with no message in the broker is sent again after this "
+        "(default: twice the lease).",
+    )
+    torch_threads: int = Field(
+        default=0,
+        ge=0,
+        description="torch CPU threads of a worker (0: torch's default, the core count). "
+        "Bitwise-equal resume needs the same count on every worker of a pool.",
+    )
 
     feature_cache_bytes: int | None = Field(
         default=None,
@@ -62,6 +83,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=50)
+
+    @property
+    def redispatch_period(self) -> float:
+        return self.redispatch_seconds or 2 * self.lease_seconds
 
     @property
     def jobs_dir(self) -> Path:

@@ -226,6 +226,12 @@ class Hyperparameters(_Strict):
 class Checkpointing(_Strict):
     every_epochs: int = Field(default=1, ge=1)
     keep_last: int = Field(default=2, ge=1, le=1000)
+    every_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Also write a resume point every this many optimizer steps (long "
+        "epochs); not listed among the checkpoints.",
+    )
 
 
 class JobSpec(_Strict):

@@ -1,40 +1,65 @@
-"""Report a run into the job store: progress, metrics, phases, layer status, events."""
+"""Report a run into the job store: progress, metrics, phases, layer status, events.
+
+Every write carries the claim's fencing token, so the store refuses it once another
+claim holds the job, and goes through the job's ``StoreLink``, so a Redis outage
+delays writes instead of failing the job."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from thaw.store import EventLog, JobStore
+from thaw.store import JobStore
 from worker.lease import LeaseKeeper
+from worker.store_link import StoreLink
 
 MAX_NAMES_IN_EVENT = 50
 
 
 class StoreReporter:
-    def __init__(
-        self, store: JobStore, events: EventLog, job_id: str, worker_id: str, lease: LeaseKeeper
-    ):
+    def __init__(self, store: JobStore, lease: LeaseKeeper, link: StoreLink):
         self.store = store
-        self.events = events
-        self.job_id = job_id
-        self.worker_id = worker_id
         self.lease = lease
+        self.link = link
+        self.job_id = lease.job_id
+        self.worker_id = lease.worker_id
+        self.token = lease.token
         self._progress: dict[str, Any] = {}
         self._metrics: dict[str, Any] = {}
 
+    def _event(self, type: str, data: dict[str, Any], level: str = "info") -> None:
+        self.link.send(
+            lambda: self.store.holder_event(
+                self.job_id, self.worker_id, self.token, type, data, level
+            )
+        )
+
+    def _write_progress(self) -> None:
+        progress, metrics = dict(self._progress), dict(self._metrics)
+        self.link.send(
+            lambda: self.store.update_progress(
+                self.job_id, self.worker_id, progress, metrics, token=self.token
+            ),
+            coalesce="progress",
+        )
+
     def progress(self, progress: dict[str, Any]) -> None:
         self._progress = progress
-        self.store.update_progress(self.job_id, self.worker_id, progress, self._metrics)
-        self.events.append(self.job_id, "progress", progress, level="debug")
+        self._write_progress()
+        data = dict(progress)
+        self.link.send(
+            lambda: self.store.holder_event(
+                self.job_id, self.worker_id, self.token, "progress", data, "debug"
+            ),
+            coalesce="progress-event",
+        )
 
     def metrics(self, epoch: int, metrics: dict[str, float]) -> None:
         self._metrics = dict(metrics)
-        self.store.update_progress(self.job_id, self.worker_id, self._progress, self._metrics)
-        self.events.append(self.job_id, "metrics", {"epoch": epoch, **metrics})
+        self._write_progress()
+        self._event("metrics", {"epoch": epoch, **metrics})
 
     def phase(self, phase: int, step: int, thawed: list[str], frozen: list[str]) -> None:
-        self.events.append(
-            self.job_id,
+        self._event(
             "phase",
             {
                 "phase": phase,
@@ -47,22 +72,29 @@ class StoreReporter:
         )
 
     def layers(self, epoch: int, entry: dict[str, Any]) -> None:
-        self.store.save_layer_status(self.job_id, f"epoch:{epoch}", entry)
-        self.store.set_trainable(
-            self.job_id,
-            {
-                "epoch": epoch,
-                "phase": entry["phase"],
-                "trainable_params": entry["trainable_params"],
-                "total_params": entry["total_params"],
-            },
-        )
+        summary = {
+            "epoch": epoch,
+            "phase": entry["phase"],
+            "trainable_params": entry["trainable_params"],
+            "total_params": entry["total_params"],
+        }
+        job, worker, token = self.job_id, self.worker_id, self.token
+        key = f"epoch:{epoch}"
+        self.link.send(lambda: self.store.holder_set(job, worker, token, ":layers", key, entry))
+        self.link.send(lambda: self.store.holder_set(job, worker, token, "", "trainable", summary))
 
     def checkpoint(self, info: dict[str, Any]) -> None:
-        self.events.append(self.job_id, "checkpoint", info)
+        self._event("checkpoint", info)
 
     def log(self, level: str, message: str) -> None:
-        self.events.append(self.job_id, "log", {"message": message}, level=level)
+        self._event("log", {"message": message}, level)
 
     def should_stop(self) -> bool:
-        return self.lease.lost or self.store.is_cancel_requested(self.job_id)
+        return self.stop_reason() is not None
+
+    def stop_reason(self) -> str | None:
+        self.link.flush()
+        return self.lease.stop_reason()
+
+    def fence(self) -> int:
+        return self.lease.fence()

@@ -1,12 +1,19 @@
-"""Celery tasks and worker lifecycle hooks."""
+"""Celery tasks and worker lifecycle hooks.
+
+Importing this module opens no connection: the Redis client is made on first use in the
+worker process, and the maintenance thread starts when the worker is ready."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import uuid
+from functools import lru_cache
 
-from celery.signals import worker_ready, worker_shutdown
+import redis
+from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from thaw.dispatch import TRAIN_TASK
 from thaw.store import connect
@@ -14,26 +21,52 @@ from worker.celery_app import app, settings
 from worker.job_runner import run_job
 from worker.maintenance import Maintenance
 
+log = logging.getLogger(__name__)
+
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-_client = connect(settings.redis_url)
-_maintenance = Maintenance(
-    settings,
-    _client,
-    WORKER_ID,
-    lambda job_id: app.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue),
-)
+PREEMPT = threading.Event()
+"""Set when the worker begins a warm shutdown (SIGTERM): the running job saves a step
+checkpoint and goes back to the queue for another worker."""
+
+
+def enqueue(job_id: str) -> None:
+    app.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue)
+
+
+@lru_cache(maxsize=1)
+def client() -> redis.Redis:
+    return connect(settings.redis_url)
+
+
+@lru_cache(maxsize=1)
+def maintenance() -> Maintenance:
+    return Maintenance(settings, client(), WORKER_ID, enqueue)
 
 
 @app.task(name=TRAIN_TASK, ignore_result=True)
 def train(job_id: str) -> str:
-    return run_job(job_id, WORKER_ID, settings, _client)
+    return run_job(job_id, WORKER_ID, settings, client(), enqueue=enqueue, preempt=PREEMPT)
+
+
+@worker_init.connect
+def _pin_threads(**_: object) -> None:
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
 
 
 @worker_ready.connect
 def _start_maintenance(**_: object) -> None:
-    _maintenance.start()
+    maintenance().start()
+
+
+@worker_shutting_down.connect
+def _preempt(**_: object) -> None:
+    log.warning("shutting down: a running job saves a step checkpoint and is handed over")
+    PREEMPT.set()
 
 
 @worker_shutdown.connect
 def _stop_maintenance(**_: object) -> None:
-    _maintenance.stop()
+    maintenance().stop()

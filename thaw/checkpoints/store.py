@@ -12,7 +12,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ def save_checkpoint(
     mode: str = "min",
     keep_last: int | None,
     library_config: Mapping[str, Any] | None = None,
+    fence: Callable[[], int | None] | None = None,
 ) -> CheckpointInfo:
     """Write checkpoint ``epoch-<epoch>``, make it ``last``, update ``best`` and prune.
 
@@ -76,8 +77,11 @@ def save_checkpoint(
     config), that one is ``config.json`` and the record goes to ``thaw.json``.
 
     ``keep_last`` newest checkpoints are kept (None keeps all), and the best one is
-    never pruned. Saving an epoch that already exists replaces it.
+    never pruned. Saving an epoch that already exists replaces it. ``fence`` is called
+    before the run folder is touched and again right before the commit; it raises when
+    the caller no longer holds the run and returns its fencing token (kept in meta.json).
     """
+    token = fence() if fence is not None else None
     name = checkpoint_name(epoch)
     if mode not in MODES:
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -110,7 +114,10 @@ def save_checkpoint(
             training_state,
             clean_metrics,
             library_config,
+            token,
         )
+        if fence is not None:
+            fence()
         final = root / name
         if final.exists() or final.is_symlink():
             old = root / f".{name}.old-{secrets.token_hex(6)}"
@@ -302,6 +309,7 @@ def _write_checkpoint_folder(
     training_state: Any,
     metrics: dict[str, Any],
     library_config: Mapping[str, Any] | None = None,
+    token: int | None = None,
 ) -> Entry:
     with atomic_path(folder / MODEL_FILE) as tmp:
         save_file(storable_tensors(model_state), str(tmp), metadata={"format": "pt"})
@@ -325,9 +333,10 @@ def _write_checkpoint_folder(
         files=files,
         created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     )
-    atomic_write_json(
-        folder / META_FILE, {"format": META_FORMAT, "version": META_VERSION, **entry.to_dict()}
-    )
+    meta = {"format": META_FORMAT, "version": META_VERSION, **entry.to_dict()}
+    if token is not None:
+        meta["token"] = token
+    atomic_write_json(folder / META_FILE, meta)
     fsync_dir(folder)
     return entry
 

@@ -19,6 +19,13 @@ EVENT_ID = re.compile(r"^\d+(-\d+)?$")
 DEFAULT_MAXLEN = 10_000
 
 
+def check_event(type: str, level: str) -> None:
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}; one of {sorted(EVENT_TYPES)}")
+    if level not in LEVELS:
+        raise ValueError(f"unknown event level {level!r}; one of {sorted(LEVELS)}")
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     id: str
@@ -26,6 +33,8 @@ class Event:
     level: str
     time: str
     data: dict[str, Any]
+    token: int = 0
+    """The fencing token of the claim whose holder wrote it (0: before any claim)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +56,7 @@ def _event(entry_id: bytes | str, fields: Mapping[Any, Any]) -> Event:
         level=values.get("level", "info"),
         time=iso(millis / 1000) or "",
         data=loads(values.get("data"), {}),
+        token=int(values.get("token") or 0),
     )
 
 
@@ -64,10 +74,9 @@ class EventLog:
         self.maxlen = maxlen
 
     def append(self, job_id: str, type: str, data: Mapping[str, Any], level: str = "info") -> str:
-        if type not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {type!r}; one of {sorted(EVENT_TYPES)}")
-        if level not in LEVELS:
-            raise ValueError(f"unknown event level {level!r}; one of {sorted(LEVELS)}")
+        """An unfenced append (the API's own notes); a job's holder appends through
+        ``JobStore.holder_event`` so a stale holder's events are refused."""
+        check_event(type, level)
         fields = {"type": type, "level": level, "data": dumps(dict(data))}
         entry_id = self.redis.xadd(
             self.keys.job_events(job_id), fields, maxlen=self.maxlen, approximate=True

@@ -55,6 +55,8 @@ class Job:
     started_ts: float | None = None
     finished_ts: float | None = None
     lease_expires_ts: float | None = None
+    token: int = 0
+    """The fencing token of the latest claim; every write of its holder carries it."""
     created_at: str = field(init=False)
     updated_at: str = field(init=False)
     started_at: str | None = field(init=False)
@@ -91,6 +93,7 @@ class Job:
             started_ts=number(h.get("started_at")),
             finished_ts=number(h.get("finished_at")),
             lease_expires_ts=number(h.get("lease_expires_at")),
+            token=int(h.get("token") or 0),
         )
 
     def to_dict(self) -> dict[str, Any]:

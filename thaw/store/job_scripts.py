@@ -21,7 +21,7 @@ redis.call('HSET', job_key(id), 'id', id, 'tenant', tenant, 'status', 'queued',
   'name', ARGV[8], 'spec', ARGV[9], 'progress', '{}', 'metrics', '{}', 'trainable', '{}',
   'attempts', 0, 'max_attempts', ARGV[10], 'error', '', 'cancel_requested', '0',
   'worker', '', 'lease_expires_at', '', 'created_at', t, 'started_at', '',
-  'finished_at', '', 'updated_at', t)
+  'finished_at', '', 'updated_at', t, 'token', 0, 'released', '0', 'dispatched_at', t)
 redis.call('ZADD', P .. ':jobs:by-tenant:' .. tenant, 0, id)
 index_status(id, tenant, nil, 'queued')
 if idem ~= '' then
@@ -39,7 +39,7 @@ CLAIM = script(
 local id, worker, lease = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local k = job_key(id)
 local h = redis.call('HMGET', k, 'status', 'tenant', 'attempts', 'max_attempts',
-  'cancel_requested', 'lease_expires_at', 'started_at')
+  'cancel_requested', 'lease_expires_at', 'started_at', 'token', 'released')
 local status, tenant = h[1], h[2]
 if not status then return {'missing'} end
 local t = now()
@@ -57,8 +57,10 @@ elseif status == 'running' then
 else
   return {'terminal'}
 end
+-- A job its holder handed back (released) resumes without being charged an attempt.
+local released = status == 'queued' and h[9] == '1'
 local max_attempts = tonumber(h[4])
-if attempts + 1 > max_attempts then
+if not released and attempts + 1 > max_attempts then
   local err = cjson.encode({code = 'max_attempts', message = string.format(
     'gave up after %d attempts (max_attempts=%d): each worker that ran the job ' ..
     'stopped without finishing it', attempts, max_attempts)})
@@ -66,14 +68,17 @@ if attempts + 1 > max_attempts then
   emit(id, {status = 'failed', attempts = attempts, error = cjson.decode(err)}, 'error')
   return {'exhausted'}
 end
-attempts = attempts + 1
+if not released then attempts = attempts + 1 end
+local token = (tonumber(h[8]) or 0) + 1
 local started = h[7]
 if not started or started == '' then started = ts(t) end
 redis.call('HSET', k, 'status', 'running', 'attempts', attempts, 'worker', worker,
-  'lease_expires_at', ts(t + lease), 'started_at', started, 'updated_at', ts(t))
+  'lease_expires_at', ts(t + lease), 'started_at', started, 'updated_at', ts(t),
+  'token', token, 'released', '0')
 redis.call('ZADD', P .. ':jobs:leases', ts(t + lease), id)
 if status ~= 'running' then index_status(id, tenant, status, 'running') end
-emit(id, {status = 'running', attempts = attempts, worker = worker, resumed = attempts > 1})
+emit(id, {status = 'running', attempts = attempts, worker = worker, token = token,
+  resumed = started ~= ts(t)})
 return reply('claimed', id)
 """,
     jobs=True,
@@ -81,9 +86,8 @@ return reply('claimed', id)
 
 HEARTBEAT = script(
     r"""
-local id, worker, lease = ARGV[3], ARGV[4], tonumber(ARGV[5])
-local h = redis.call('HMGET', job_key(id), 'status', 'worker')
-if h[1] ~= 'running' or h[2] ~= worker then return 0 end
+local id, worker, lease, token = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+if not holds(id, worker, token) then return 0 end
 local expires = ts(now() + lease)
 redis.call('HSET', job_key(id), 'lease_expires_at', expires)
 redis.call('ZADD', P .. ':jobs:leases', expires, id)
@@ -94,9 +98,9 @@ return 1
 
 FINISH = script(
     r"""
-local id, worker, to, err = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local id, worker, to, err, token = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+if not holds(id, worker, token) then return {'not_holder'} end
 local h = redis.call('HMGET', job_key(id), 'status', 'worker', 'tenant', 'attempts')
-if h[1] ~= 'running' or h[2] ~= worker then return {'not_holder'} end
 finalize(id, h[3], 'running', to, err, now())
 local data = {status = to, attempts = tonumber(h[4])}
 if err ~= '' then data['error'] = cjson.decode(err) end
@@ -127,9 +131,8 @@ return reply('ok', id)
 
 UPDATE_PROGRESS = script(
     r"""
-local id, worker, progress, metrics = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local h = redis.call('HMGET', job_key(id), 'status', 'worker')
-if h[1] ~= 'running' or h[2] ~= worker then return 0 end
+local id, worker, progress, metrics, token = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+if not holds(id, worker, token) then return 0 end
 redis.call('HSET', job_key(id), 'progress', progress, 'updated_at', ts(now()))
 if metrics ~= '' then redis.call('HSET', job_key(id), 'metrics', metrics) end
 return 1
@@ -159,6 +162,90 @@ redis.call('ZREM', P .. ':jobs:by-status:' .. h[1], id)
 redis.call('ZREM', P .. ':jobs:by-tenant-status:' .. h[1] .. ':' .. h[2], id)
 redis.call('ZREM', P .. ':jobs:leases', id)
 return {'deleted'}
+""",
+    jobs=True,
+)
+
+HOLDER_EVENT = script(
+    r"""
+local id, worker, token, kind, level, data = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+if not holds(id, worker, token) then return '' end
+return redis.call('XADD', job_key(id) .. ':events', 'MAXLEN', '~', MAXLEN, '*',
+  'type', kind, 'level', level, 'data', data, 'token', token)
+""",
+    jobs=True,
+)
+
+HOLDER_SET = script(
+    r"""
+local id, worker, token, suffix, field, value = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+if not holds(id, worker, token) then return 0 end
+redis.call('HSET', job_key(id) .. suffix, field, value)
+return 1
+""",
+    jobs=True,
+)
+
+CHECK = script(
+    r"""
+local id, worker, token = ARGV[3], ARGV[4], ARGV[5]
+local h = redis.call('HMGET', job_key(id), 'lease_expires_at', 'cancel_requested')
+local cancel = h[2] or '0'
+if not holds(id, worker, token) then return {'lost', cancel} end
+local expires = tonumber(h[1])
+if not expires or expires <= now() then return {'expired', cancel} end
+return {'held', cancel}
+""",
+    jobs=True,
+)
+
+RELEASE = script(
+    r"""
+local id, worker, token = ARGV[3], ARGV[4], ARGV[5]
+if not holds(id, worker, token) then return {'not_holder'} end
+local h = redis.call('HMGET', job_key(id), 'tenant', 'attempts', 'cancel_requested')
+local t = now()
+local attempts = tonumber(h[2])
+if h[3] == '1' then
+  finalize(id, h[1], 'running', 'cancelled', '', t)
+  emit(id, {status = 'cancelled', attempts = attempts})
+  return {'cancelled'}
+end
+redis.call('HSET', job_key(id), 'status', 'queued', 'worker', '', 'lease_expires_at', '',
+  'released', '1', 'dispatched_at', ts(t), 'updated_at', ts(t))
+redis.call('ZREM', P .. ':jobs:leases', id)
+index_status(id, h[1], 'running', 'queued')
+emit(id, {status = 'queued', attempts = attempts, released = true})
+return {'released'}
+""",
+    jobs=True,
+)
+
+REDISPATCH = script(
+    r"""
+local id, period = ARGV[3], tonumber(ARGV[4])
+local h = redis.call('HMGET', job_key(id), 'status', 'cancel_requested', 'dispatched_at',
+  'lease_expires_at', 'token')
+local t = now()
+local last = tonumber(h[3]) or 0
+local due = t - last >= period
+local why
+if h[1] == 'queued' then
+  if h[2] == '1' or not due then return 0 end
+  why = string.format('queued for %.1f s without a live message', t - last)
+elseif h[1] == 'running' then
+  local expires = tonumber(h[4])
+  if not expires or expires > t then return 0 end
+  if not (due or last < expires) then return 0 end
+  why = string.format('its lease expired %.1f s ago', t - expires)
+else
+  return 0
+end
+redis.call('HSET', job_key(id), 'dispatched_at', ts(t))
+redis.call('XADD', job_key(id) .. ':events', 'MAXLEN', '~', MAXLEN, '*', 'type', 'log',
+  'level', 'warning', 'data', cjson.encode({message = 're-dispatched: ' .. why,
+  redispatched = true}), 'token', h[5] or '0')
+return 1
 """,
     jobs=True,
 )

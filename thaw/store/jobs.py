@@ -7,6 +7,7 @@ import json
 import re
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -14,12 +15,26 @@ import redis
 from thaw.store import job_scripts
 from thaw.store.codec import decoded, dumps, loads, pairs, text
 from thaw.store.errors import IdempotencyConflict, InvalidCursor, JobNotTerminal, StoreError
+from thaw.store.events import check_event
 from thaw.store.job_record import TERMINAL_STATUSES, Job, JobError, JobStatus
 from thaw.store.keys import Keys
 
 JOB_ID = re.compile(r"^job_[0-9a-f]{24}$")
 DEFAULT_EVENTS_MAXLEN = 10_000
 DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseCheck:
+    """``state``: ``held``; ``expired`` (still ours, renew it); ``lost`` (another claim
+    holds the job, or it ended)."""
+
+    state: str
+    cancel_requested: bool
+
+
+def _tok(token: int | None) -> str:
+    return "" if token is None else str(int(token))
 
 
 def body_hash_of(spec: Mapping[str, Any], name: str | None = None) -> str:
@@ -49,6 +64,11 @@ class JobStore:
         self._progress = client.register_script(job_scripts.UPDATE_PROGRESS)
         self._set_if_exists = client.register_script(job_scripts.SET_IF_EXISTS)
         self._delete = client.register_script(job_scripts.DELETE)
+        self._holder_event = client.register_script(job_scripts.HOLDER_EVENT)
+        self._holder_set = client.register_script(job_scripts.HOLDER_SET)
+        self._check = client.register_script(job_scripts.CHECK)
+        self._release = client.register_script(job_scripts.RELEASE)
+        self._redispatch = client.register_script(job_scripts.REDISPATCH)
 
     def _run(self, script: Any, *args: str | int | float) -> Any:
         return script(args=[self.keys.prefix, self.events_maxlen, *args])
@@ -156,9 +176,56 @@ class JobStore:
         code, job = self._job_from_reply(self._run(self._claim, job_id, worker_id, lease_seconds))
         return job if code == "claimed" else None
 
-    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float) -> bool:
-        """Extend the lease; ``False`` when ``worker_id`` no longer holds the job."""
-        return bool(self._run(self._heartbeat, job_id, worker_id, lease_seconds))
+    def heartbeat(
+        self, job_id: str, worker_id: str, lease_seconds: float, token: int | None = None
+    ) -> bool:
+        """Extend the lease; ``False`` when ``worker_id`` (with the claim's ``token``, when
+        given) no longer holds the job."""
+        return bool(self._run(self._heartbeat, job_id, worker_id, lease_seconds, _tok(token)))
+
+    def check(self, job_id: str, worker_id: str, token: int) -> LeaseCheck:
+        """Whether the claim ``token`` of ``worker_id`` still holds the job, and whether a
+        cancel was requested: one round trip, made before each optimizer step."""
+        state, cancel = self._run(self._check, job_id, worker_id, _tok(token))
+        return LeaseCheck(text(state) or "lost", text(cancel) == "1")
+
+    def release(self, job_id: str, worker_id: str, token: int) -> str:
+        """Hand a running job back to the queue without charging an attempt (a worker that
+        shuts down after saving a resume point). ``released``, ``cancelled`` (a cancel was
+        pending) or ``not_holder``."""
+        return text(self._run(self._release, job_id, worker_id, _tok(token))[0]) or ""
+
+    def redispatch(self, job_id: str, period_s: float) -> bool:
+        """Take the right to send ``job_id`` to the queue again: a queued job last sent
+        ``period_s`` ago or more, or a running one whose lease expired and that was not
+        sent since (then once per period). Exactly one caller per period gets ``True``."""
+        return bool(self._run(self._redispatch, job_id, period_s))
+
+    def holder_event(
+        self,
+        job_id: str,
+        worker_id: str,
+        token: int,
+        type: str,
+        data: Mapping[str, Any],
+        level: str = "info",
+    ) -> str | None:
+        """Append an event as the holder of claim ``token``; ``None`` when it is stale."""
+        check_event(type, level)
+        reply = self._run(
+            self._holder_event, job_id, worker_id, _tok(token), type, level, dumps(dict(data))
+        )
+        return text(reply) or None
+
+    def holder_set(
+        self, job_id: str, worker_id: str, token: int, suffix: str, field: str, value: Any
+    ) -> bool:
+        """Set ``field`` of the job's hash (``suffix`` ``""``) or of ``:layers`` as the holder."""
+        if suffix not in ("", ":layers"):
+            raise ValueError(f"unknown job hash suffix {suffix!r}")
+        return bool(
+            self._run(self._holder_set, job_id, worker_id, _tok(token), suffix, field, dumps(value))
+        )
 
     def finish(
         self,
@@ -166,6 +233,7 @@ class JobStore:
         worker_id: str,
         status: JobStatus | str,
         error: JobError | Mapping[str, str] | None = None,
+        token: int | None = None,
     ) -> bool:
         """Move the holder's running job to a terminal status; ``False`` if not the holder."""
         final = JobStatus(status)
@@ -174,7 +242,7 @@ class JobStore:
         if isinstance(error, JobError):
             error = error.to_dict()
         err = dumps({"code": error["code"], "message": error["message"]}) if error else ""
-        code = text(self._run(self._finish, job_id, worker_id, final.value, err)[0])
+        code = text(self._run(self._finish, job_id, worker_id, final.value, err, _tok(token))[0])
         return code == "finished"
 
     def request_cancel(self, job_id: str, tenant: str | None = None) -> Job | None:
@@ -192,11 +260,13 @@ class JobStore:
         worker_id: str,
         progress: Mapping[str, Any],
         metrics: Mapping[str, Any] | None = None,
+        token: int | None = None,
     ) -> bool:
         """Replace progress (and the latest metrics); only the holder may."""
         metrics_json = dumps(dict(metrics)) if metrics is not None else ""
+        progress_json = dumps(dict(progress))
         return bool(
-            self._run(self._progress, job_id, worker_id, dumps(dict(progress)), metrics_json)
+            self._run(self._progress, job_id, worker_id, progress_json, metrics_json, _tok(token))
         )
 
     def set_trainable(self, job_id: str, summary: Mapping[str, Any]) -> bool:

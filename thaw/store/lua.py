@@ -53,8 +53,18 @@ local function index_status(id, tenant, from, to)
 end
 
 local function emit(id, data, level)
+  local token = redis.call('HGET', job_key(id), 'token') or '0'
   redis.call('XADD', job_key(id) .. ':events', 'MAXLEN', '~', MAXLEN, '*',
-    'type', 'status', 'level', level or 'info', 'data', cjson.encode(data))
+    'type', 'status', 'level', level or 'info', 'data', cjson.encode(data), 'token', token)
+end
+
+-- Fencing: a write of a job's holder names its worker and the claim's token (the
+-- generation number the claim handed out); '' skips the token check (callers that
+-- predate fencing). A stale token is refused even for the same worker id.
+local function holds(id, worker, token)
+  local h = redis.call('HMGET', job_key(id), 'status', 'worker', 'token')
+  if h[1] ~= 'running' or h[2] ~= worker then return false end
+  return token == '' or (h[3] or '0') == token
 end
 
 local function reply(code, id)

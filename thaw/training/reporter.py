@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+from thaw.errors import ThawError
+
+StopReason = Literal["cancel", "lost", "preempt"]
+
+
+class LeaseLost(ThawError):
+    """The run's claim on its job was taken over by another; it stops without another
+    step or write."""
+
+    status = 409
+    code = "lease_lost"
+
+    def __init__(self, job_id: str, token: int):
+        super().__init__(f"job {job_id}: claim {token} no longer holds the job")
 
 
 class Reporter(Protocol):
@@ -13,6 +28,16 @@ class Reporter(Protocol):
     def checkpoint(self, info: dict[str, Any]) -> None: ...
     def log(self, level: str, message: str) -> None: ...
     def should_stop(self) -> bool: ...
+    def stop_reason(self) -> StopReason | None:
+        """Why the run should stop before its next step: ``cancel`` (stop, keep the last
+        checkpoint), ``preempt`` (write a step checkpoint, then stop), ``lost`` (stop at
+        once, write nothing), or None."""
+        ...
+
+    def fence(self) -> int | None:
+        """Called before each checkpoint commit: raises LeaseLost when the run no longer
+        holds its job; returns the fencing token to stamp the checkpoint with."""
+        ...
 
 
 class NullReporter:
@@ -36,3 +61,9 @@ class NullReporter:
 
     def should_stop(self) -> bool:
         return False
+
+    def stop_reason(self) -> StopReason | None:
+        return "cancel" if self.should_stop() else None
+
+    def fence(self) -> int | None:
+        return None

@@ -1,12 +1,18 @@
-"""Save an epoch's checkpoint with its resume state, and restore a run from the last one.
+"""Save an epoch's checkpoint or a step checkpoint with its resume state, and restore a
+run from the newest of them.
 
 Restoring replays the phases first (requires_grad, optimizer groups in their order),
 then loads the optimizer state; loading it into the phase-0 groups would fail or,
 worse, attach moments to the wrong tensors.
+
+A step checkpoint also keeps the random state at the start of its epoch: the resumed
+run seeds that epoch's data iterator the same way, skips the batches already trained,
+then restores the random state of the step (see ``_Run._batches``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +21,8 @@ import torch
 
 from thaw.errors import ThawError
 from thaw.freezing.engine import FreezeEngine
+
+Fence = Callable[[], int | None]
 
 
 class ResumeMismatch(ThawError):
@@ -27,8 +35,30 @@ class ResumeMismatch(ThawError):
 @dataclass(frozen=True)
 class Resumed:
     epoch: int
+    """The last completed epoch."""
     step: int
     metrics: dict[str, float]
+    batch: int = 0
+    """Batches of epoch ``epoch + 1`` already trained (a step checkpoint)."""
+    epoch_rng: dict[str, Any] | None = None
+    step_rng: dict[str, Any] | None = None
+
+
+def _training_state(
+    engine: FreezeEngine, epoch: int, step: int, fingerprint: str, metrics: dict[str, float]
+) -> dict[str, Any]:
+    from thaw.checkpoints import capture_rng_state
+
+    return {
+        "epoch": epoch,
+        "step": step,
+        "engine": engine.state_dict(),
+        "rng": capture_rng_state(),
+        "requires_grad": {n: p.requires_grad for n, p in engine.index.params.items()},
+        "group_names": [g["name"] for g in engine.optimizer.param_groups],
+        "spec_fingerprint": fingerprint,
+        "metrics": dict(metrics),
+    }
 
 
 def save_epoch(
@@ -41,19 +71,11 @@ def save_epoch(
     metrics: dict[str, float],
     keep_last: int,
     library_config: dict[str, Any] | None = None,
+    fence: Fence | None = None,
 ) -> dict[str, Any]:
-    from thaw.checkpoints import capture_rng_state, save_checkpoint
+    from thaw.checkpoints import save_checkpoint
 
-    state = {
-        "epoch": epoch,
-        "step": step,
-        "engine": engine.state_dict(),
-        "rng": capture_rng_state(),
-        "requires_grad": {n: p.requires_grad for n, p in engine.index.params.items()},
-        "group_names": [g["name"] for g in engine.optimizer.param_groups],
-        "spec_fingerprint": config["spec_fingerprint"],
-        "metrics": dict(metrics),
-    }
+    state = _training_state(engine, epoch, step, config["spec_fingerprint"], metrics)
     info = save_checkpoint(
         run_dir,
         epoch=epoch,
@@ -64,24 +86,66 @@ def save_epoch(
         metrics=metrics,
         keep_last=keep_last,
         library_config=library_config,
+        fence=fence,
     )
     return info.to_dict()
+
+
+def save_step(
+    run_dir: Path,
+    *,
+    engine: FreezeEngine,
+    epoch: int,
+    batch: int,
+    step: int,
+    epoch_rng: dict[str, Any],
+    fingerprint: str,
+    metrics: dict[str, float],
+    fence: Fence | None = None,
+) -> dict[str, Any]:
+    """A resume point after ``batch`` batches of ``epoch`` (in progress)."""
+    from thaw.checkpoints.step import save_step_checkpoint
+
+    state = _training_state(engine, epoch - 1, step, fingerprint, metrics)
+    state["batch"] = batch
+    state["epoch_rng"] = epoch_rng
+    return save_step_checkpoint(
+        run_dir,
+        epoch=epoch,
+        batch=batch,
+        step=step,
+        model_state=engine.model.state_dict(),
+        training_state=state,
+        fence=fence,
+    )
 
 
 def restore(
     run_dir: Path, engine: FreezeEngine, device: torch.device, fingerprint: str
 ) -> Resumed | None:
+    """Load the newest resume point (an epoch or a step checkpoint) into ``engine``.
+
+    The random state of an epoch checkpoint is restored here; a step checkpoint's is
+    returned for the loop to restore once it has re-created the epoch's data order."""
     from thaw.checkpoints import (
         CheckpointNotFound,
         load_checkpoint_training_state,
         load_model_state,
+        read_meta,
         resolve_checkpoint,
         restore_rng_state,
     )
+    from thaw.checkpoints.step import read_step_meta, step_dir
 
     try:
-        folder = resolve_checkpoint(run_dir, "last")
+        folder: Path | None = resolve_checkpoint(run_dir, "last")
+        last_step = read_meta(folder).step
     except CheckpointNotFound:
+        folder, last_step = None, -1
+    step_meta = read_step_meta(run_dir)
+    if step_meta is not None and step_meta["step"] > last_step:
+        folder = step_dir(run_dir)
+    if folder is None:
         return None
     state = load_checkpoint_training_state(folder)
     if state.get("spec_fingerprint") != fingerprint:
@@ -92,5 +156,16 @@ def restore(
     names = [g["name"] for g in engine.optimizer.param_groups]
     if actual != state["requires_grad"] or names != list(state["group_names"]):
         raise ResumeMismatch(f"{folder.name}: the replayed phase does not match the saved one")
-    restore_rng_state(state["rng"])
-    return Resumed(int(state["epoch"]), int(state["step"]), dict(state.get("metrics", {})))
+    metrics = dict(state.get("metrics", {}))
+    batch = int(state.get("batch", 0))
+    if batch == 0:
+        restore_rng_state(state["rng"])
+        return Resumed(int(state["epoch"]), int(state["step"]), metrics)
+    return Resumed(
+        int(state["epoch"]),
+        int(state["step"]),
+        metrics,
+        batch=batch,
+        epoch_rng=state["epoch_rng"],
+        step_rng=state["rng"],
+    )

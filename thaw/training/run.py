@@ -24,13 +24,14 @@ from thaw.training.feature_cache import CachedBatch, FeatureCache
 from thaw.training.feature_cache_setup import build_feature_cache, cached_batches
 from thaw.training.layer_changes import changed_layers
 from thaw.training.loaders import default_workers, make_loaders
-from thaw.training.reporter import NullReporter, Reporter
-from thaw.training.resume import Resumed, restore, save_epoch
+from thaw.training.memory import OOM_ERRORS, OutOfMemory, is_cpu_oom
+from thaw.training.reporter import NullReporter, Reporter, StopReason
+from thaw.training.resume import Resumed, restore, save_epoch, save_step
 
 
 @dataclass
 class TrainResult:
-    status: Literal["succeeded", "cancelled"]
+    status: Literal["succeeded", "cancelled", "preempted", "lost"]
     epoch: int
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
@@ -48,8 +49,29 @@ def train(
     uploads: UploadLookup | None = None,
     device: str | None = None,
 ) -> TrainResult:
-    """Run ``spec`` to the end (or until ``reporter.should_stop()``), resuming from the
-    last checkpoint in ``run_dir`` if there is one."""
+    """Run ``spec`` to the end (or until ``reporter.stop_reason()``), resuming from the
+    newest checkpoint in ``run_dir`` if there is one. Running out of memory raises
+    OutOfMemory (``out_of_memory``)."""
+    try:
+        return _train(spec, run_dir, settings, reporter, uploads, device)
+    except OOM_ERRORS:
+        pass
+    except RuntimeError as exc:
+        if not is_cpu_oom(exc):
+            raise
+    # Raised outside the handler, so the failed frames (model, optimizer, batches) are free.
+    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    raise OutOfMemory("training", target, spec.hyperparameters.batch_size)
+
+
+def _train(
+    spec: JobSpec,
+    run_dir: Path,
+    settings: Settings,
+    reporter: Reporter | None,
+    uploads: UploadLookup | None,
+    device: str | None,
+) -> TrainResult:
     reporter = reporter or NullReporter()
     hp = spec.hyperparameters
     _seed_everything(hp.seed)
@@ -69,7 +91,13 @@ def train(
     run = _Run(spec, resolved, engine, placement, reporter, settings, run_dir, base)
 
     resumed = restore(run_dir, engine, placement.device, spec.fingerprint())
-    if resumed is not None:
+    if resumed is not None and resumed.batch:
+        reporter.log(
+            "info",
+            f"resumed from step {resumed.step} (epoch {resumed.epoch + 1}, batch "
+            f"{resumed.batch}, phase {engine.phase})",
+        )
+    elif resumed is not None:
         reporter.log("info", f"resumed from epoch {resumed.epoch} (phase {engine.phase})")
     workers = default_workers(placement, hp.num_workers)
     run.cache = build_feature_cache(
@@ -120,6 +148,7 @@ class _Run:
         self.cache: FeatureCache | None = None
         self._cached_epoch = False
         self._samples = 0
+        self._epoch_rng: dict[str, Any] = {}
 
     def loop(self, train_loader, val_loader, sampler, resumed: Resumed | None) -> TrainResult:
         timeline = self.resolved.timeline
@@ -135,14 +164,20 @@ class _Run:
             self.reporter.layers(epoch, self._layer_entry(epoch))
             self._begin_cache_epoch(epoch)
             self.model.train()
-            for inputs, labels in self._batches(train_loader, sampler, "train"):
-                if self.reporter.should_stop():
-                    return self._result("cancelled", epoch, step, metrics, resumed, started)
+            skip = resumed.batch if resumed is not None and epoch == start_epoch else 0
+            for batch, (inputs, labels) in enumerate(
+                self._batches(train_loader, sampler, skip, resumed), start=skip
+            ):
+                stop = self.reporter.stop_reason()
+                if stop is not None:
+                    status = self._stop(stop, epoch, batch, step, metrics)
+                    return self._result(status, epoch, step, metrics, resumed, started)
                 self._enter_phases(step)
                 loss = self._train_step(inputs, labels)
                 step += 1
                 self._samples += len(labels)
                 self._maybe_progress(epoch, step, total, start_step, started, loss)
+                self._maybe_step_checkpoint(epoch, batch + 1, step, metrics)
             metrics = self._validate(val_loader)
             metrics["epoch"] = epoch
             self.reporter.metrics(epoch, metrics)
@@ -151,6 +186,52 @@ class _Run:
             if epoch % every == 0 or epoch == timeline.epochs:
                 self._checkpoint(epoch, step, metrics)
         return self._result("succeeded", timeline.epochs, step, metrics, resumed, started)
+
+    def _batches(self, loader, sampler, skip: int, resumed: Resumed | None):  # type: ignore[no-untyped-def]
+        """The epoch's batches from number ``skip`` on. Resuming mid-epoch re-creates the
+        iterator from the epoch's starting random state (the same order and worker seeds),
+        skips what was trained, then restores the random state of the saved step."""
+        from thaw.checkpoints import capture_rng_state, restore_rng_state
+
+        if skip and resumed is not None and resumed.epoch_rng is not None:
+            restore_rng_state(resumed.epoch_rng)
+        self._epoch_rng = capture_rng_state()
+        iterator = self._epoch_batches(loader, sampler, "train")
+        for _ in range(skip):
+            next(iterator)
+        if skip and resumed is not None and resumed.step_rng is not None:
+            restore_rng_state(resumed.step_rng)
+        return iterator
+
+    def _stop(self, reason: StopReason, epoch: int, batch: int, step: int, metrics) -> str:  # type: ignore[no-untyped-def]
+        """What a stop before the next step leaves behind: a preempted run saves a step
+        checkpoint (when it is inside an epoch) for the worker that takes the job over."""
+        if reason == "lost":
+            return "lost"
+        if reason == "cancel":
+            return "cancelled"
+        if batch > 0:
+            self._step_checkpoint(epoch, batch, step, metrics)
+        return "preempted"
+
+    def _maybe_step_checkpoint(self, epoch: int, batch: int, step: int, metrics) -> None:  # type: ignore[no-untyped-def]
+        every = self.spec.checkpointing.every_steps
+        if every and step % every == 0 and batch < self.resolved.timeline.steps_per_epoch:
+            self._step_checkpoint(epoch, batch, step, metrics)
+
+    def _step_checkpoint(self, epoch: int, batch: int, step: int, metrics) -> None:  # type: ignore[no-untyped-def]
+        save_step(
+            self.run_dir,
+            engine=self.engine,
+            epoch=epoch,
+            batch=batch,
+            step=step,
+            epoch_rng=self._epoch_rng,
+            fingerprint=self.spec.fingerprint(),
+            metrics=metrics,
+            fence=self.reporter.fence,
+        )
+        self.reporter.log("info", f"step checkpoint at step {step} (epoch {epoch}, batch {batch})")
 
     def _result(self, status, epoch, step, metrics, resumed, started) -> TrainResult:  # type: ignore[no-untyped-def]
         wall = time.monotonic() - started
@@ -172,7 +253,7 @@ class _Run:
     def _begin_cache_epoch(self, epoch: int) -> None:
         self._cached_epoch = self.cache is not None and self.cache.begin_epoch(epoch)
 
-    def _batches(self, loader, sampler, part: str):  # type: ignore[no-untyped-def]
+    def _epoch_batches(self, loader, sampler, part: str):  # type: ignore[no-untyped-def]
         if self.cache is None:
             return iter(loader)
         return cached_batches(self.cache, loader, sampler, part, self._cached_epoch)
@@ -221,7 +302,7 @@ class _Run:
     def _validate(self, loader) -> dict[str, float]:
         self.model.eval()
         total_loss, correct, count = 0.0, 0, 0
-        for inputs, labels in self._batches(loader, None, "val"):
+        for inputs, labels in self._epoch_batches(loader, None, "val"):
             labels = labels.to(self.placement.device, non_blocking=True)
             with self.placement.autocast():
                 logits = self._forward(self._to_device(inputs))
@@ -261,6 +342,7 @@ class _Run:
             metrics=metrics,
             keep_last=self.spec.checkpointing.keep_last,
             library_config=self.resolved.built.library_config(),
+            fence=self.reporter.fence,
         )
         self.reporter.checkpoint(info)
         changed = changed_layers(self.model.state_dict(), self.base)

@@ -1,0 +1,100 @@
+"""The run's step checkpoint: a resume point inside an epoch (a worker preempted mid-epoch,
+or ``checkpointing.every_steps``). It is not a user-facing checkpoint: it lives in
+``R/resume/`` beside ``R/checkpoints/``, is never listed in ``index.json``, and is
+replaced by each newer one. Saved like an epoch checkpoint: temp folder, then rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from thaw.checkpoints.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
+from thaw.checkpoints.errors import CorruptCheckpoint
+from thaw.checkpoints.layout import META_FILE, MODEL_FILE, TRAINING_STATE_FILE
+from thaw.checkpoints.resume_state import save_training_state
+from thaw.checkpoints.tensors import storable_tensors
+
+STEP_DIR = "resume"
+Fence = Callable[[], int | None]
+
+
+def step_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / STEP_DIR
+
+
+def save_step_checkpoint(
+    run_dir: str | Path,
+    *,
+    epoch: int,
+    batch: int,
+    step: int,
+    model_state: Mapping[str, torch.Tensor],
+    training_state: Any,
+    fence: Fence | None = None,
+) -> dict[str, Any]:
+    """Write the resume point after ``batch`` batches of ``epoch`` (``step`` in all).
+
+    ``fence`` is called before anything is written and again right before the commit;
+    it raises when the caller no longer holds the run, and returns its fencing token,
+    recorded in ``meta.json``."""
+    token = fence() if fence is not None else None
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    _clean_debris(run)
+    tmp = run / f".{STEP_DIR}.tmp-{secrets.token_hex(6)}"
+    tmp.mkdir()
+    meta = {
+        "epoch": epoch,
+        "batch": batch,
+        "step": step,
+        "token": token,
+        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    try:
+        with atomic_path(tmp / MODEL_FILE) as path:
+            save_file(storable_tensors(model_state), str(path), metadata={"format": "pt"})
+        save_training_state(tmp / TRAINING_STATE_FILE, training_state)
+        atomic_write_json(tmp / META_FILE, meta)
+        fsync_dir(tmp)
+        if fence is not None:
+            fence()
+        final = step_dir(run)
+        if final.exists():
+            old = run / f".{STEP_DIR}.old-{secrets.token_hex(6)}"
+            os.replace(final, old)
+            remove_tree(old)
+        os.replace(tmp, final)
+        fsync_dir(run)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    return meta
+
+
+def read_step_meta(run_dir: str | Path) -> dict[str, Any] | None:
+    """The step checkpoint's meta.json, or None when the run has none."""
+    path = step_dir(run_dir) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise CorruptCheckpoint(f"{path} is unreadable: {exc}") from exc
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), int) for k in ("step",)):
+        raise CorruptCheckpoint(f"{path} is not a step checkpoint's meta")
+    return meta
+
+
+def _clean_debris(run: Path) -> None:
+    for child in run.iterdir():
+        if child.name.startswith((f".{STEP_DIR}.tmp-", f".{STEP_DIR}.old-")):
+            remove_tree(child)
