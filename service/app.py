@@ -13,6 +13,7 @@ from service.auth import ApiKeys
 from service.problems import install_problem_handlers
 from service.queue import enqueuer
 from service.routers import checkpoints, datasets, events, health, jobs, models, plans
+from service.spec_pool import SpecPool
 from service.stores import Stores
 from thaw.settings import Settings, get_settings
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception:
             log.exception("warm-up failed; the first request will load the model stack")
         yield
+        app.state.spec_pool.close()
         app.state.stores.close()
 
     app = FastAPI(
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_keys = api_keys
     app.state.stores = Stores.open(settings)
     app.state.enqueue = enqueuer(settings)
+    app.state.spec_pool = SpecPool(settings)
     install_problem_handlers(app)
     for module in (health, models, plans, datasets, jobs, events, checkpoints):
         app.include_router(module.router)

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.auth import DEFAULT_TENANT, ApiKeys
 from service.problems import Problem, not_found
+from service.spec_pool import SpecPool
 from service.stores import Stores
 from thaw.dispatch import Enqueue
 from thaw.settings import Settings
@@ -51,10 +52,15 @@ def get_enqueue(request: Request) -> Enqueue:
     return request.app.state.enqueue
 
 
+def get_spec_pool(request: Request) -> SpecPool:
+    return request.app.state.spec_pool
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
 TenantDep = Annotated[str, Depends(get_tenant)]
 EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
+SpecPoolDep = Annotated[SpecPool, Depends(get_spec_pool)]
 
 
 class Page:

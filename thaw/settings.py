@@ -37,6 +37,22 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=0, le=65535)
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=50)
 
+    selector_regex_max_chars: int = Field(default=256, ge=1, description="Longest re: pattern.")
+    selector_regex_max_mem: int = Field(
+        default=8 * 1024**2, ge=1024**2, description="RE2 memory budget per compiled re: pattern."
+    )
+    max_selectors: int = Field(default=1000, ge=1, description="Selectors in one spec, all told.")
+    max_plan_rows: int = Field(
+        default=500_000, ge=1, description="Epochs x layers of one plan or layer status."
+    )
+    max_metadata_bytes: int = Field(default=16 * 1024, ge=2, description="A spec's metadata JSON.")
+    max_json_body_bytes: int = Field(default=1024**2, ge=1024, description="JSON bodies (413).")
+    plan_workers: int = Field(default=2, ge=1, description="Threads resolving specs in the API.")
+    plan_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Deadline of one plan or submit in the API (503 after)."
+    )
+    sse_max_streams_per_tenant: int = Field(default=50, ge=1, description="Open SSE streams.")
+
     @property
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"

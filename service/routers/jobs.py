@@ -6,10 +6,17 @@ import shutil
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.deps import EnqueueDep, JobDep, PageDep, SettingsDep, StoresDep, TenantDep
+from service.deps import (
+    EnqueueDep,
+    JobDep,
+    PageDep,
+    SettingsDep,
+    SpecPoolDep,
+    StoresDep,
+    TenantDep,
+)
 from service.problems import Problem, not_found
 from service.schemas import (
     SPEC_EXAMPLES,
@@ -61,6 +68,7 @@ async def create_job(
     stores: StoresDep,
     tenant: TenantDep,
     enqueue: EnqueueDep,
+    pool: SpecPoolDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -70,7 +78,7 @@ async def create_job(
         ),
     ] = None,
 ) -> dict[str, Any]:
-    submission = await run_in_threadpool(
+    submission = await pool.run(
         submit_job,
         spec,
         tenant=tenant,

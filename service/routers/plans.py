@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.deps import SettingsDep, StoresDep, TenantDep
+from service.deps import SettingsDep, SpecPoolDep, StoresDep, TenantDep
 from service.schemas import SPEC_EXAMPLES, PlanOut, ProblemOut
 from thaw.spec import JobSpec
 from thaw.submit import plan_spec
@@ -29,6 +28,7 @@ async def create_plan(
     settings: SettingsDep,
     stores: StoresDep,
     tenant: TenantDep,
+    pool: SpecPoolDep,
 ) -> JSONResponse:
-    table = await run_in_threadpool(plan_spec, spec, settings, stores.datasets, tenant, stores.jobs)
+    table = await pool.run(plan_spec, spec, settings, stores.datasets, tenant, stores.jobs)
     return JSONResponse(table)
