@@ -14,6 +14,7 @@ from service.problems import install_problem_handlers
 from service.queue import enqueuer
 from service.routers import checkpoints, datasets, events, health, jobs, models, plans
 from service.spec_pool import SpecPool
+from service.sse import StreamSlots, async_client
 from service.stores import Stores
 from thaw.settings import Settings, get_settings
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.exception("warm-up failed; the first request will load the model stack")
         yield
         app.state.spec_pool.close()
+        await app.state.aredis.aclose()
         app.state.stores.close()
 
     app = FastAPI(
@@ -60,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.stores = Stores.open(settings)
     app.state.enqueue = enqueuer(settings)
     app.state.spec_pool = SpecPool(settings)
+    app.state.aredis = async_client(settings.redis_url)
+    app.state.stream_slots = StreamSlots(settings.sse_max_streams_per_tenant)
     install_problem_handlers(app)
     for module in (health, models, plans, datasets, jobs, events, checkpoints):
         app.include_router(module.router)
