@@ -22,6 +22,17 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
     max_archive_members: int = Field(default=200_000, ge=1)
     max_uncompressed_bytes: int = Field(default=8 * 1024**3, ge=1)
+    max_archive_header_bytes: int = Field(
+        default=64 * 1024, ge=512, description="One tar PAX or GNU long-name header."
+    )
+    max_member_depth: int = Field(default=32, ge=1, description="Folders in an archive path.")
+    max_member_name_chars: int = Field(default=1024, ge=16, description="An archive path.")
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=1, description="Decoded pixels of one image (from its header)."
+    )
+    max_dataset_pixels: int = Field(
+        default=20_000_000_000, ge=1, description="Decoded pixels of one uploaded dataset."
+    )
     page_size_max: int = Field(default=100, ge=1)
     page_size_default: int = Field(default=20, ge=1)
 
