@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 import redis
 import redis.asyncio as aioredis
 
+from service.finite import finite
 from service.problems import Problem
 from thaw.store import Event
 from thaw.store.events import event_from_entry, stream_entries
@@ -32,7 +33,9 @@ log = logging.getLogger("thaw.api")
 
 
 def format_event(event: Event) -> str:
-    data = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
+    data = json.dumps(
+        finite(event.to_dict()), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
     return f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n"
 
 

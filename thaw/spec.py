@@ -87,10 +87,24 @@ class ValidationSplit(_Strict):
 
 
 class DatasetSource(_Strict):
-    id: str | None = Field(default=None, description="An uploaded dataset's id.")
-    path: str | None = Field(default=None, description="Folder or file under THAW_DATASETS_DIR.")
+    id: str | None = Field(
+        default=None, min_length=1, max_length=100, description="An uploaded dataset's id."
+    )
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Folder or file under THAW_DATASETS_DIR.",
+    )
     format: Literal["image_folder", "csv", "jsonl"] | None = None
     synthetic: SyntheticData | None = None
+
+    @field_validator("id", "path")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("contains a NUL byte; remove it")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSource:

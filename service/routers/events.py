@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from service.deps import JobDep, PageDep, SettingsDep, StoresDep, TenantDep
+from service.finite import finite
 from service.schemas import EventPage, ProblemOut
 from service.sse import StreamSlots, job_event_stream
 from thaw.store.events import valid_event_id
@@ -63,6 +64,6 @@ def get_events(
         )
     events = stores.events.read(job.id, after, page.limit + 1)
     return {
-        "data": [e.to_dict() for e in events[: page.limit]],
+        "data": [finite(e.to_dict()) for e in events[: page.limit]],
         "has_more": len(events) > page.limit,
     }

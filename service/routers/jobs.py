@@ -17,6 +17,7 @@ from service.deps import (
     StoresDep,
     TenantDep,
 )
+from service.finite import finite
 from service.problems import Problem, not_found
 from service.schemas import (
     SPEC_EXAMPLES,
@@ -37,7 +38,7 @@ PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
 
 
 def job_out(job: Job) -> dict[str, Any]:
-    body = job.to_dict()
+    body = finite(job.to_dict())
     for private in ("tenant", "lease_expires_at"):
         body.pop(private, None)
     base = f"/v1/jobs/{job.id}"
