@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from service.auth import ApiKeys
+from service.body_limit import JsonBodyLimit
 from service.problems import install_problem_handlers
 from service.queue import enqueuer
 from service.routers import checkpoints, datasets, events, health, jobs, models, plans
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.aredis = async_client(settings.redis_url)
     app.state.stream_slots = StreamSlots(settings.sse_max_streams_per_tenant)
     install_problem_handlers(app)
+    app.add_middleware(JsonBodyLimit, limit=settings.max_json_body_bytes)
     for module in (health, models, plans, datasets, jobs, events, checkpoints):
         app.include_router(module.router)
     return app

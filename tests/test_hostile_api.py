@@ -121,3 +121,37 @@ def test_text_uploads_that_broke_the_parsers_are_422(http: httpx.Client) -> None
     rows = "\n".join([nested] + [json.dumps({"text": f"t{i}", "label": i % 2}) for i in range(8)])
     err = problem(http.post("/v1/datasets", files={"file": ("deep.jsonl", rows.encode())}), 422)
     assert "line 1" in err["detail"] and "JSON nested too deeply" in err["detail"]
+
+
+def test_json_body_over_the_limit_is_a_413(http: httpx.Client) -> None:
+    body = job_body(name="x")
+    text = json.dumps(body)[:-1] + ', "pad": "' + "p" * (1024**2) + '"}'
+    err = problem(_raw_json(http, "/v1/jobs", text), 413)
+    assert err["code"] == "body_too_large"
+    assert err["detail"] == (
+        "the request body is larger than 1048576 bytes (THAW_MAX_JSON_BODY_BYTES); "
+        "send a smaller document"
+    )
+
+    def chunks():
+        yield text[: len(text) // 2].encode()
+        yield text[len(text) // 2 :].encode()
+
+    streamed = http.post(
+        "/v1/plans", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert problem(streamed, 413)["code"] == "body_too_large"
+    assert http.get("/v1/jobs").json()["data"] == []
+
+
+def test_gradual_preset_with_10000_epochs_is_bounded(http: httpx.Client) -> None:
+    body = job_body(schedule=[{"preset": "gradual"}], hyperparameters={"epochs": 10000})
+    response = http.post("/v1/jobs", json=body)
+    err = problem(response, 422)
+    assert err["errors"][0]["loc"] == "hyperparameters.epochs"
+    assert err["errors"][0]["message"] == (
+        "10000 epochs x 41 layers is 410000 rows of layer status; at most 100000 "
+        "(THAW_MAX_PLAN_ROWS)"
+    )
+    assert err["errors"][0]["hint"] == "use at most 2439 epochs with this model"
+    assert len(response.content) < 2000

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     )
     max_selectors: int = Field(default=1000, ge=1, description="Selectors in one spec, all told.")
     max_plan_rows: int = Field(
-        default=500_000, ge=1, description="Epochs x layers of one plan or layer status."
+        default=100_000, ge=1, description="Epochs x layers of one plan or layer status."
     )
     max_metadata_bytes: int = Field(default=16 * 1024, ge=2, description="A spec's metadata JSON.")
     max_json_body_bytes: int = Field(default=1024**2, ge=1024, description="JSON bodies (413).")

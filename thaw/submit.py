@@ -49,9 +49,25 @@ def resolve_spec(
     shape = data_shape(spec.dataset, settings, upload_lookup(datasets, tenant))
     key = _model_key(spec, settings, len(shape.classes))
     if key is None:
-        return resolve(spec, settings, shape, meta=True)
-    built, index = _meta_model(key, spec, settings, len(shape.classes))
-    return resolve_built(spec, shape, built, index)
+        resolved = resolve(spec, settings, shape, meta=True)
+    else:
+        built, index = _meta_model(key, spec, settings, len(shape.classes))
+        resolved = resolve_built(spec, shape, built, index)
+    _check_table_size(resolved, settings)
+    return resolved
+
+
+def _check_table_size(resolved: Resolved, settings: Settings) -> None:
+    """The per-epoch layer table grows as epochs x layers; bound it before building it."""
+    layers = len({owner for owner in resolved.index.param_owner.values()})
+    epochs = resolved.spec.hyperparameters.epochs
+    if epochs * layers > settings.max_plan_rows:
+        raise SpecError(
+            ("hyperparameters", "epochs"),
+            f"{epochs} epochs x {layers} layers is {epochs * layers} rows of layer status; "
+            f"at most {settings.max_plan_rows} (THAW_MAX_PLAN_ROWS)",
+            f"use at most {settings.max_plan_rows // layers} epochs with this model",
+        )
 
 
 _ModelKey = tuple[str, str, str | None, int, str]
