@@ -8,7 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import redis
 from api_fixtures import ApiServer, job_body, problem
+
+from thaw.store.keys import Keys
 
 pytest_plugins = ("api_fixtures",)
 
@@ -155,3 +158,27 @@ def test_gradual_preset_with_10000_epochs_is_bounded(http: httpx.Client) -> None
     )
     assert err["errors"][0]["hint"] == "use at most 2439 epochs with this model"
     assert len(response.content) < 2000
+
+
+def test_queued_jobs_per_tenant_are_capped_with_retry_after(
+    http: httpx.Client, store: redis.Redis
+) -> None:
+    first = http.post("/v1/jobs", json=job_body())
+    assert first.status_code == 202
+    key = Keys().jobs_by_tenant_status("default", "queued")
+    store.zadd(key, {f"job_{i:024x}": 0 for i in range(99)})  # 100 queued in all
+    response = http.post("/v1/jobs", json=job_body(name="one-more"))
+    err = problem(response, 429)
+    assert err["code"] == "too_many_queued_jobs"
+    assert response.headers["Retry-After"] == "30"
+    assert "THAW_MAX_QUEUED_JOBS_PER_TENANT" in err["detail"]
+    store.zrem(key, *[f"job_{i:024x}" for i in range(99)])
+    assert http.post("/v1/jobs", json=job_body(name="one-more")).status_code == 202
+
+
+def test_long_ids_are_not_echoed(http: httpx.Client) -> None:
+    long_id = "job_" + "a" * 60_000
+    response = http.get(f"/v1/jobs/{long_id}")
+    err = problem(response, 404)
+    assert err["detail"] == f"no job '{long_id[:64]}...'"
+    assert len(response.content) < 1000

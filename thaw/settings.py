@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     plan_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Deadline of one plan or submit in the API (503 after)."
     )
+    max_queued_jobs_per_tenant: int = Field(
+        default=100, ge=1, description="Queued jobs one tenant may have (429 beyond)."
+    )
     sse_max_streams_per_tenant: int = Field(default=50, ge=1, description="Open SSE streams.")
 
     @property
