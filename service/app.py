@@ -11,11 +11,14 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from service.auth import ApiKeys
+from service.body_limit import JsonBodyLimit
 from service.metrics import install_metrics
 from service.pages import install_pages
 from service.problems import install_problem_handlers
 from service.queue import enqueuer
 from service.routers import checkpoints, datasets, events, health, jobs, models, plans, workers
+from service.spec_pool import SpecPool
+from service.sse import StreamSlots, async_client
 from service.stores import Stores
 from thaw.settings import Settings, get_settings
 
@@ -51,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception:
             log.exception("warm-up failed; the first request will load the model stack")
         yield
+        app.state.spec_pool.close()
+        await app.state.aredis.aclose()
         app.state.stores.close()
 
     app = FastAPI(
@@ -65,7 +70,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_keys = api_keys
     app.state.stores = Stores.open(settings)
     app.state.enqueue = enqueuer(settings)
+    app.state.spec_pool = SpecPool(settings)
+    app.state.aredis = async_client(settings.redis_url)
+    app.state.stream_slots = StreamSlots(settings.sse_max_streams_per_tenant)
     install_problem_handlers(app)
+    app.add_middleware(JsonBodyLimit, limit=settings.max_json_body_bytes)
     for module in (health, models, plans, datasets, jobs, events, checkpoints, workers):
         app.include_router(module.router)
     install_pages(app)

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.auth import DEFAULT_TENANT, ApiKeys
 from service.problems import Problem, not_found
+from service.spec_pool import SpecPool
 from service.stores import Stores
 from thaw.dispatch import Enqueue
 from thaw.settings import Settings
@@ -63,11 +64,16 @@ def get_known_tenant(
     return keys.tenant_for(credentials.credentials)
 
 
+def get_spec_pool(request: Request) -> SpecPool:
+    return request.app.state.spec_pool
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
 TenantDep = Annotated[str, Depends(get_tenant)]
 KnownTenantDep = Annotated[str | None, Depends(get_known_tenant)]
 EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
+SpecPoolDep = Annotated[SpecPool, Depends(get_spec_pool)]
 
 
 class Page:

@@ -45,8 +45,12 @@ class Problem(Exception):
         super().__init__(detail)
 
 
+SHOWN_ID_CHARS = 64
+
+
 def not_found(what: str, ident: str) -> Problem:
-    return Problem(404, f"no {what} {ident!r}", code=f"{what.replace(' ', '_')}_not_found")
+    shown = ident if len(ident) <= SHOWN_ID_CHARS else f"{ident[:SHOWN_ID_CHARS]}..."
+    return Problem(404, f"no {what} {shown!r}", code=f"{what.replace(' ', '_')}_not_found")
 
 
 def problem_response(problem: Problem) -> JSONResponse:

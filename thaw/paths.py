@@ -7,9 +7,19 @@ from pathlib import Path, PurePosixPath
 
 from thaw.errors import SpecError
 
+MAX_PATH_CHARS = 1024
+
 
 def resolve_under(root: Path, relative: str, loc: Sequence[str | int], what: str) -> Path:
     """``root/relative`` if it stays inside ``root`` (links resolved), else a SpecError."""
+    if "\x00" in relative:
+        raise SpecError(loc, f"{what} contains a NUL byte", "remove it from the path")
+    if len(relative) > MAX_PATH_CHARS:
+        raise SpecError(
+            loc,
+            f"{what} is {len(relative)} characters long; at most {MAX_PATH_CHARS}",
+            "give a shorter path",
+        )
     pure = PurePosixPath(relative.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or (relative[1:3] == ":\\"):
         raise SpecError(

@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
     max_archive_members: int = Field(default=200_000, ge=1)
     max_uncompressed_bytes: int = Field(default=8 * 1024**3, ge=1)
+    max_archive_header_bytes: int = Field(
+        default=64 * 1024, ge=512, description="One tar PAX or GNU long-name header."
+    )
+    max_member_depth: int = Field(default=32, ge=1, description="Folders in an archive path.")
+    max_member_name_chars: int = Field(default=1024, ge=16, description="An archive path.")
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=1, description="Decoded pixels of one image (from its header)."
+    )
+    max_dataset_pixels: int = Field(
+        default=20_000_000_000, ge=1, description="Decoded pixels of one uploaded dataset."
+    )
     page_size_max: int = Field(default=100, ge=1)
     page_size_default: int = Field(default=20, ge=1)
 
@@ -83,6 +94,25 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=50)
+
+    selector_regex_max_chars: int = Field(default=256, ge=1, description="Longest re: pattern.")
+    selector_regex_max_mem: int = Field(
+        default=8 * 1024**2, ge=1024**2, description="RE2 memory budget per compiled re: pattern."
+    )
+    max_selectors: int = Field(default=1000, ge=1, description="Selectors in one spec, all told.")
+    max_plan_rows: int = Field(
+        default=100_000, ge=1, description="Epochs x layers of one plan or layer status."
+    )
+    max_metadata_bytes: int = Field(default=16 * 1024, ge=2, description="A spec's metadata JSON.")
+    max_json_body_bytes: int = Field(default=1024**2, ge=1024, description="JSON bodies (413).")
+    plan_workers: int = Field(default=2, ge=1, description="Threads resolving specs in the API.")
+    plan_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Deadline of one plan or submit in the API (503 after)."
+    )
+    max_queued_jobs_per_tenant: int = Field(
+        default=100, ge=1, description="Queued jobs one tenant may have (429 beyond)."
+    )
+    sse_max_streams_per_tenant: int = Field(default=50, ge=1, description="Open SSE streams.")
 
     @property
     def redispatch_period(self) -> float:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -20,11 +22,26 @@ from pydantic import (
     model_validator,
 )
 
-Selector = Annotated[str, Field(min_length=1, max_length=500)]
+from thaw.settings import get_settings
+
+SEED_MAX = 2**32 - 1
+
+
+def _bounded_regex(value: str) -> str:
+    limit = get_settings().selector_regex_max_chars
+    if value.startswith("re:") and len(value) - 3 > limit:
+        raise ValueError(
+            f"the re: pattern is {len(value) - 3} characters; at most {limit} "
+            "(THAW_SELECTOR_REGEX_MAX_CHARS)"
+        )
+    return value
+
+
+Selector = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_bounded_regex)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 MODEL_SOURCES = ("torchvision", "timm", "huggingface", "job")
@@ -89,10 +106,24 @@ class ValidationSplit(_Strict):
 
 
 class DatasetSource(_Strict):
-    id: str | None = Field(default=None, description="An uploaded dataset's id.")
-    path: str | None = Field(default=None, description="Folder or file under THAW_DATASETS_DIR.")
+    id: str | None = Field(
+        default=None, min_length=1, max_length=100, description="An uploaded dataset's id."
+    )
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Folder or file under THAW_DATASETS_DIR.",
+    )
     format: Literal["image_folder", "csv", "jsonl"] | None = None
     synthetic: SyntheticData | None = None
+
+    @field_validator("id", "path")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("contains a NUL byte; remove it")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSource:
@@ -210,7 +241,7 @@ class Hyperparameters(_Strict):
     max_length: int = Field(default=128, ge=8, le=4096, description="Text models: tokens.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     num_workers: int | None = Field(default=None, ge=0, le=64, description="null: automatic.")
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     feature_cache: Literal["auto", "off"] = Field(
         default="auto",
         description="auto: a phase whose input-side layer groups are wholly frozen trains "
@@ -242,9 +273,42 @@ class JobSpec(_Strict):
     schedule: list[ScheduleItem] = Field(default_factory=list, max_length=200)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     checkpointing: Checkpointing = Field(default_factory=Checkpointing)
-    metadata: dict[str, str | int | float | bool | None] = Field(
+    metadata: dict[Annotated[str, Field(max_length=100)], str | int | float | bool | None] = Field(
         default_factory=dict, max_length=50
     )
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata_finite(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise ValueError(f"{key!r} is {item}; only finite numbers are allowed")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+        limit = get_settings().max_metadata_bytes
+        if size > limit:
+            raise ValueError(
+                f"metadata is {size} bytes as JSON; at most {limit} (THAW_MAX_METADATA_BYTES)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _selector_count(self) -> JobSpec:
+        count = len(self.freeze.rules) + len(self.hyperparameters.param_groups)
+        count += sum(
+            len(e.unfreeze) + len(e.freeze) for e in self.schedule if isinstance(e, ScheduleEvent)
+        )
+        limit = get_settings().max_selectors
+        if count > limit:
+            raise ValueError(
+                f"the spec holds {count} selectors; at most {limit} (THAW_MAX_SELECTORS)"
+            )
+        return self
 
     def normalized(self) -> dict[str, Any]:
         """The spec with every default filled, as stored and shown back."""

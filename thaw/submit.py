@@ -43,7 +43,22 @@ def resolve_spec(
         _check_base_job(jobs, spec.base_model.name, tenant)
     shape = data_shape(spec.dataset, settings, uploads)
     built, index = meta_model(spec.base_model, len(shape.classes), settings)
-    return resolve_built(spec, shape, built, index)
+    resolved = resolve_built(spec, shape, built, index)
+    _check_table_size(resolved, settings)
+    return resolved
+
+
+def _check_table_size(resolved: Resolved, settings: Settings) -> None:
+    """The per-epoch layer table grows as epochs x layers; bound it before building it."""
+    layers = len({owner for owner in resolved.index.param_owner.values()})
+    epochs = resolved.spec.hyperparameters.epochs
+    if epochs * layers > settings.max_plan_rows:
+        raise SpecError(
+            ("hyperparameters", "epochs"),
+            f"{epochs} epochs x {layers} layers is {epochs * layers} rows of layer status; "
+            f"at most {settings.max_plan_rows} (THAW_MAX_PLAN_ROWS)",
+            f"use at most {settings.max_plan_rows // layers} epochs with this model",
+        )
 
 
 def _check_base_job(jobs: JobStore, job_id: str, tenant: str | None) -> None:

@@ -202,8 +202,15 @@ def _unpack(
             root,
             max_members=settings.max_archive_members,
             max_uncompressed_bytes=settings.max_uncompressed_bytes,
+            max_header_bytes=settings.max_archive_header_bytes,
+            max_depth=settings.max_member_depth,
+            max_name_chars=settings.max_member_name_chars,
         )
-        return root, inspect_image_folder(root)
+        return root, inspect_image_folder(
+            root,
+            max_image_pixels=settings.max_image_pixels,
+            max_dataset_pixels=settings.max_dataset_pixels,
+        )
     target = staging / f"{DATA_FOLDER}.{kind}"
     os.replace(spool.path, target)
     fmt = "csv" if kind == "csv" else "jsonl"

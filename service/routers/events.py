@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
-from service.deps import JobDep, PageDep, SettingsDep, StoresDep
+from service.deps import JobDep, PageDep, SettingsDep, StoresDep, TenantDep
+from service.finite import finite
 from service.schemas import EventPage, ProblemOut
-from service.sse import job_event_stream
-from thaw.store.events import EVENT_ID
+from service.sse import StreamSlots, job_event_stream
+from thaw.store.events import valid_event_id
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 
@@ -33,29 +34,36 @@ def wants_stream(accept: str | None) -> bool:
         200: {"content": {SSE_MEDIA_TYPE: {"schema": {"type": "string"}}}},
         404: PROBLEM,
         422: PROBLEM,
+        429: {**PROBLEM, "description": "Too many event streams open for this key."},
     },
 )
 def get_events(
+    request: Request,
     job: JobDep,
     stores: StoresDep,
     settings: SettingsDep,
+    tenant: TenantDep,
     page: PageDep,
     accept: Annotated[str | None, Header()] = None,
-    last_event_id: Annotated[str | None, Header(max_length=40)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=41)] = None,
 ) -> Any:
     after = page.after
     if wants_stream(accept):
-        if after is None and last_event_id and EVENT_ID.match(last_event_id):
+        if after is None and last_event_id and valid_event_id(last_event_id):
             after = last_event_id
         if after is not None:
             stores.events.read(job.id, after, 1)
+        slots: StreamSlots = request.app.state.stream_slots
+        free = slots.take(tenant)
         return StreamingResponse(
-            job_event_stream(stores, job.id, after, settings.sse_keepalive_seconds),
+            job_event_stream(
+                request.app.state.aredis, job.id, after, settings.sse_keepalive_seconds, free
+            ),
             media_type=SSE_MEDIA_TYPE,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     events = stores.events.read(job.id, after, page.limit + 1)
     return {
-        "data": [e.to_dict() for e in events[: page.limit]],
+        "data": [finite(e.to_dict()) for e in events[: page.limit]],
         "has_more": len(events) > page.limit,
     }

@@ -15,7 +15,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=HealthOut, response_model_exclude_none=True)
-def healthz() -> dict[str, Any]:
+async def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 

@@ -9,7 +9,16 @@ from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.deps import EnqueueDep, JobDep, PageDep, SettingsDep, StoresDep, TenantDep
+from service.deps import (
+    EnqueueDep,
+    JobDep,
+    PageDep,
+    SettingsDep,
+    SpecPoolDep,
+    StoresDep,
+    TenantDep,
+)
+from service.finite import finite
 from service.problems import Problem, not_found
 from service.schemas import (
     SPEC_EXAMPLES,
@@ -19,9 +28,12 @@ from service.schemas import (
     LayerStatusOut,
     ProblemOut,
 )
+from service.stores import Stores
 from thaw.freezing.status import layer_status
+from thaw.settings import Settings
 from thaw.spec import JobSpec
-from thaw.store import Job
+from thaw.store import Job, JobStatus
+from thaw.store.keys import Keys
 from thaw.submit import submit_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -30,7 +42,7 @@ PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
 
 
 def job_out(job: Job) -> dict[str, Any]:
-    body = job.to_dict()
+    body = finite(job.to_dict())
     for private in ("tenant", "lease_expires_at"):
         body.pop(private, None)
     base = f"/v1/jobs/{job.id}"
@@ -51,6 +63,7 @@ def job_out(job: Job) -> dict[str, Any]:
     summary="Submit a job",
     responses={
         200: {"model": JobOut, "description": "A repeat of an earlier Idempotency-Key request."},
+        429: {**PROBLEM, "description": "Too many queued jobs for this key."},
         422: {**PROBLEM, "description": "The spec is invalid; `errors` names each field."},
     },
 )
@@ -61,6 +74,7 @@ async def create_job(
     stores: StoresDep,
     tenant: TenantDep,
     enqueue: EnqueueDep,
+    pool: SpecPoolDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -70,7 +84,8 @@ async def create_job(
         ),
     ] = None,
 ) -> dict[str, Any]:
-    submission = await run_in_threadpool(
+    await run_in_threadpool(_check_queue_quota, stores, tenant, settings)
+    submission = await pool.run(
         submit_job,
         spec,
         tenant=tenant,
@@ -84,6 +99,19 @@ async def create_job(
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/jobs/{submission.job.id}"
     return job_out(submission.job)
+
+
+def _check_queue_quota(stores: Stores, tenant: str, settings: Settings) -> None:
+    key = Keys().jobs_by_tenant_status(tenant, JobStatus.QUEUED.value)
+    queued = stores.client.zcard(key)
+    if queued >= settings.max_queued_jobs_per_tenant:
+        raise Problem(
+            429,
+            f"this key has {queued} queued jobs, the most allowed "
+            "(THAW_MAX_QUEUED_JOBS_PER_TENANT); wait for some to start or cancel them",
+            code="too_many_queued_jobs",
+            headers={"Retry-After": "30"},
+        )
 
 
 @router.get("", response_model=JobList, summary="List jobs, newest first")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.concurrency import run_in_threadpool
 
-from service.deps import SettingsDep, TenantDep
+from service.deps import SettingsDep, SpecPoolDep, TenantDep
 from service.schemas import ModelLayersOut, ModelSources, ProblemOut
 from thaw.errors import SpecError
 from thaw.freezing.model_layers import describe_model
@@ -34,12 +33,13 @@ def list_models(_: TenantDep) -> dict[str, Any]:
 async def model_layers(
     _: TenantDep,
     settings: SettingsDep,
+    pool: SpecPoolDep,
     source: Annotated[Literal["torchvision", "timm", "huggingface"], Query()],
     name: Annotated[str, Query(min_length=1, max_length=NAME_MAX_LENGTH, pattern=PLAIN_NAME)],
     num_classes: Annotated[int, Query(ge=2, le=100_000)] = 10,
 ) -> dict[str, Any]:
     try:
-        return await run_in_threadpool(describe_model, source, name, num_classes, settings)
+        return await pool.run(describe_model, source, name, num_classes, settings)
     except SpecError as exc:
         exc.loc = tuple(part for part in exc.loc if part != "base_model")
         raise

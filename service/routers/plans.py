@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Body
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.deps import SettingsDep, StoresDep, TenantDep
+from service.deps import SettingsDep, SpecPoolDep, StoresDep, TenantDep
 from service.schemas import SPEC_EXAMPLES, PlanOut, ProblemOut
 from thaw.spec import JobSpec
 from thaw.submit import plan_spec
@@ -31,15 +29,14 @@ async def create_plan(
     settings: SettingsDep,
     stores: StoresDep,
     tenant: TenantDep,
+    pool: SpecPoolDep,
 ) -> JSONResponse:
-    table = await run_in_threadpool(
-        partial(
-            plan_spec,
-            spec,
-            settings,
-            uploads=tenant_uploads(stores.datasets, tenant),
-            jobs=stores.jobs,
-            tenant=tenant,
-        )
+    table = await pool.run(
+        plan_spec,
+        spec,
+        settings,
+        uploads=tenant_uploads(stores.datasets, tenant),
+        jobs=stores.jobs,
+        tenant=tenant,
     )
     return JSONResponse(table)

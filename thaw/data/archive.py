@@ -6,7 +6,10 @@ writing, leaves the destination as it was found (empty or absent).
 
 from __future__ import annotations
 
+import bz2
 import errno
+import gzip
+import lzma
 import os
 import re
 import shutil
@@ -28,7 +31,29 @@ _CHUNK = 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _ALLOWED_ZIP_TYPES = (0, stat.S_IFREG, stat.S_IFDIR)
-_CORRUPT = (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError)
+_CORRUPT = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    zlib.error,
+    EOFError,
+    lzma.LZMAError,
+    gzip.BadGzipFile,
+)
+_BLOCK = 512
+_EXTENDED_HEADERS = frozenset(b"xgLK")  # PAX, PAX global, GNU long name, GNU long link
+_SHOWN_NAME = 120
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_DEPTH = 32
+DEFAULT_MAX_NAME_CHARS = 1024
+
+
+@dataclass(frozen=True)
+class _Limits:
+    members: int
+    uncompressed_bytes: int
+    header_bytes: int
+    depth: int
+    name_chars: int
 
 
 @dataclass(frozen=True)
@@ -46,20 +71,27 @@ def extract_archive(
     *,
     max_members: int,
     max_uncompressed_bytes: int,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_name_chars: int = DEFAULT_MAX_NAME_CHARS,
 ) -> Path:
     """Extract a .zip or tar (.tar.gz/.tgz) archive into ``dest_dir`` and return it.
 
     ``dest_dir`` must be absent or empty. Junk (``__MACOSX/``, dotfiles) is skipped, and a
     single top-level folder that wraps the class folders is unwrapped so ``dest_dir`` is the
-    dataset root. Raises DatasetError for unsafe or oversized archives.
+    dataset root. Raises DatasetError for unsafe or oversized archives; a tar's raw headers
+    are checked against the limits before ``tarfile`` reads any of them.
     """
+    limits = _Limits(
+        max_members, max_uncompressed_bytes, max_header_bytes, max_depth, max_name_chars
+    )
     archive = Path(archive_path)
     dest = Path(dest_dir)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ValueError(f"extraction target {dest} must be absent or an empty directory")
     created = not dest.exists()
     try:
-        with _open_members(archive, max_members, max_uncompressed_bytes) as members:
+        with _open_members(archive, limits) as members:
             _check_layout(members)
             dest.mkdir(parents=True, exist_ok=True)
             _write_members(members, dest, max_uncompressed_bytes)
@@ -76,30 +108,93 @@ def extract_archive(
 
 
 @contextmanager
-def _open_members(archive: Path, max_members: int, max_bytes: int) -> Iterator[list[_Member]]:
+def _open_members(archive: Path, limits: _Limits) -> Iterator[list[_Member]]:
     """Open an archive and list its checked members, closing it afterwards."""
     with open(archive, "rb") as f:
         head = f.read(4)
     if head in _ZIP_MAGIC:
         with zipfile.ZipFile(archive) as zf:
-            yield list(_zip_members(zf, max_members, max_bytes))
+            yield list(_zip_members(zf, limits))
         return
-    if not tarfile.is_tarfile(archive):
-        raise DatasetError(
-            f"'{archive.name}' is not a .zip or .tar.gz archive; "
-            "upload a zip or gzipped tar of the image folder",
-            code="bad_format",
-        )
+    _scan_tar_headers(archive, limits)
     with tarfile.open(archive, mode="r:*") as tf:
-        yield list(_tar_members(tf, max_members, max_bytes))
+        yield list(_tar_members(tf, limits))
 
 
-def _zip_members(zf: zipfile.ZipFile, max_members: int, max_bytes: int) -> Iterator[_Member]:
+def _decompressed(archive: Path) -> IO[bytes]:
+    with open(archive, "rb") as f:
+        head = f.read(6)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.open(archive, "rb")
+    if head.startswith(b"BZh"):
+        return bz2.open(archive, "rb")
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.open(archive, "rb")
+    return open(archive, "rb")
+
+
+def _scan_tar_headers(archive: Path, limits: _Limits) -> None:
+    """Walk the raw tar headers, skipping data, so that PAX and GNU extended headers count
+    against the member and size limits and none over ``header_bytes`` is ever read."""
+    members = 0
+    total = 0
+    with _decompressed(archive) as raw:
+        while True:
+            header = raw.read(_BLOCK)
+            if members and (len(header) < _BLOCK or header == bytes(_BLOCK)):
+                return
+            if not _valid_header(header):
+                if members:
+                    raise tarfile.ReadError("bad tar header checksum")
+                raise DatasetError(
+                    f"'{shown_name(archive.name)}' is not a .zip or .tar.gz archive; "
+                    "upload a zip or gzipped tar of the image folder",
+                    code="bad_format",
+                )
+            members += 1
+            _check_count(members, limits.members * 2)  # each member may carry one extension
+            try:
+                size = tarfile.nti(header[124:136])
+            except tarfile.InvalidHeaderError as exc:
+                raise tarfile.ReadError(f"bad tar header: {exc}") from exc
+            if size < 0:
+                raise tarfile.ReadError("bad tar header: negative size")
+            if header[156] in _EXTENDED_HEADERS and size > limits.header_bytes:
+                raise DatasetError(
+                    f"the archive has a {size}-byte extended (PAX or GNU long-name) header; at "
+                    f"most {limits.header_bytes} bytes are allowed; re-create it with plain "
+                    f"names of at most {limits.name_chars} characters",
+                    code="archive_header_too_large",
+                )
+            total += size
+            _check_size(total, limits.uncompressed_bytes)
+            _skip(raw, -(-size // _BLOCK) * _BLOCK)
+
+
+def _valid_header(header: bytes) -> bool:
+    if len(header) < _BLOCK:
+        return False
+    try:
+        return tarfile.nti(header[148:156]) in tarfile.calc_chksums(header)
+    except tarfile.InvalidHeaderError:
+        return False
+
+
+def _skip(raw: IO[bytes], count: int) -> None:
+    while count > 0:
+        chunk = raw.read(min(count, _CHUNK))
+        if not chunk:
+            return
+        count -= len(chunk)
+
+
+def _zip_members(zf: zipfile.ZipFile, limits: _Limits) -> Iterator[_Member]:
     infos = zf.infolist()
-    _check_count(len(infos), max_members)
+    _check_count(len(infos), limits.members)
+    max_bytes = limits.uncompressed_bytes
     total = 0
     for info in infos:
-        parts = _safe_parts(info.filename)
+        parts = _safe_parts(info.filename, limits)
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind == stat.S_IFLNK:
             raise _link_error(info.filename)
@@ -107,7 +202,7 @@ def _zip_members(zf: zipfile.ZipFile, max_members: int, max_bytes: int) -> Itera
             raise _special_error(info.filename)
         if info.flag_bits & 0x1:
             raise DatasetError(
-                f"archive member '{info.filename}' is encrypted; upload an archive "
+                f"archive member '{shown_name(info.filename)}' is encrypted; upload an archive "
                 "without a password",
                 code="bad_format",
             )
@@ -119,11 +214,12 @@ def _zip_members(zf: zipfile.ZipFile, max_members: int, max_bytes: int) -> Itera
             )
 
 
-def _tar_members(tf: tarfile.TarFile, max_members: int, max_bytes: int) -> Iterator[_Member]:
+def _tar_members(tf: tarfile.TarFile, limits: _Limits) -> Iterator[_Member]:
+    max_bytes = limits.uncompressed_bytes
     total = 0
     for count, info in enumerate(tf, start=1):
-        _check_count(count, max_members)
-        parts = _safe_parts(info.name)
+        _check_count(count, limits.members)
+        parts = _safe_parts(info.name, limits)
         if info.issym() or info.islnk():
             raise _link_error(info.name)
         if not (info.isfile() or info.isdir()):
@@ -152,8 +248,11 @@ def _tar_opener(
     return opener
 
 
-def _safe_parts(name: str) -> tuple[str, ...]:
-    """Path components of a member name, refusing anything that could escape the target."""
+def _safe_parts(name: str, limits: _Limits) -> tuple[str, ...]:
+    """Path components of a member name, refusing anything that could escape the target,
+    or that is longer or deeper than the limits."""
+    if len(name) > limits.name_chars:
+        raise _unsafe(name, f"is {len(name)} characters long; at most {limits.name_chars}")
     normalized = name.replace("\\", "/")
     if "\x00" in name:
         raise _unsafe(name, "contains a NUL byte")
@@ -162,6 +261,8 @@ def _safe_parts(name: str) -> tuple[str, ...]:
     parts = tuple(p for p in normalized.split("/") if p not in ("", "."))
     if ".." in parts:
         raise _unsafe(name, "contains a '..' component")
+    if len(parts) > limits.depth:
+        raise _unsafe(name, f"is {len(parts)} folders deep; at most {limits.depth}")
     return parts
 
 
@@ -176,7 +277,8 @@ def _check_layout(members: list[_Member]) -> None:
             dirs.add(m.parts)
         elif m.parts in files:
             raise DatasetError(
-                f"archive member '{m.name}' appears twice; keep one copy and re-create the archive",
+                f"archive member '{shown_name(m.name)}' appears twice; keep one copy and "
+                "re-create the archive",
                 code="archive_duplicate_member",
             )
         else:
@@ -186,7 +288,7 @@ def _check_layout(members: list[_Member]) -> None:
     if clash:
         name = "/".join(sorted(clash)[0])
         raise DatasetError(
-            f"archive member '{name}' is both a file and a folder; rename one of them",
+            f"archive member '{shown_name(name)}' is both a file and a folder; rename one of them",
             code="archive_duplicate_member",
         )
 
@@ -211,7 +313,8 @@ def _write_members(members: list[_Member], dest: Path, max_bytes: int) -> None:
             if exc.errno != errno.ENAMETOOLONG:
                 raise
             raise DatasetError(
-                f"archive member '{m.name}' has a name too long for the file system; shorten it",
+                f"archive member '{shown_name(m.name)}' has a name too long for the file "
+                "system; shorten it",
                 code="bad_format",
             ) from exc
 
@@ -258,26 +361,35 @@ def _check_size(total: int, limit: int) -> None:
         )
 
 
+def shown_name(name: str) -> str:
+    """A member name as errors show it: at most ``_SHOWN_NAME`` characters, no NUL."""
+    clean = name.replace("\x00", "\\0")
+    if len(clean) <= _SHOWN_NAME:
+        return clean
+    return f"{clean[: _SHOWN_NAME - 20]}...({len(name)} characters)"
+
+
 def _unsafe(name: str, why: str) -> DatasetError:
     return DatasetError(
-        f"archive member '{name}' {why}; archives may only hold relative paths inside "
-        "the dataset folder",
+        f"archive member '{shown_name(name)}' {why}; archives may only hold relative paths "
+        "inside the dataset folder",
         code="archive_unsafe_path",
-        path=name,
+        path=shown_name(name),
     )
 
 
 def _link_error(name: str) -> DatasetError:
     return DatasetError(
-        f"archive member '{name}' is a link; replace links with the files themselves",
+        f"archive member '{shown_name(name)}' is a link; replace links with the files themselves",
         code="archive_link",
-        path=name,
+        path=shown_name(name),
     )
 
 
 def _special_error(name: str) -> DatasetError:
     return DatasetError(
-        f"archive member '{name}' is not a regular file or folder (device or pipe); remove it",
+        f"archive member '{shown_name(name)}' is not a regular file or folder (device or "
+        "pipe); remove it",
         code="archive_special_file",
-        path=name,
+        path=shown_name(name),
     )

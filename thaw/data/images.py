@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from thaw.data.errors import ImageDecodeError
+from thaw.data.archive import shown_name
+from thaw.data.errors import DatasetError, ImageDecodeError
 from thaw.data.info import IMAGENET_MEAN, IMAGENET_STD
+from thaw.settings import get_settings
 
 
 class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
@@ -61,18 +63,22 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
 
 
 def load_rgb(path: str, size: int, *, shown_path: str | None = None) -> Image.Image:
-    """Decode an image as RGB resized to ``size`` x ``size``; ImageDecodeError if it fails."""
+    """Decode an image as RGB resized to ``size`` x ``size``; ImageDecodeError if it fails,
+    DatasetError if its header says it is over THAW_MAX_IMAGE_PIXELS (nothing is decoded)."""
+    shown = shown_path or os.path.basename(path)
     try:
         with Image.open(path) as im:
+            check_pixels(im.width, im.height, get_settings().max_image_pixels, shown)
             rgb = im.convert("RGB")
         if rgb.size != (size, size):
             rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+    except DatasetError:
+        raise
     except Exception as exc:
-        shown = shown_path or os.path.basename(path)
         raise ImageDecodeError(
-            f"image '{shown}' cannot be decoded ({type(exc).__name__}); remove it or re-encode "
-            "it as PNG or JPEG",
-            path=shown,
+            f"image '{shown_name(shown)}' cannot be decoded ({type(exc).__name__}); remove it "
+            "or re-encode it as PNG or JPEG",
+            path=shown_name(shown),
         ) from exc
     return rgb
 
@@ -81,3 +87,15 @@ def _standard_transform(size: int):  # type: ignore[no-untyped-def]
     from torchvision.transforms import v2
 
     return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
+
+
+def check_pixels(width: int, height: int, limit: int, rel: str) -> None:
+    """Refuse an image whose header says it holds more than ``limit`` pixels."""
+    if width * height > limit:
+        shown = shown_name(rel)
+        raise DatasetError(
+            f"image '{shown}' is {width}x{height} ({width * height} pixels); at most {limit} "
+            "(THAW_MAX_IMAGE_PIXELS); downscale it",
+            code="image_too_large",
+            path=shown,
+        )

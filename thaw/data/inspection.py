@@ -8,20 +8,36 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
+from thaw.data.archive import shown_name
 from thaw.data.errors import DatasetError, ImageDecodeError
 from thaw.data.folder import list_image_folder
+from thaw.data.images import check_pixels
 from thaw.data.info import DatasetInfo
 from thaw.data.rows import inspect_rows
+from thaw.settings import get_settings
 
 UploadKind = Literal["archive", "csv", "jsonl"]
 _ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
 
 
-def inspect_image_folder(root: str | os.PathLike[str], *, decode: bool = True) -> DatasetInfo:
-    """Check an image folder's layout and (with ``decode``) that every image decodes."""
+def inspect_image_folder(
+    root: str | os.PathLike[str],
+    *,
+    decode: bool = True,
+    max_image_pixels: int | None = None,
+    max_dataset_pixels: int | None = None,
+) -> DatasetInfo:
+    """Check an image folder's layout and (with ``decode``) that every image decodes within
+    the pixel limits (settings by default)."""
     listing = list_image_folder(root)
     if decode:
-        check_images_decode(listing.root, [s.path for s in listing.samples])
+        settings = get_settings()
+        check_images_decode(
+            listing.root,
+            [s.path for s in listing.samples],
+            max_image_pixels=max_image_pixels or settings.max_image_pixels,
+            max_dataset_pixels=max_dataset_pixels or settings.max_dataset_pixels,
+        )
     return listing.info()
 
 
@@ -96,19 +112,54 @@ def upload_kind(filename: str) -> UploadKind:
     )
 
 
-def check_images_decode(root: Path, relative_paths: list[str], *, workers: int = 8) -> None:
-    """Raise ImageDecodeError naming the first image (in the given order) that fails."""
+def check_images_decode(
+    root: Path,
+    relative_paths: list[str],
+    *,
+    max_image_pixels: int,
+    max_dataset_pixels: int,
+    workers: int = 8,
+) -> None:
+    """Raise ImageDecodeError naming the first image (in the given order) that fails.
+
+    Every image's size is read from its header before anything is decoded: one over
+    ``max_image_pixels``, or all of them together over ``max_dataset_pixels``, is refused."""
+    sizes = [_header_pixels(root, rel, max_image_pixels) for rel in relative_paths]
+    total = sum(sizes)
+    if total > max_dataset_pixels:
+        raise DatasetError(
+            f"the images hold {total} pixels in all; at most {max_dataset_pixels} "
+            "(THAW_MAX_DATASET_PIXELS); downscale them or upload fewer",
+            code="images_too_large",
+        )
     threads = max(1, min(workers, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=threads) as pool:
         problems = pool.map(lambda rel: _decode_problem(root, rel), relative_paths)
         for rel, problem in zip(relative_paths, problems, strict=True):
             if problem is not None:
                 pool.shutdown(cancel_futures=True)
-                raise ImageDecodeError(
-                    f"image '{rel}' cannot be decoded ({problem}); remove it or re-encode it "
-                    "as PNG or JPEG",
-                    path=rel,
-                )
+                raise _undecodable(rel, problem)
+
+
+def _undecodable(rel: str, problem: str) -> ImageDecodeError:
+    shown = shown_name(rel)
+    return ImageDecodeError(
+        f"image '{shown}' cannot be decoded ({problem}); remove it or re-encode it as PNG or JPEG",
+        path=shown,
+    )
+
+
+def _header_pixels(root: Path, rel: str, limit: int) -> int:
+    """Width x height from the image's header, without decoding it."""
+    from PIL import Image
+
+    try:
+        with Image.open(root / rel) as im:
+            width, height = im.size
+    except Exception as exc:
+        raise _undecodable(rel, type(exc).__name__) from exc
+    check_pixels(width, height, limit, rel)
+    return width * height
 
 
 def _decode_problem(root: Path, rel: str) -> str | None:

@@ -123,6 +123,13 @@ def _csv_rows(f: Iterator[str], name: str) -> Iterator[_Row]:
         header = next(reader)
     except StopIteration:
         return
+    except csv.Error as exc:
+        raise DatasetError(
+            f"'{name}' line 1: the header cannot be read ({exc}); write a header of 'text,label'",
+            code="bad_format",
+            path=name,
+            lines=(1,),
+        ) from exc
     columns = [c.strip() for c in header]
     missing = [c for c in ("text", "label") if c not in columns]
     if missing:
@@ -165,7 +172,10 @@ def _jsonl_rows(f: Iterator[str]) -> Iterator[_Row]:
             continue
         try:
             obj = json.loads(raw)
-        except json.JSONDecodeError:
+        except RecursionError:
+            yield line, ("bad_format", "JSON nested too deeply"), None, None
+            continue
+        except ValueError:  # invalid JSON, or an integer with too many digits
             yield line, ("bad_format", "not valid JSON"), None, None
             continue
         if not isinstance(obj, dict):

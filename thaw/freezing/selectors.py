@@ -3,6 +3,9 @@
 ``layer4`` (a module: all its parameters) or ``fc.weight`` (one parameter);
 a glob over names (``*.bias``); ``re:REGEX`` (matched against the whole name);
 ``type:BatchNorm2d``; ``group:I`` or ``group:START:STOP`` (Python slice rules).
+
+``re:`` patterns run on RE2, whose matching time is linear in the name's length whatever the
+pattern, so no selector can stall the process that resolves it.
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import re2
 
 from thaw.errors import SelectorError
 from thaw.freezing.model_index import ModelIndex
+from thaw.settings import get_settings
 
 _GLOB_CHARS = frozenset("*?[")
 _GROUP = re.compile(r"^group:(-?\d*)(?::(-?\d*))?$")
@@ -26,7 +32,7 @@ def select(index: ModelIndex, selector: str, loc: Sequence[str | int]) -> list[s
         raise SelectorError(
             loc,
             f"selector {selector!r} matches no parameter",
-            hint=_suggest_hint(index, selector),
+            hint=_whole_name_hint(index, selector.strip()) or _suggest_hint(index, selector),
             closest=closest_names(index, selector),
         )
     order = {name: i for i, name in enumerate(index.params)}
@@ -49,7 +55,7 @@ def _match(index: ModelIndex, selector: str, loc: Sequence[str | int]) -> set[st
     return set(index.module_params.get(selector, ()))
 
 
-def _by_names(index: ModelIndex, matches) -> set[str]:
+def _by_names(index: ModelIndex, matches: Callable[[str], object]) -> set[str]:
     found = {name for name in index.params if matches(name)}
     for module, params in index.module_params.items():
         if matches(module):
@@ -92,13 +98,52 @@ def _by_group(index: ModelIndex, selector: str, loc: Sequence[str | int]) -> set
     return {p for p, g in index.param_group.items() if g in wanted}
 
 
-def _compile_regex(source: str, loc: Sequence[str | int]) -> re.Pattern[str]:
+def _compile_regex(source: str, loc: Sequence[str | int]) -> re2._Regexp:
     try:
-        return re.compile(source)
-    except re.error as exc:
+        return _re2(source, get_settings().selector_regex_max_mem)
+    except re2.error as exc:
         raise SelectorError(
-            loc, f"bad regular expression {source!r}: {exc}", "fix the pattern"
+            loc,
+            f"bad regular expression {source!r}: {_reason(exc)}",
+            "fix the pattern; RE2 syntax (no backreferences or lookaround)",
         ) from exc
+
+
+def _reason(exc: re2.error) -> str:
+    first = exc.args[0] if exc.args else "invalid"
+    return first.decode(errors="replace") if isinstance(first, bytes) else str(first)
+
+
+def _re2(source: str, max_mem: int) -> re2._Regexp:
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = max_mem
+    return re2.compile(source, options)
+
+
+def _whole_name_hint(index: ModelIndex, selector: str) -> str | None:
+    """For a ``re:`` pattern that matches only part of some name: the pattern that works."""
+    if not selector.startswith("re:"):
+        return None
+    source = selector[3:]
+    try:
+        partial = _re2(source, get_settings().selector_regex_max_mem)
+    except re2.error:
+        return None
+    if not _by_names(index, partial.search):
+        return None
+    body = f"(?:{source})" if "|" in source else source
+    for candidate in (f"{body}.*", f".*{body}", f".*{body}.*"):
+        try:
+            pattern = _re2(candidate, get_settings().selector_regex_max_mem)
+        except re2.error:
+            continue
+        if _by_names(index, pattern.fullmatch):
+            return (
+                f"re: matches whole names and {source!r} only matches part of one; "
+                f"use 're:{candidate}'"
+            )
+    return None
 
 
 def _compile_glob(source: str, loc: Sequence[str | int]) -> re.Pattern[str]:

@@ -15,7 +15,8 @@ from thaw.store.keys import Keys
 
 EVENT_TYPES = frozenset({"status", "phase", "metrics", "progress", "checkpoint", "log"})
 LEVELS = frozenset({"debug", "info", "warning", "error"})
-EVENT_ID = re.compile(r"^\d+(-\d+)?$")
+EVENT_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+_ID_PART_MAX = 2**64 - 1
 DEFAULT_MAXLEN = 10_000
 
 
@@ -46,7 +47,14 @@ class Event:
         }
 
 
-def _event(entry_id: bytes | str, fields: Mapping[Any, Any]) -> Event:
+def valid_event_id(value: str) -> bool:
+    """An event id Redis accepts: ``MS`` or ``MS-SEQ``, each part a 64-bit unsigned number."""
+    return bool(EVENT_ID.match(value)) and all(
+        int(part) <= _ID_PART_MAX for part in value.split("-")
+    )
+
+
+def event_from_entry(entry_id: bytes | str, fields: Mapping[Any, Any]) -> Event:
     eid = text(entry_id) or ""
     values = decoded(dict(fields))
     millis = int(eid.split("-", 1)[0])
@@ -61,8 +69,8 @@ def _event(entry_id: bytes | str, fields: Mapping[Any, Any]) -> Event:
 
 
 def _check_cursor(after: str) -> None:
-    if not EVENT_ID.match(after):
-        raise InvalidCursor(after, "an event id such as 1700000000000-0")
+    if not valid_event_id(after):
+        raise InvalidCursor(after[:40], "an event id such as 1700000000000-0")
 
 
 class EventLog:
@@ -92,7 +100,7 @@ class EventLog:
             _check_cursor(after)
             start = f"({after}"
         entries = self.redis.xrange(self.keys.job_events(job_id), start, "+", count=limit)
-        return [_event(eid, fields) for eid, fields in entries]
+        return [event_from_entry(eid, fields) for eid, fields in entries]
 
     def wait(
         self, job_id: str, after: str | None, timeout_s: float, limit: int = 100
@@ -107,7 +115,7 @@ class EventLog:
         reply = self.redis.xread(
             {self.keys.job_events(job_id): cursor}, count=limit, block=block_ms
         )
-        return [_event(eid, fields) for eid, fields in _entries(reply)]
+        return [event_from_entry(eid, fields) for eid, fields in stream_entries(reply)]
 
     def last_id(self, job_id: str) -> str | None:
         """The newest event id, for a consumer that only wants what comes next."""
@@ -115,7 +123,7 @@ class EventLog:
         return text(entries[0][0]) if entries else None
 
 
-def _entries(reply: Any) -> list[tuple[Any, Any]]:
+def stream_entries(reply: Any) -> list[tuple[Any, Any]]:
     """The (id, fields) entries of a one-stream XREAD reply in any client reply shape:
     RESP2 ``[[name, entries]]``, RESP3 ``{name: entries}`` or ``{name: [entries]}``."""
     if not reply:

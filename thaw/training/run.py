@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from thaw.data.shape import DataShape, UploadLookup
+from thaw.errors import ThawError
 from thaw.freezing.engine import FreezeEngine
 from thaw.freezing.resolve import Resolved, resolve
 from thaw.freezing.status import epoch_entry, live_view
@@ -176,9 +177,11 @@ class _Run:
                 loss = self._train_step(inputs, labels)
                 step += 1
                 self._samples += len(labels)
+                check_diverged(loss, epoch, step)
                 self._maybe_progress(epoch, step, total, start_step, started, loss)
                 self._maybe_step_checkpoint(epoch, batch + 1, step, metrics)
             metrics = self._validate(val_loader)
+            check_diverged(torch.tensor(metrics["val_loss"]), epoch, step, "validation loss")
             metrics["epoch"] = epoch
             self.reporter.metrics(epoch, metrics)
             self._progress(epoch, step, total, start_step, started, force=True)
@@ -373,6 +376,22 @@ class _Run:
         if loss is not None and math.isfinite(loss):
             progress["loss"] = round(loss, 6)
         self.reporter.progress(progress)
+
+
+class Diverged(ThawError):
+    """The training loss became NaN or infinite; the run stops at that step."""
+
+    status = 422
+    code = "diverged"
+
+
+def check_diverged(loss: torch.Tensor, epoch: int, step: int, what: str = "training loss") -> None:
+    """Fail the run at the first step whose loss is not a finite number."""
+    if not bool(torch.isfinite(loss)):
+        raise Diverged(
+            f"the {what} became {float(loss)} at step {step} (epoch {epoch}); "
+            "lower the learning rate, set hyperparameters.grad_clip_norm, or check the data"
+        )
 
 
 def _epoch_of(resumed: Resumed | None) -> int | None:
