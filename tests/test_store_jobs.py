@@ -415,7 +415,7 @@ def test_delete_only_terminal_and_removes_everything(
 
     with pytest.raises(JobNotTerminal) as info:
         store.delete(job.id)
-    assert info.value.status == "running"
+    assert info.value.job_status == "running"
     with pytest.raises(JobNotTerminal):
         store.delete(keep.id)
 

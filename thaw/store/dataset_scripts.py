@@ -13,10 +13,10 @@ return new_id(ARGV[3], ARGV[4])
 CREATE = script(
     r"""
 local id, tenant = ARGV[3], ARGV[4]
-local k = P .. ':dataset:' .. id
+local k = key_dataset(id)
 if redis.call('EXISTS', k) == 1 then return 0 end
 redis.call('HSET', k, 'tenant', tenant, 'record', ARGV[5])
-redis.call('ZADD', P .. ':datasets:by-tenant:' .. tenant, 0, id)
+redis.call('ZADD', key_datasets_by_tenant(tenant), 0, id)
 return 1
 """
 )
@@ -24,11 +24,11 @@ return 1
 DELETE = script(
     r"""
 local id, tenant = ARGV[3], ARGV[4]
-local k = P .. ':dataset:' .. id
+local k = key_dataset(id)
 local h = redis.call('HGETALL', k)
 if #h == 0 or redis.call('HGET', k, 'tenant') ~= tenant then return {} end
 redis.call('DEL', k)
-redis.call('ZREM', P .. ':datasets:by-tenant:' .. tenant, id)
+redis.call('ZREM', key_datasets_by_tenant(tenant), id)
 return h
 """
 )

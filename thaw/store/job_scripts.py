@@ -10,19 +10,19 @@ local tenant, rand, idem, body_hash = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local idem_ttl = tonumber(ARGV[7])
 if idem ~= '' then
   local cur = redis.call('HMGET', idem, 'job_id', 'body_hash')
-  if cur[1] and redis.call('EXISTS', job_key(cur[1])) == 1 then
+  if cur[1] and redis.call('EXISTS', key_job(cur[1])) == 1 then
     if cur[2] == body_hash then return reply('existing', cur[1]) end
     return {'conflict', cur[1]}
   end
 end
 local id = new_id('job_', rand)
 local t = ts(now())
-redis.call('HSET', job_key(id), 'id', id, 'tenant', tenant, 'status', 'queued',
+redis.call('HSET', key_job(id), 'id', id, 'tenant', tenant, 'status', 'queued',
   'name', ARGV[8], 'spec', ARGV[9], 'progress', '{}', 'metrics', '{}', 'trainable', '{}',
   'attempts', 0, 'max_attempts', ARGV[10], 'error', '', 'cancel_requested', '0',
   'worker', '', 'lease_expires_at', '', 'created_at', t, 'started_at', '',
   'finished_at', '', 'updated_at', t, 'token', 0, 'released', '0', 'dispatched_at', t)
-redis.call('ZADD', P .. ':jobs:by-tenant:' .. tenant, 0, id)
+redis.call('ZADD', key_jobs_by_tenant(tenant), 0, id)
 index_status(id, tenant, nil, 'queued')
 if idem ~= '' then
   redis.call('HSET', idem, 'job_id', id, 'body_hash', body_hash)
@@ -37,7 +37,7 @@ return reply('created', id)
 CLAIM = script(
     r"""
 local id, worker, lease = ARGV[3], ARGV[4], tonumber(ARGV[5])
-local k = job_key(id)
+local k = key_job(id)
 local h = redis.call('HMGET', k, 'status', 'tenant', 'attempts', 'max_attempts',
   'cancel_requested', 'lease_expires_at', 'started_at', 'token', 'released')
 local status, tenant = h[1], h[2]
@@ -75,7 +75,7 @@ if not started or started == '' then started = ts(t) end
 redis.call('HSET', k, 'status', 'running', 'attempts', attempts, 'worker', worker,
   'lease_expires_at', ts(t + lease), 'started_at', started, 'updated_at', ts(t),
   'token', token, 'released', '0')
-redis.call('ZADD', P .. ':jobs:leases', ts(t + lease), id)
+redis.call('ZADD', key_leases(), ts(t + lease), id)
 if status ~= 'running' then index_status(id, tenant, status, 'running') end
 emit(id, {status = 'running', attempts = attempts, worker = worker, token = token,
   resumed = started ~= ts(t)})
@@ -89,8 +89,8 @@ HEARTBEAT = script(
 local id, worker, lease, token = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 if not holds(id, worker, token) then return 0 end
 local expires = ts(now() + lease)
-redis.call('HSET', job_key(id), 'lease_expires_at', expires)
-redis.call('ZADD', P .. ':jobs:leases', expires, id)
+redis.call('HSET', key_job(id), 'lease_expires_at', expires)
+redis.call('ZADD', key_leases(), expires, id)
 return 1
 """,
     jobs=True,
@@ -100,7 +100,7 @@ FINISH = script(
     r"""
 local id, worker, to, err, token = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if not holds(id, worker, token) then return {'not_holder'} end
-local h = redis.call('HMGET', job_key(id), 'status', 'worker', 'tenant', 'attempts')
+local h = redis.call('HMGET', key_job(id), 'status', 'worker', 'tenant', 'attempts')
 finalize(id, h[3], 'running', to, err, now())
 local data = {status = to, attempts = tonumber(h[4])}
 if err ~= '' then data['error'] = cjson.decode(err) end
@@ -113,15 +113,15 @@ return reply('finished', id)
 REQUEST_CANCEL = script(
     r"""
 local id, tenant = ARGV[3], ARGV[4]
-local h = redis.call('HMGET', job_key(id), 'status', 'tenant', 'cancel_requested', 'attempts')
+local h = redis.call('HMGET', key_job(id), 'status', 'tenant', 'cancel_requested', 'attempts')
 if not h[1] or (tenant ~= '' and h[2] ~= tenant) then return {'missing'} end
 local t = now()
 if h[1] == 'queued' then
-  redis.call('HSET', job_key(id), 'cancel_requested', '1')
+  redis.call('HSET', key_job(id), 'cancel_requested', '1')
   finalize(id, h[2], 'queued', 'cancelled', '', t)
   emit(id, {status = 'cancelled', attempts = tonumber(h[4])})
 elseif h[1] == 'running' and h[3] ~= '1' then
-  redis.call('HSET', job_key(id), 'cancel_requested', '1', 'updated_at', ts(t))
+  redis.call('HSET', key_job(id), 'cancel_requested', '1', 'updated_at', ts(t))
   emit(id, {status = 'running', attempts = tonumber(h[4]), cancel_requested = true})
 end
 return reply('ok', id)
@@ -133,8 +133,8 @@ UPDATE_PROGRESS = script(
     r"""
 local id, worker, progress, metrics, token = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if not holds(id, worker, token) then return 0 end
-redis.call('HSET', job_key(id), 'progress', progress, 'updated_at', ts(now()))
-if metrics ~= '' then redis.call('HSET', job_key(id), 'metrics', metrics) end
+redis.call('HSET', key_job(id), 'progress', progress, 'updated_at', ts(now()))
+if metrics ~= '' then redis.call('HSET', key_job(id), 'metrics', metrics) end
 return 1
 """,
     jobs=True,
@@ -143,8 +143,8 @@ return 1
 SET_IF_EXISTS = script(
     r"""
 local id, suffix, field, value = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-if redis.call('EXISTS', job_key(id)) == 0 then return 0 end
-redis.call('HSET', job_key(id) .. suffix, field, value)
+if redis.call('EXISTS', key_job(id)) == 0 then return 0 end
+redis.call('HSET', key_job(id) .. suffix, field, value)
 return 1
 """
 )
@@ -152,15 +152,15 @@ return 1
 DELETE = script(
     r"""
 local id, tenant = ARGV[3], ARGV[4]
-local k = job_key(id)
+local k = key_job(id)
 local h = redis.call('HMGET', k, 'status', 'tenant')
 if not h[1] or (tenant ~= '' and h[2] ~= tenant) then return {'missing'} end
 if not TERMINAL[h[1]] then return {'not_terminal', h[1]} end
-redis.call('DEL', k, k .. ':layers', k .. ':events')
-redis.call('ZREM', P .. ':jobs:by-tenant:' .. h[2], id)
-redis.call('ZREM', P .. ':jobs:by-status:' .. h[1], id)
-redis.call('ZREM', P .. ':jobs:by-tenant-status:' .. h[1] .. ':' .. h[2], id)
-redis.call('ZREM', P .. ':jobs:leases', id)
+redis.call('DEL', k, key_job_layers(id), key_job_events(id))
+redis.call('ZREM', key_jobs_by_tenant(h[2]), id)
+redis.call('ZREM', key_jobs_by_status(h[1]), id)
+redis.call('ZREM', key_jobs_by_tenant_status(h[2], h[1]), id)
+redis.call('ZREM', key_leases(), id)
 return {'deleted'}
 """,
     jobs=True,
@@ -170,7 +170,7 @@ HOLDER_EVENT = script(
     r"""
 local id, worker, token, kind, level, data = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 if not holds(id, worker, token) then return '' end
-return redis.call('XADD', job_key(id) .. ':events', 'MAXLEN', '~', MAXLEN, '*',
+return redis.call('XADD', key_job_events(id), 'MAXLEN', '~', MAXLEN, '*',
   'type', kind, 'level', level, 'data', data, 'token', token)
 """,
     jobs=True,
@@ -180,7 +180,7 @@ HOLDER_SET = script(
     r"""
 local id, worker, token, suffix, field, value = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 if not holds(id, worker, token) then return 0 end
-redis.call('HSET', job_key(id) .. suffix, field, value)
+redis.call('HSET', key_job(id) .. suffix, field, value)
 return 1
 """,
     jobs=True,
@@ -189,7 +189,7 @@ return 1
 CHECK = script(
     r"""
 local id, worker, token = ARGV[3], ARGV[4], ARGV[5]
-local h = redis.call('HMGET', job_key(id), 'lease_expires_at', 'cancel_requested')
+local h = redis.call('HMGET', key_job(id), 'lease_expires_at', 'cancel_requested')
 local cancel = h[2] or '0'
 if not holds(id, worker, token) then return {'lost', cancel} end
 local expires = tonumber(h[1])
@@ -203,7 +203,7 @@ RELEASE = script(
     r"""
 local id, worker, token = ARGV[3], ARGV[4], ARGV[5]
 if not holds(id, worker, token) then return {'not_holder'} end
-local h = redis.call('HMGET', job_key(id), 'tenant', 'attempts', 'cancel_requested')
+local h = redis.call('HMGET', key_job(id), 'tenant', 'attempts', 'cancel_requested')
 local t = now()
 local attempts = tonumber(h[2])
 if h[3] == '1' then
@@ -211,9 +211,9 @@ if h[3] == '1' then
   emit(id, {status = 'cancelled', attempts = attempts})
   return {'cancelled'}
 end
-redis.call('HSET', job_key(id), 'status', 'queued', 'worker', '', 'lease_expires_at', '',
+redis.call('HSET', key_job(id), 'status', 'queued', 'worker', '', 'lease_expires_at', '',
   'released', '1', 'dispatched_at', ts(t), 'updated_at', ts(t))
-redis.call('ZREM', P .. ':jobs:leases', id)
+redis.call('ZREM', key_leases(), id)
 index_status(id, h[1], 'running', 'queued')
 emit(id, {status = 'queued', attempts = attempts, released = true})
 return {'released'}
@@ -224,7 +224,7 @@ return {'released'}
 REDISPATCH = script(
     r"""
 local id, period = ARGV[3], tonumber(ARGV[4])
-local h = redis.call('HMGET', job_key(id), 'status', 'cancel_requested', 'dispatched_at',
+local h = redis.call('HMGET', key_job(id), 'status', 'cancel_requested', 'dispatched_at',
   'lease_expires_at', 'token')
 local t = now()
 local last = tonumber(h[3]) or 0
@@ -241,8 +241,8 @@ elseif h[1] == 'running' then
 else
   return 0
 end
-redis.call('HSET', job_key(id), 'dispatched_at', ts(t))
-redis.call('XADD', job_key(id) .. ':events', 'MAXLEN', '~', MAXLEN, '*', 'type', 'log',
+redis.call('HSET', key_job(id), 'dispatched_at', ts(t))
+redis.call('XADD', key_job_events(id), 'MAXLEN', '~', MAXLEN, '*', 'type', 'log',
   'level', 'warning', 'data', cjson.encode({message = 're-dispatched: ' .. why,
   redispatched = true}), 'token', h[5] or '0')
 return 1

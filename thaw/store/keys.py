@@ -1,54 +1,90 @@
-"""Redis key names, in one place; the Lua scripts build the same names from the prefix."""
+"""Redis key names, in one place: Python builds them with Keys, the Lua scripts with the
+functions lua_key_functions() renders from the same forms."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
+
+# Each key below the prefix, with positional parts; Keys builds them in Python and
+# lua_key_functions() renders the same forms as Lua functions for the store scripts.
+KEY_FORMS: dict[str, str] = {
+    "id_clock": "idclock",
+    "job": "job:{0}",
+    "job_layers": "job:{0}:layers",
+    "job_events": "job:{0}:events",
+    "jobs_by_tenant": "jobs:by-tenant:{0}",
+    "jobs_by_tenant_status": "jobs:by-tenant-status:{1}:{0}",
+    "jobs_by_status": "jobs:by-status:{0}",
+    "leases": "jobs:leases",
+    "idempotency": "idem:{0}",
+    "dataset": "dataset:{0}",
+    "datasets_by_tenant": "datasets:by-tenant:{0}",
+    "workers": "workers",
+    "worker": "worker:{0}",
+}
+_PART = re.compile(r"\{(\d)\}")
+
+
+def lua_key_functions() -> str:
+    """``local function key_job(a0) return P .. ':job:' .. a0 end`` for every key form."""
+    lines = []
+    for name, form in KEY_FORMS.items():
+        count = len(set(_PART.findall(form)))
+        pieces = [f"'{p}'" if i % 2 == 0 else f"a{p}" for i, p in enumerate(_PART.split(form))]
+        body = " .. ".join(["P", "':'", *[p for p in pieces if p != "''"]])
+        params = ", ".join(f"a{i}" for i in range(count))
+        lines.append(f"local function key_{name}({params}) return {body} end")
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "thaw"
 
+    def _key(self, name: str, *parts: str) -> str:
+        return f"{self.prefix}:{KEY_FORMS[name].format(*parts)}"
+
     @property
     def id_clock(self) -> str:
-        return f"{self.prefix}:idclock"
+        return self._key("id_clock")
 
     def job(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}"
+        return self._key("job", job_id)
 
     def job_layers(self, job_id: str) -> str:
-        return f"{self.job(job_id)}:layers"
+        return self._key("job_layers", job_id)
 
     def job_events(self, job_id: str) -> str:
-        return f"{self.job(job_id)}:events"
+        return self._key("job_events", job_id)
 
     def jobs_by_tenant(self, tenant: str) -> str:
-        return f"{self.prefix}:jobs:by-tenant:{tenant}"
+        return self._key("jobs_by_tenant", tenant)
 
     def jobs_by_tenant_status(self, tenant: str, status: str) -> str:
-        return f"{self.prefix}:jobs:by-tenant-status:{status}:{tenant}"
+        return self._key("jobs_by_tenant_status", tenant, status)
 
     def jobs_by_status(self, status: str) -> str:
-        return f"{self.prefix}:jobs:by-status:{status}"
+        return self._key("jobs_by_status", status)
 
     @property
     def leases(self) -> str:
-        return f"{self.prefix}:jobs:leases"
+        return self._key("leases")
 
     def idempotency(self, tenant: str, key: str) -> str:
         digest = hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()
-        return f"{self.prefix}:idem:{digest}"
+        return self._key("idempotency", digest)
 
     def dataset(self, dataset_id: str) -> str:
-        return f"{self.prefix}:dataset:{dataset_id}"
+        return self._key("dataset", dataset_id)
 
     def datasets_by_tenant(self, tenant: str) -> str:
-        return f"{self.prefix}:datasets:by-tenant:{tenant}"
+        return self._key("datasets_by_tenant", tenant)
 
     @property
     def workers(self) -> str:
-        return f"{self.prefix}:workers"
+        return self._key("workers")
 
     def worker(self, worker_id: str) -> str:
-        return f"{self.prefix}:worker:{worker_id}"
+        return self._key("worker", worker_id)

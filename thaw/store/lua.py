@@ -5,11 +5,15 @@ the Redis server clock, so workers on hosts with skewed clocks agree on leases.
 
 from __future__ import annotations
 
-PRELUDE = r"""
+from thaw.store.keys import lua_key_functions
+
+PRELUDE = (
+    r"""
 local P = ARGV[1]
 local MAXLEN = ARGV[2]
-
-local function job_key(id) return P .. ':job:' .. id end
+"""
+    + lua_key_functions()
+    + r"""
 
 local function now()
   local t = redis.call('TIME')
@@ -23,7 +27,7 @@ local function ts(x) return string.format('%.6f', x) end
 local function new_id(kind, rand)
   local t = redis.call('TIME')
   local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local clock = P .. ':idclock'
+  local clock = key_id_clock()
   local last = redis.call('HMGET', clock, 'ms', 'n')
   local last_ms = tonumber(last[1]) or 0
   local n = 0
@@ -39,22 +43,23 @@ local function new_id(kind, rand)
   return kind .. string.format('%012x%04x', ms, n) .. rand
 end
 """
+)
 
 JOB_HELPERS = r"""
 local TERMINAL = {succeeded = true, failed = true, cancelled = true}
 
 local function index_status(id, tenant, from, to)
   if from then
-    redis.call('ZREM', P .. ':jobs:by-status:' .. from, id)
-    redis.call('ZREM', P .. ':jobs:by-tenant-status:' .. from .. ':' .. tenant, id)
+    redis.call('ZREM', key_jobs_by_status(from), id)
+    redis.call('ZREM', key_jobs_by_tenant_status(tenant, from), id)
   end
-  redis.call('ZADD', P .. ':jobs:by-status:' .. to, 0, id)
-  redis.call('ZADD', P .. ':jobs:by-tenant-status:' .. to .. ':' .. tenant, 0, id)
+  redis.call('ZADD', key_jobs_by_status(to), 0, id)
+  redis.call('ZADD', key_jobs_by_tenant_status(tenant, to), 0, id)
 end
 
 local function emit(id, data, level)
-  local token = redis.call('HGET', job_key(id), 'token') or '0'
-  redis.call('XADD', job_key(id) .. ':events', 'MAXLEN', '~', MAXLEN, '*',
+  local token = redis.call('HGET', key_job(id), 'token') or '0'
+  redis.call('XADD', key_job_events(id), 'MAXLEN', '~', MAXLEN, '*',
     'type', 'status', 'level', level or 'info', 'data', cjson.encode(data), 'token', token)
 end
 
@@ -62,22 +67,22 @@ end
 -- generation number the claim handed out); '' skips the token check (callers that
 -- predate fencing). A stale token is refused even for the same worker id.
 local function holds(id, worker, token)
-  local h = redis.call('HMGET', job_key(id), 'status', 'worker', 'token')
+  local h = redis.call('HMGET', key_job(id), 'status', 'worker', 'token')
   if h[1] ~= 'running' or h[2] ~= worker then return false end
   return token == '' or (h[3] or '0') == token
 end
 
 local function reply(code, id)
   local out = {code}
-  local h = redis.call('HGETALL', job_key(id))
+  local h = redis.call('HGETALL', key_job(id))
   for i = 1, #h do out[#out + 1] = h[i] end
   return out
 end
 
 local function finalize(id, tenant, from, to, err, t)
-  redis.call('HSET', job_key(id), 'status', to, 'error', err, 'worker', '',
+  redis.call('HSET', key_job(id), 'status', to, 'error', err, 'worker', '',
     'lease_expires_at', '', 'finished_at', ts(t), 'updated_at', ts(t))
-  redis.call('ZREM', P .. ':jobs:leases', id)
+  redis.call('ZREM', key_leases(), id)
   index_status(id, tenant, from, to)
 end
 """

@@ -184,7 +184,7 @@ class _Run:
             check_diverged(torch.tensor(metrics["val_loss"]), epoch, step, "validation loss")
             metrics["epoch"] = epoch
             self.reporter.metrics(epoch, metrics)
-            self._progress(epoch, step, total, start_step, started, force=True)
+            self._progress(epoch, step, total, start_step, started)
             every = self.spec.checkpointing.every_epochs
             if epoch % every == 0 or epoch == timeline.epochs:
                 self._checkpoint(epoch, step, metrics)
@@ -356,7 +356,7 @@ class _Run:
         if now - self._last_report >= self.settings.progress_interval_seconds:
             self._progress(epoch, step, total, start_step, started, loss=float(loss))
 
-    def _progress(self, epoch, step, total, start_step, started, *, loss=None, force=False) -> None:
+    def _progress(self, epoch, step, total, start_step, started, *, loss=None) -> None:
         now = time.monotonic()
         self._last_report = now
         elapsed = max(now - started, 1e-9)
