@@ -28,7 +28,7 @@ def test_gpu_throughput_smoke_run_reports_the_split_for_both_models(tmp_path):
     ]
     for row in rows:
         assert row["samples_per_s"] > 0 and row["compute_ms"] > 0 and row["data_wait_ms"] > 0
-        assert 0 < row["data_wait_share"] < 1
+        assert 0 <= row["data_wait_share"] < 1  # rounded: a fast loader shows 0.0
         assert row["step_ms"] >= row["compute_ms"]
     assert "| resnet50 | 64 px | fp32 | False | 4 |" in proc.stdout
 
