@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from thaw.uploads import tenant_uploads
 if TYPE_CHECKING:
     from thaw.settings import Settings
 
-SUBMIT_WORKER = "submit"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,19 +135,9 @@ def submit_job(
     jobs.set_trainable(job.id, trainable_summary(table))
     try:
         enqueue(job.id)
-    except Exception as exc:
-        _fail_unqueued(jobs, job.id, settings, exc)
-        raise
+    except Exception:
+        # Stored and queued without a message: a worker's sweeper sends it again within
+        # THAW_REDISPATCH_SECONDS, as for a message lost any other way.
+        log.warning("job %s stored but not sent to the queue; the sweeper sends it", job.id)
     return Submission(jobs.get(job.id) or job, True)
 
-
-def _fail_unqueued(jobs: JobStore, job_id: str, settings: Settings, exc: Exception) -> None:
-    """A job that could not be queued would wait forever; mark it failed instead."""
-    if jobs.claim(job_id, SUBMIT_WORKER, settings.lease_seconds) is None:
-        return
-    jobs.finish(
-        job_id,
-        SUBMIT_WORKER,
-        JobStatus.FAILED,
-        {"code": "enqueue_failed", "message": f"the job could not be queued: {exc}"},
-    )
