@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         default=100, ge=1, description="Queued jobs one tenant may have (429 beyond)."
     )
     sse_max_streams_per_tenant: int = Field(default=50, ge=1, description="Open SSE streams.")
+    max_datasets_per_tenant: int = Field(
+        default=1000, ge=1, description="Stored uploads one tenant may have (429 beyond)."
+    )
+    max_dataset_bytes_per_tenant: int = Field(
+        default=100 * 1024**3, ge=1, description="Bytes of one tenant's stored uploads (429)."
+    )
 
     @property
     def redispatch_period(self) -> float:
