@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from service.auth import ApiKeys
+from service.auth import ApiKeys, FailureThrottle
 from service.body_limit import JsonBodyLimit
 from service.metrics import install_metrics
 from service.pages import install_pages
@@ -68,6 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.api_keys = api_keys
+    app.state.auth_failures = FailureThrottle(
+        settings.auth_failures_max, settings.auth_failure_window_seconds
+    )
     app.state.stores = Stores.open(settings)
     app.state.enqueue = enqueuer(settings)
     app.state.spec_pool = SpecPool(settings)

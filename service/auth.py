@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import math
+import threading
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 DEFAULT_TENANT = "default"
@@ -42,3 +46,41 @@ class ApiKeys:
             if hmac.compare_digest(given, stored) and found is None:
                 found = tenant
         return found
+
+
+class FailureThrottle:
+    """Failed API keys per client address in a sliding window; at ``max_failures`` the
+    address waits until the oldest failure leaves the window. Holds at most
+    ``max_clients`` addresses (the least recently failing are forgotten first)."""
+
+    def __init__(self, max_failures: int, window_s: float, max_clients: int = 10_000):
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.max_clients = max_clients
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str, now: float | None = None) -> int | None:
+        """Seconds the address must wait, or ``None`` when it may try a key."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            times = self._failures.get(client)
+            if times is None:
+                return None
+            while times and times[0] <= now - self.window_s:
+                times.popleft()
+            if not times:
+                del self._failures[client]
+                return None
+            if len(times) < self.max_failures:
+                return None
+            return max(1, math.ceil(times[0] + self.window_s - now))
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            times = self._failures.pop(client, None) or deque(maxlen=self.max_failures)
+            times.append(now)
+            self._failures[client] = times
+            while len(self._failures) > self.max_clients:
+                self._failures.popitem(last=False)

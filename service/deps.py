@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.auth import DEFAULT_TENANT, ApiKeys
+from service.auth import DEFAULT_TENANT, ApiKeys, FailureThrottle
 from service.problems import Problem, not_found
 from service.spec_pool import SpecPool
 from service.stores import Stores
@@ -42,9 +42,31 @@ def get_tenant(
             code="unauthorized",
             headers=challenge,
         )
-    tenant = keys.tenant_for(credentials.credentials)
+    tenant = _checked_key(request, credentials.credentials)
     if tenant is None:
         raise Problem(401, "invalid API key", code="unauthorized", headers=challenge)
+    return tenant
+
+
+def _checked_key(request: Request, key: str) -> str | None:
+    """The key's tenant; an address with too many failed keys gets a 429 before its key
+    is even compared, and every invalid key counts against it."""
+    throttle: FailureThrottle = request.app.state.auth_failures
+    settings: Settings = request.app.state.settings
+    client = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(client)
+    if wait is not None:
+        raise Problem(
+            429,
+            f"too many invalid API keys from this address (THAW_AUTH_FAILURES_MAX="
+            f"{settings.auth_failures_max} in THAW_AUTH_FAILURE_WINDOW_SECONDS="
+            f"{settings.auth_failure_window_seconds:g}); retry in {wait} s with a valid key",
+            code="too_many_auth_failures",
+            headers={"Retry-After": str(wait)},
+        )
+    tenant = request.app.state.api_keys.tenant_for(key)
+    if tenant is None:
+        throttle.failed(client)
     return tenant
 
 
@@ -61,7 +83,7 @@ def get_known_tenant(
     keys: ApiKeys = request.app.state.api_keys
     if not keys.enabled or credentials is None:
         return None
-    return keys.tenant_for(credentials.credentials)
+    return _checked_key(request, credentials.credentials)
 
 
 def get_spec_pool(request: Request) -> SpecPool:

@@ -6,11 +6,13 @@ limit is refused after ``max_upload_bytes`` bytes, not after the whole body.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from service.problems import Problem
 from thaw.settings import Settings
@@ -130,9 +132,14 @@ async def receive_upload(request: Request, settings: Settings) -> UploadForm:
         },
     )
     try:
-        async for chunk in request.stream():
+        async for chunk in _timed(request, settings.upload_read_timeout_seconds):
             parser.write(chunk)
         parser.finalize()
+        if parser.state != MultipartState.END:
+            raise _bad(
+                "the multipart body ends before its closing boundary; send the whole body, "
+                f"ending with --{boundary.decode('latin-1')}--"
+            )
     except MultipartParseError as exc:
         _discard(state.form)
         raise _bad(f"the multipart body is malformed: {exc}") from exc
@@ -142,6 +149,25 @@ async def receive_upload(request: Request, settings: Settings) -> UploadForm:
     if state.form.spool is None:
         raise _bad("no 'file' part; send the dataset file in a form field named 'file'")
     return state.form
+
+
+async def _timed(request: Request, timeout_s: float) -> AsyncIterator[bytes]:
+    """The body's chunks; a client that sends nothing for ``timeout_s`` gets a 408."""
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            raise Problem(
+                408,
+                f"the upload sent nothing for {timeout_s:g} s (THAW_UPLOAD_READ_TIMEOUT_SECONDS); "
+                "send the body without pausing",
+                code="upload_timeout",
+                headers={"Connection": "close"},
+            ) from exc
+        yield chunk
 
 
 def _discard(form: UploadForm) -> None:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from support import bits_equal, minilm_dir
 from worker_fixtures import Stack, digits_spec, write_base_weights, write_digits
 
+from thaw.freezing.status import layer_status
 from thaw.spec import JobSpec
 from thaw.training import train
 
@@ -54,8 +55,10 @@ def test_digits_job_trains_thaws_layer3_at_epoch_2_and_keeps_frozen_tensors_bitw
     assert not torch.equal(base["layer3.0.conv1.weight"], final["layer3.0.conv1.weight"])
 
     recorded = stack.jobs.load_layer_status(job.id)
-    rows1 = {r["name"]: r for r in recorded["epoch:1"]["layers"]}
-    rows3 = {r["name"]: r for r in recorded["epoch:3"]["layers"]}
+    status1 = layer_status(recorded, epoch=1)
+    assert status1["source"] == "recorded"
+    rows1 = {r["name"]: r for r in status1["layers"]}
+    rows3 = {r["name"]: r for r in layer_status(recorded, epoch=3)["layers"]}
     assert rows1["layer3.0.conv1"]["trainable"] is False
     assert rows1["layer3.0.conv1"]["changed"] is False
     assert rows3["layer3.0.conv1"]["trainable"] is True

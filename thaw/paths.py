@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -29,8 +30,24 @@ def resolve_under(root: Path, relative: str, loc: Sequence[str | int], what: str
         )
     base = root.resolve()
     target = (base / pure).resolve()
-    if target != base and base not in target.parents:
+    if not is_inside(target, base):
         raise SpecError(
             loc, f"{what} {relative!r} leaves its root folder", "remove links out of it"
         )
+    return target
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether the resolved ``path`` is ``root`` or below it (both already resolved)."""
+    return path == root or root in path.parents
+
+
+def containing_root(path: str | os.PathLike[str], roots: Sequence[str | os.PathLike[str]]) -> Path:
+    """The first of ``roots`` (resolved) that holds ``path`` (links resolved); ``path``
+    itself when none does, so what it holds must stay inside it."""
+    target = Path(path).resolve()
+    for root in roots:
+        base = Path(root).resolve()
+        if is_inside(target, base):
+            return base
     return target

@@ -113,6 +113,21 @@ class Settings(BaseSettings):
         default=100, ge=1, description="Queued jobs one tenant may have (429 beyond)."
     )
     sse_max_streams_per_tenant: int = Field(default=50, ge=1, description="Open SSE streams.")
+    upload_read_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Longest wait for the next chunk of an upload (408)."
+    )
+    auth_failures_max: int = Field(
+        default=20, ge=1, description="Invalid API keys per client address in the window (429)."
+    )
+    auth_failure_window_seconds: float = Field(
+        default=60.0, gt=0, description="The window of auth_failures_max."
+    )
+    max_datasets_per_tenant: int = Field(
+        default=1000, ge=1, description="Stored uploads one tenant may have (429 beyond)."
+    )
+    max_dataset_bytes_per_tenant: int = Field(
+        default=100 * 1024**3, ge=1, description="Bytes of one tenant's stored uploads (429)."
+    )
 
     @property
     def redispatch_period(self) -> float:

@@ -12,6 +12,7 @@ from thaw.errors import SpecError
 from thaw.freezing.plan import plan_table
 from thaw.freezing.resolve import Resolved, meta_model, resolve_built
 from thaw.freezing.status import PLAN_KEY
+from thaw.freezing.stored_status import compact_plan
 from thaw.spec import JobSpec
 from thaw.store import DatasetStore, Job, JobStatus, JobStore
 from thaw.uploads import tenant_uploads
@@ -131,7 +132,7 @@ def submit_job(
     )
     if not created:
         return Submission(job, False)
-    jobs.save_layer_status(job.id, PLAN_KEY, table)
+    jobs.save_layer_status(job.id, PLAN_KEY, compact_plan(table))
     jobs.set_trainable(job.id, trainable_summary(table))
     try:
         enqueue(job.id)

@@ -64,6 +64,57 @@ class UploadRejected(ThawError):
         super().__init__(message)
 
 
+class DatasetQuotaExceeded(ThawError):
+    """A tenant at its dataset count or bytes quota; deleting datasets frees it."""
+
+    status = 429
+    code = "dataset_quota_exceeded"
+    retry_after_s = 60
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class TenantUsage:
+    datasets: int
+    bytes: int
+
+
+def tenant_usage(datasets: DatasetStore, tenant: str, settings: Settings) -> TenantUsage:
+    """The tenant's stored uploads and their bytes, read no further than the count quota."""
+    records, more = datasets.list(tenant, limit=settings.max_datasets_per_tenant)
+    return TenantUsage(
+        len(records) + (1 if more else 0), sum(record.size_bytes for record in records)
+    )
+
+
+def check_dataset_quota(
+    datasets: DatasetStore, tenant: str, settings: Settings, adding_bytes: int = 0
+) -> None:
+    """Raise DatasetQuotaExceeded unless one more upload of ``adding_bytes`` fits (with
+    ``adding_bytes`` 0: unless the tenant is below both quotas)."""
+    usage = tenant_usage(datasets, tenant, settings)
+    most, max_bytes = settings.max_datasets_per_tenant, settings.max_dataset_bytes_per_tenant
+    if usage.datasets >= most:
+        raise DatasetQuotaExceeded(
+            f"this key has {usage.datasets} datasets, the most allowed "
+            f"(THAW_MAX_DATASETS_PER_TENANT={most}); delete some before uploading more"
+        )
+    if usage.bytes >= max_bytes:
+        raise DatasetQuotaExceeded(
+            f"this key's datasets hold {usage.bytes} bytes, the most allowed "
+            f"(THAW_MAX_DATASET_BYTES_PER_TENANT={max_bytes}); delete some before uploading more"
+        )
+    if usage.bytes + adding_bytes > max_bytes:
+        raise DatasetQuotaExceeded(
+            f"this key's datasets hold {usage.bytes} bytes; this upload of {adding_bytes} bytes "
+            f"would pass THAW_MAX_DATASET_BYTES_PER_TENANT={max_bytes}; delete datasets or "
+            "upload a smaller one"
+        )
+
+
 @dataclass
 class UploadSpool:
     """A temp file under the uploads folder that counts and hashes what is written."""
@@ -150,6 +201,7 @@ def store_upload(
             raise DatasetError(
                 "the uploaded file is empty; upload the dataset file", code="empty_dataset"
             )
+        check_dataset_quota(datasets, tenant, settings, spool.size)
         return _store(spool, kind, title, filename, tenant, settings, datasets)
     finally:
         spool.discard()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from thaw.freezing.stored_status import compact_recorded
 from thaw.store import JobStore
 from worker.lease import LeaseKeeper
 from worker.store_link import StoreLink
@@ -25,6 +26,7 @@ class StoreReporter:
         self.token = lease.token
         self._progress: dict[str, Any] = {}
         self._metrics: dict[str, Any] = {}
+        self._blobs_sent: set[str] = set()
 
     def _event(self, type: str, data: dict[str, Any], level: str = "info") -> None:
         self.link.send(
@@ -72,6 +74,7 @@ class StoreReporter:
         )
 
     def layers(self, epoch: int, entry: dict[str, Any]) -> None:
+        """Record an epoch's rows once per distinct state; the epoch itself stays small."""
         summary = {
             "epoch": epoch,
             "phase": entry["phase"],
@@ -79,9 +82,17 @@ class StoreReporter:
             "total_params": entry["total_params"],
         }
         job, worker, token = self.job_id, self.worker_id, self.token
-        key = f"epoch:{epoch}"
-        self.link.send(lambda: self.store.holder_set(job, worker, token, ":layers", key, entry))
+        split = compact_recorded(epoch, entry)
+        for field, value in split.blobs.items():
+            if field not in self._blobs_sent:
+                self._blobs_sent.add(field)
+                self._set_layers(field, value)
+        self._set_layers(f"epoch:{epoch}", split.record)
         self.link.send(lambda: self.store.holder_set(job, worker, token, "", "trainable", summary))
+
+    def _set_layers(self, field: str, value: Any) -> None:
+        job, worker, token = self.job_id, self.worker_id, self.token
+        self.link.send(lambda: self.store.holder_set(job, worker, token, ":layers", field, value))
 
     def checkpoint(self, info: dict[str, Any]) -> None:
         self._event("checkpoint", info)

@@ -9,9 +9,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.deps import PageDep, SettingsDep, StoresDep, TenantDep
 from service.multipart import receive_upload
-from service.problems import not_found
+from service.problems import Problem, not_found
 from service.schemas import DatasetList, DatasetOut, DatasetUpload, ProblemOut
-from thaw.uploads import remove_dataset_files, store_upload
+from thaw.uploads import (
+    DatasetQuotaExceeded,
+    check_dataset_quota,
+    remove_dataset_files,
+    store_upload,
+)
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -41,22 +46,35 @@ async def upload_dataset(
     stores: StoresDep,
     tenant: TenantDep,
 ) -> dict[str, Any]:
-    form = await receive_upload(request, settings)
-    assert form.spool is not None and form.filename is not None
     try:
-        dataset = await run_in_threadpool(
-            store_upload,
-            form.spool,
-            filename=form.filename,
-            name=form.name,
-            tenant=tenant,
-            settings=settings,
-            datasets=stores.datasets,
-        )
-    finally:
-        form.spool.discard()
+        await run_in_threadpool(check_dataset_quota, stores.datasets, tenant, settings)
+        form = await receive_upload(request, settings)
+        assert form.spool is not None and form.filename is not None
+        try:
+            dataset = await run_in_threadpool(
+                store_upload,
+                form.spool,
+                filename=form.filename,
+                name=form.name,
+                tenant=tenant,
+                settings=settings,
+                datasets=stores.datasets,
+            )
+        finally:
+            form.spool.discard()
+    except DatasetQuotaExceeded as exc:
+        raise _quota_problem(exc) from exc
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset.public_dict()
+
+
+def _quota_problem(exc: DatasetQuotaExceeded) -> Problem:
+    return Problem(
+        exc.status,
+        exc.detail,
+        code=exc.code,
+        headers={"Retry-After": str(exc.retry_after_s)},
+    )
 
 
 @router.get("", response_model=DatasetList, summary="List datasets, newest first")

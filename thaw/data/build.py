@@ -76,6 +76,7 @@ def build_datasets(
     augment: bool | str = False,
     tokenizer: Any = None,
     max_length: int = 128,
+    within: Sequence[PathLike] = (),
 ) -> TrainingData:
     """Build the train and validation datasets of a job.
 
@@ -84,7 +85,8 @@ def build_datasets(
     dataset of the same format. ``classes`` fixes the label order (every label must be in
     it); otherwise classes are the sorted labels found. ``augment`` (``"flip"`` or True: a
     random horizontal flip; ``"standard"``: random resized crop and flip) applies to
-    training images only. Text needs a Hugging Face ``tokenizer``.
+    training images only. Text needs a Hugging Face ``tokenizer``. Image folders may link
+    only inside ``within`` (``list_image_folder``).
     """
     if modality not in ("image", "text"):
         raise ValueError(f"modality must be 'image' or 'text', got {modality!r}")
@@ -97,7 +99,7 @@ def build_datasets(
     fmt = format or infer_format(source)
     _check_modality(fmt, modality)
     if fmt == "image_folder":
-        return _images(source, classes, validation, seed, image_size, mean, std, augment)
+        return _images(source, classes, validation, seed, image_size, mean, std, augment, within)
     return _text(source, fmt, classes, validation, validation_format, seed, tokenizer, max_length)
 
 
@@ -110,10 +112,11 @@ def _images(
     mean: Sequence[float],
     std: Sequence[float],
     augment: bool | str,
+    within: Sequence[PathLike],
 ) -> TrainingData:
     from thaw.data.images import ImageFolderDataset
 
-    listing = list_image_folder(source)
+    listing = list_image_folder(source, within=within)
     class_list = _class_list(classes, listing.classes)
     index = {name: i for i, name in enumerate(class_list)}
     train: list[ImageSample] = listing.train
@@ -125,7 +128,7 @@ def _images(
         train_idx, val_idx = _split([index[s.label] for s in train], fraction, seed)
         train, val = [train[i] for i in train_idx], [train[i] for i in val_idx]
     else:
-        other = list_image_folder(validation)
+        other = list_image_folder(validation, within=within)
         val, val_root = other.samples, other.root
         _check_known({s.label for s in val}, index, "the validation dataset")
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from thaw.data.errors import DatasetError
 from thaw.data.info import DatasetInfo, counts_in_order, sort_labels
 from thaw.data.junk import is_junk_name
+from thaw.paths import containing_root, is_inside
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
 
@@ -47,8 +49,14 @@ class ImageFolderListing:
         )
 
 
-def list_image_folder(root: str | os.PathLike[str]) -> ImageFolderListing:
-    """List images without opening them; raises DatasetError for a malformed layout."""
+def list_image_folder(
+    root: str | os.PathLike[str], *, within: Sequence[str | os.PathLike[str]] = ()
+) -> ImageFolderListing:
+    """List images without opening them; raises DatasetError for a malformed layout.
+
+    Every folder and file listed must resolve inside the one of ``within`` that holds
+    ``root`` (the root itself when none does): a link out of it is refused, and nothing
+    beyond it is listed, even in an error."""
     base = Path(root)
     if not base.is_dir():
         raise DatasetError(
@@ -56,13 +64,14 @@ def list_image_folder(root: str | os.PathLike[str]) -> ImageFolderListing:
             "give a folder with one subfolder per class",
             code="not_found",
         )
-    names = {d.name for d in _subdirs(base)}
+    scan = _Scan(base, containing_root(base, within))
+    names = {d.name for d in scan.subdirs(base, "")}
     explicit = "train" in names and names <= {"train", "val"}
     if explicit:
-        train = _scan_split(base, "train")
-        val = _scan_split(base, "val") if "val" in names else []
+        train = scan.split("train")
+        val = scan.split("val") if "val" in names else []
     else:
-        train = _scan_split(base, "")
+        train = scan.split("")
         val = []
     if not train:
         raise DatasetError(
@@ -89,51 +98,68 @@ def list_image_folder(root: str | os.PathLike[str]) -> ImageFolderListing:
     return ImageFolderListing(base, classes, train, val, explicit and "val" in names)
 
 
-def _scan_split(base: Path, split: str) -> list[ImageSample]:
-    split_root = base / split if split else base
-    prefix = f"{split}/" if split else ""
-    samples: list[ImageSample] = []
-    for class_dir in _subdirs(split_root):
-        found = [
-            ImageSample(f"{prefix}{class_dir.name}/{rel}", class_dir.name)
-            for rel in _image_files(class_dir, f"{prefix}{class_dir.name}/")
-        ]
-        if not found:
-            raise DatasetError(
-                f"class folder '{prefix}{class_dir.name}' has no images; "
-                "add images or remove the folder",
-                code="empty_dataset",
-                path=f"{prefix}{class_dir.name}",
-            )
-        samples.extend(found)
-    return samples
+@dataclass(frozen=True)
+class _Scan:
+    base: Path
+    limit: Path
 
-
-def _image_files(class_dir: Path, shown_prefix: str) -> list[str]:
-    files: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(class_dir):
-        dirnames[:] = sorted(d for d in dirnames if not is_junk_name(d))
-        rel_dir = Path(dirpath).relative_to(class_dir).as_posix()
-        for name in sorted(filenames):
-            if is_junk_name(name):
-                continue
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+    def split(self, split: str) -> list[ImageSample]:
+        split_root = self.base / split if split else self.base
+        prefix = f"{split}/" if split else ""
+        samples: list[ImageSample] = []
+        for class_dir in self.subdirs(split_root, prefix):
+            found = [
+                ImageSample(f"{prefix}{class_dir.name}/{rel}", class_dir.name)
+                for rel in self.image_files(class_dir, f"{prefix}{class_dir.name}/")
+            ]
+            if not found:
                 raise DatasetError(
-                    f"'{shown_prefix}{rel}' is not an image file this server reads; "
-                    f"remove it or convert it to one of {', '.join(sorted(IMAGE_EXTENSIONS))}",
-                    code="unsupported_file",
-                    path=f"{shown_prefix}{rel}",
+                    f"class folder '{prefix}{class_dir.name}' has no images; "
+                    "add images or remove the folder",
+                    code="empty_dataset",
+                    path=f"{prefix}{class_dir.name}",
                 )
-            files.append(rel)
-    return files
+            samples.extend(found)
+        return samples
 
+    def image_files(self, class_dir: Path, shown_prefix: str) -> list[str]:
+        # os.walk does not enter linked folders below class_dir; linked files are checked.
+        files: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(class_dir):
+            dirnames[:] = sorted(d for d in dirnames if not is_junk_name(d))
+            rel_dir = Path(dirpath).relative_to(class_dir).as_posix()
+            for name in sorted(filenames):
+                if is_junk_name(name):
+                    continue
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                self.check_inside(Path(dirpath) / name, f"{shown_prefix}{rel}", "file")
+                if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                    raise DatasetError(
+                        f"'{shown_prefix}{rel}' is not an image file this server reads; "
+                        f"remove it or convert it to one of {', '.join(sorted(IMAGE_EXTENSIONS))}",
+                        code="unsupported_file",
+                        path=f"{shown_prefix}{rel}",
+                    )
+                files.append(rel)
+        return files
 
-def _subdirs(path: Path) -> list[Path]:
-    return sorted(
-        (p for p in path.iterdir() if p.is_dir() and not is_junk_name(p.name)),
-        key=lambda p: p.name,
-    )
+    def subdirs(self, path: Path, shown_prefix: str) -> list[Path]:
+        found = sorted(
+            (p for p in path.iterdir() if p.is_dir() and not is_junk_name(p.name)),
+            key=lambda p: p.name,
+        )
+        for folder in found:
+            self.check_inside(folder, f"{shown_prefix}{folder.name}", "folder")
+        return found
+
+    def check_inside(self, path: Path, shown: str, what: str) -> None:
+        if path.is_symlink() and not is_inside(path.resolve(), self.limit):
+            raise DatasetError(
+                f"{what} '{shown}' is a link that leaves the datasets folder; "
+                "copy its contents into the dataset instead of linking to them",
+                code="path_outside_root",
+                path=shown,
+            )
 
 
 def _count(samples: list[ImageSample]) -> dict[str, int]:

@@ -26,10 +26,12 @@ def inspect_image_folder(
     decode: bool = True,
     max_image_pixels: int | None = None,
     max_dataset_pixels: int | None = None,
+    within: Sequence[str | os.PathLike[str]] = (),
 ) -> DatasetInfo:
     """Check an image folder's layout and (with ``decode``) that every image decodes within
-    the pixel limits (settings by default)."""
-    listing = list_image_folder(root)
+    the pixel limits (settings by default). Links must stay inside ``within``
+    (``list_image_folder``)."""
+    listing = list_image_folder(root, within=within)
     if decode:
         settings = get_settings()
         check_images_decode(
@@ -79,16 +81,17 @@ def inspect_path(
     *,
     loc: Sequence[str | int] = (),
     decode: bool = False,
+    within: Sequence[str | os.PathLike[str]] = (),
 ) -> DatasetInfo:
     """Inspect a server-side dataset named in a spec; ``format`` None infers it.
 
     Images are only listed unless ``decode``; a bad image then surfaces while training.
-    A DatasetError raised here carries ``loc``.
+    A DatasetError raised here carries ``loc``. Links must stay inside ``within``.
     """
     try:
         fmt = format or infer_format(path)
         if fmt == "image_folder":
-            return inspect_image_folder(path, decode=decode)
+            return inspect_image_folder(path, decode=decode, within=within)
         return inspect_dataset(path, fmt)
     except DatasetError as exc:
         if not exc.loc:

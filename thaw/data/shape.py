@@ -46,13 +46,23 @@ def describe_source(
         return dataset_info(find_upload(source.id, uploads, loc))
     from thaw.data import inspect_path
 
-    return inspect_path(dataset_path(source, settings, loc), source.format, loc=(*loc, "path"))
+    return inspect_path(
+        dataset_path(source, settings, loc),
+        source.format,
+        loc=(*loc, "path"),
+        within=dataset_roots(settings),
+    )
 
 
 def dataset_path(source: DatasetSource, settings: Settings, loc: tuple) -> Path:
     """A ``{"path"}`` source resolved under THAW_DATASETS_DIR, refusing escapes."""
     assert source.path is not None
     return resolve_under(settings.datasets_dir, source.path, (*loc, "path"), "dataset path")
+
+
+def dataset_roots(settings: Settings) -> tuple[Path, Path]:
+    """Where a dataset's files may lie: THAW_DATASETS_DIR, and the uploads folder."""
+    return (settings.datasets_dir, settings.uploads_dir)
 
 
 def find_upload(dataset_id: str, uploads: UploadLookup | None, loc: tuple) -> Dataset:

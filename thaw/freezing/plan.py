@@ -29,12 +29,15 @@ def plan_table(
         )
         for phase in timeline.phases
     ]
+    by_phase: dict[int, dict[str, Any]] = {}
     epochs = []
     for epoch in range(1, timeline.epochs + 1):
         phase = timeline.phase_at_epoch(epoch).index
-        epochs.append(
-            epoch_entry(resolved.index, views[phase], epoch=epoch, phase=phase, detail=detail)
-        )
+        if phase not in by_phase:  # epochs of one phase share its rows
+            by_phase[phase] = epoch_entry(
+                resolved.index, views[phase], epoch=epoch, phase=phase, detail=detail
+            )
+        epochs.append(dict(by_phase[phase], epoch=epoch))
     return {
         "model": {
             "source": resolved.built.source,

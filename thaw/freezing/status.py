@@ -4,7 +4,8 @@ A layer is a module that owns parameters directly; a parameter owned by the mode
 itself (ViT's ``class_token``) is its own row. A ``StateView`` is read from a live
 engine (what is) or from a timeline phase (what will be); a job's stored status
 (``JobStore.load_layer_status``) holds the submit-time plan under ``plan`` and each
-epoch the worker recorded under ``epoch:<n>``.
+epoch the worker recorded under ``epoch:<n>``, per state rather than per epoch
+(``thaw.freezing.stored_status``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from thaw.errors import ThawError
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.param_options import ParamOptions
 from thaw.freezing.state import batchnorm_modes
+from thaw.freezing.stored_status import StoredPlan, recorded_entry
 from thaw.freezing.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -153,42 +155,44 @@ def layer_status(
     """``{"groups", "epochs", "warnings"}``, or one epoch's entry when ``epoch`` is given.
 
     Each epoch carries ``source``: ``recorded`` or ``planned``. Rows keep their
-    ``parameters`` list only with ``detail``."""
-    plan = stored.get(PLAN_KEY) or {}
-    planned = {int(e["epoch"]): e for e in plan.get("epochs", [])}
+    ``parameters`` list only with ``detail``. ``stored`` is the job's hash in the form of
+    ``thaw.freezing.stored_status``: entries are kept per state and expanded here."""
+    plan_stored = stored.get(PLAN_KEY) or {}
+    plan = StoredPlan(plan_stored)
     recorded = {
         int(key.split(":", 1)[1]): value
         for key, value in stored.items()
         if key.startswith("epoch:") and key.split(":", 1)[1].isdigit()
     }
-    total = max([*planned, *recorded], default=0)
+    total = max(plan.last_epoch, max(recorded, default=0))
     if epoch is not None:
         if not 1 <= epoch <= total:
             raise EpochOutOfRange(epoch, total)
-        return _entry(epoch, planned, recorded, detail)
+        entry = _entry(epoch, plan, recorded, stored, detail)
+        if entry is None:
+            raise EpochOutOfRange(epoch, total)
+        return entry
+    entries = (_entry(n, plan, recorded, stored, detail) for n in range(1, total + 1))
     return {
-        "groups": plan.get("groups", []),
-        "epochs": [
-            _entry(n, planned, recorded, detail)
-            for n in range(1, total + 1)
-            if n in planned or n in recorded
-        ],
-        "warnings": plan.get("warnings", []),
+        "groups": plan_stored.get("groups", []),
+        "epochs": [entry for entry in entries if entry is not None],
+        "warnings": plan_stored.get("warnings", []),
     }
 
 
 def _entry(
     epoch: int,
-    planned: Mapping[int, dict[str, Any]],
-    recorded: Mapping[int, dict[str, Any]],
+    plan: StoredPlan,
+    recorded: Mapping[int, Mapping[str, Any]],
+    stored: Mapping[str, Any],
     detail: bool,
-) -> dict[str, Any]:
-    if epoch in recorded:
-        base, source = recorded[epoch], "recorded"
-    elif epoch in planned:
-        base, source = planned[epoch], "planned"
-    else:
-        raise EpochOutOfRange(epoch, max([*planned, *recorded], default=0))
+) -> dict[str, Any] | None:
+    base = recorded_entry(recorded[epoch], stored) if epoch in recorded else None
+    source = "recorded"
+    if base is None:
+        base, source = plan.entry(epoch), "planned"
+    if base is None:
+        return None
     entry = {key: value for key, value in base.items() if key != "layers"}
     entry["source"] = source
     entry["layers"] = [_row(row, detail) for row in base.get("layers", [])]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from thaw.data.shape import UploadLookup, dataset_path, find_upload
+from thaw.data.shape import UploadLookup, dataset_path, dataset_roots, find_upload
 from thaw.models.job_source import job_checkpoint
 from thaw.settings import Settings
 from thaw.spec import DatasetSource, JobSpec, ValidationSplit
@@ -86,5 +86,6 @@ def load_training_data(spec: JobSpec, settings: Settings, uploads: UploadLookup 
         augment=hp.augment if hp.augment != "none" else False,
         tokenizer=tokenizer_for(inputs) if modality == "text" else None,
         max_length=hp.max_length,
+        within=dataset_roots(settings),
     )
     return data
