@@ -64,6 +64,7 @@ def install_openapi(app: FastAPI, settings: Settings, *, keys_enabled: bool) -> 
         if app.openapi_schema is None:
             schema = generate()
             _add_problem_schemas(schema)
+            _validation_errors_as_problems(schema)
             _apply_auth(schema, keys_enabled)
             _apply_settings(schema, settings)
             app.openapi_schema = schema
@@ -78,6 +79,16 @@ def _add_problem_schemas(schema: dict[str, Any]) -> None:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(problem.pop("$defs", {}))
     components[PROBLEM_SCHEMA] = problem
+
+
+def _validation_errors_as_problems(schema: dict[str, Any]) -> None:
+    """FastAPI documents its own 422 body for routes with parameters; the API answers
+    every validation error as problem+json instead."""
+    for _, _, operation in _operations(schema):
+        if "422" in operation["responses"]:
+            operation["responses"]["422"] = problem_response(422)
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)
 
 
 def _operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
