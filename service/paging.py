@@ -17,7 +17,7 @@ class Page:
     after: str | None
 
 
-def paging(cursor_pattern: str, example: str, max_length: int) -> Any:
+def paging(cursor_pattern: str, example: str, max_length: int, rule: str = "") -> Any:
     """A dependency type for a list whose cursor is an id matching ``cursor_pattern``."""
 
     def page(
@@ -30,7 +30,7 @@ def paging(cursor_pattern: str, example: str, max_length: int) -> Any:
             Query(
                 min_length=1,
                 max_length=max_length,
-                description=f"The last id of the previous page, such as {example}.",
+                description=f"The last id of the previous page, such as {example}.{rule}",
                 # The store checks the format (422 invalid_cursor, with the expected form).
                 json_schema_extra={"pattern": cursor_pattern},
             ),

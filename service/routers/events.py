@@ -18,7 +18,9 @@ from thaw.store.events import EVENT_ID, valid_event_id
 router = APIRouter(prefix="/v1/jobs", tags=["events"], responses=V1_RESPONSES)
 
 SSE_MEDIA_TYPE = "text/event-stream"
-EventPageDep = paging(EVENT_ID.pattern, "1700000000000-0", 41)
+EventPageDep = paging(
+    EVENT_ID.pattern, "1700000000000-0", 41, " Each part is at most 18446744073709551615."
+)
 
 
 def wants_stream(accept: str | None) -> bool:
