@@ -25,7 +25,7 @@ from thaw.store import WorkerRegistry
 
 pytest_plugins = ("api_fixtures",)
 
-EXAMPLES = 20
+EXAMPLES = 60
 
 OPERATIONS = (
     "GET /healthz",
