@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from service.auth import ApiKeys, FailureThrottle
 from service.body_limit import JsonBodyLimit
 from service.metrics import install_metrics
+from service.openapi import install_openapi
 from service.pages import install_pages
 from service.problems import install_problem_handlers
 from service.queue import enqueuer
@@ -81,5 +82,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, models, plans, datasets, jobs, events, checkpoints, workers):
         app.include_router(module.router)
     install_pages(app)
+    install_openapi(app, settings, keys_enabled=api_keys.enabled)
     install_metrics(app, app.state.stores, settings.queue)
     return app

@@ -1,10 +1,10 @@
-"""Request dependencies: settings, stores, the caller's tenant, paging parameters."""
+"""Request dependencies: settings, stores, the caller's tenant, the job in the path."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.auth import DEFAULT_TENANT, ApiKeys, FailureThrottle
@@ -98,45 +98,14 @@ EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
 SpecPoolDep = Annotated[SpecPool, Depends(get_spec_pool)]
 
 
-class Page:
-    """``?limit=`` and ``?after=`` of a list endpoint."""
-
-    def __init__(
-        self,
-        request: Request,
-        limit: Annotated[
-            int | None, Query(ge=1, description="Page size; at most THAW_PAGE_SIZE_MAX (100).")
-        ] = None,
-        after: Annotated[
-            str | None,
-            Query(min_length=1, max_length=100, description="The last id of the previous page."),
-        ] = None,
-    ):
-        settings: Settings = request.app.state.settings
-        if limit is not None and limit > settings.page_size_max:
-            raise Problem(
-                422,
-                f"limit: must be at most {settings.page_size_max}",
-                code="invalid_request",
-                title="Invalid request",
-                errors=[
-                    {
-                        "loc": "limit",
-                        "message": f"must be at most {settings.page_size_max}",
-                        "hint": f"ask for {settings.page_size_max} or fewer and page with ?after=",
-                        "closest": [],
-                    }
-                ],
-            )
-        self.limit = limit or min(settings.page_size_default, settings.page_size_max)
-        self.after = after
-
-
-PageDep = Annotated[Page, Depends()]
-
-
 def get_job(
-    job_id: Annotated[str, Path(description="A job id such as job_0123456789abcdef01234567.")],
+    job_id: Annotated[
+        str,
+        Path(
+            description="A job id such as job_0123456789abcdef01234567; any other form is a 404.",
+            json_schema_extra={"pattern": JOB_ID.pattern},
+        ),
+    ],
     stores: StoresDep,
     tenant: TenantDep,
 ) -> Job:

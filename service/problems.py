@@ -81,6 +81,18 @@ def thaw_problem(exc: ThawError) -> Problem:
     return Problem(exc.status, exc.detail, code=exc.code, title=exc.title, **exc.problem_fields())
 
 
+NOT_UTF8_BODY = InvalidInput(
+    [
+        {
+            "loc": "body",
+            "message": "is not UTF-8 text",
+            "hint": "send a valid JSON document",
+            "closest": [],
+        }
+    ]
+)
+
+
 def _allowed_methods(request: Request) -> list[str]:
     allowed = []
     for method in _METHODS:
@@ -97,6 +109,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI's answer to a JSON body that is not UTF-8; said as for any bad JSON.
+            return problem_response(thaw_problem(NOT_UTF8_BODY))
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         headers = dict(exc.headers or {})
         if exc.status_code == 404 and detail == "Not Found":

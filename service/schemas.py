@@ -180,6 +180,12 @@ class EpochOut(_Open):
     source: Literal["recorded", "planned"] | None = None
 
 
+class LayerEpochOut(EpochOut):
+    """GET /v1/jobs/{id}/layers?epoch=N: one element of `epochs`, and where it comes from."""
+
+    source: Literal["recorded", "planned"]
+
+
 class GroupOut(BaseModel):
     index: int
     name: str

@@ -56,6 +56,8 @@ NORMALIZED_MINIMAL = {
         "precision": "auto",
         "num_workers": None,
         "seed": 0,
+        "feature_cache": "auto",
+        "augment": "none",
     },
     "checkpointing": {"every_epochs": 1, "keep_last": 2, "every_steps": None},
     "metadata": {},

@@ -141,4 +141,3 @@ def submit_job(
         # THAW_REDISPATCH_SECONDS, as for a message lost any other way.
         log.warning("job %s stored but not sent to the queue; the sweeper sends it", job.id)
     return Submission(jobs.get(job.id) or job, True)
-

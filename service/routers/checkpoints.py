@@ -11,14 +11,17 @@ from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 
 from service.deps import JobDep, SettingsDep
+from service.openapi import V1_RESPONSES, problem_responses
 from service.problems import Problem
 from service.ranges import RangeNotSatisfiable, parse_range
-from service.schemas import CheckpointList, ProblemOut
+from service.schemas import CheckpointList
 from thaw.checkpoints import list_checkpoints, read_meta, resolve_checkpoint_file
+from thaw.checkpoints.layout import NAME_PATTERN
 
-router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"])
+router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"], responses=V1_RESPONSES)
 
-PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+# A printable ASCII name with no slash or backslash, not starting with a dot.
+FILE_PATTERN = r"^[\x20-\x2d\x30-\x5b\x5d-\x7e][\x20-\x2e\x30-\x5b\x5d-\x7e]*$"
 _CHUNK = 1024 * 1024
 
 
@@ -26,7 +29,7 @@ _CHUNK = 1024 * 1024
     "/{job_id}/checkpoints",
     response_model=CheckpointList,
     summary="List a job's checkpoints",
-    responses={404: PROBLEM},
+    responses=problem_responses(404),
 )
 def get_checkpoints(job: JobDep, settings: SettingsDep) -> dict[str, Any]:
     infos = list_checkpoints(settings.jobs_dir / job.id)
@@ -43,16 +46,28 @@ def get_checkpoints(job: JobDep, settings: SettingsDep) -> dict[str, Any]:
         200: {"content": {"application/octet-stream": {}}},
         206: {"description": "Partial content", "content": {"application/octet-stream": {}}},
         304: {"description": "Not modified"},
-        400: PROBLEM,
-        404: PROBLEM,
-        416: PROBLEM,
+        **problem_responses(
+            404, 416, e400="A checkpoint or file name that is not one of the accepted forms."
+        ),
     },
 )
 def download_checkpoint_file(
     job: JobDep,
     settings: SettingsDep,
-    name: Annotated[str, PathParam(description="best, last or epoch-<k>")],
-    file: Annotated[str, PathParam(description="model.safetensors, config.json, ...")],
+    name: Annotated[
+        str,
+        PathParam(
+            description="best, last or epoch-<k>; other forms are a 400.",
+            json_schema_extra={"pattern": NAME_PATTERN},
+        ),
+    ],
+    file: Annotated[
+        str,
+        PathParam(
+            description="A file the checkpoint lists: model.safetensors, config.json, ...",
+            json_schema_extra={"pattern": FILE_PATTERN},
+        ),
+    ],
     range_: Annotated[str | None, Header(alias="range")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
     if_range: Annotated[str | None, Header()] = None,

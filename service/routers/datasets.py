@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from service.deps import PageDep, SettingsDep, StoresDep, TenantDep
+from service.deps import SettingsDep, StoresDep, TenantDep
 from service.multipart import receive_upload
+from service.openapi import V1_RESPONSES, problem_responses
+from service.paging import paging
 from service.problems import Problem, not_found
-from service.schemas import DatasetList, DatasetOut, DatasetUpload, ProblemOut
+from service.schemas import DatasetList, DatasetOut, DatasetUpload
+from thaw.store.datasets import DATASET_ID
 from thaw.uploads import (
     DatasetQuotaExceeded,
     check_dataset_quota,
@@ -18,9 +21,16 @@ from thaw.uploads import (
     store_upload,
 )
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=V1_RESPONSES)
 
-PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+DatasetPageDep = paging(DATASET_ID.pattern, "ds_0123456789abcdef01234567", 67)
+DatasetId = Annotated[
+    str,
+    Path(
+        description="A dataset id such as ds_0123456789abcdef01234567; any other form is a 404.",
+        json_schema_extra={"pattern": DATASET_ID.pattern},
+    ),
+]
 
 
 @router.post(
@@ -37,7 +47,9 @@ PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
             "content": {"multipart/form-data": {"schema": DatasetUpload.model_json_schema()}},
         }
     },
-    responses={413: PROBLEM, 415: PROBLEM, 422: PROBLEM},
+    responses=problem_responses(
+        408, 413, 415, 422, e429="Over this key's dataset quota; `Retry-After` says when to retry."
+    ),
 )
 async def upload_dataset(
     request: Request,
@@ -77,16 +89,24 @@ def _quota_problem(exc: DatasetQuotaExceeded) -> Problem:
     )
 
 
-@router.get("", response_model=DatasetList, summary="List datasets, newest first")
-def list_datasets(stores: StoresDep, tenant: TenantDep, page: PageDep) -> dict[str, Any]:
+@router.get(
+    "",
+    response_model=DatasetList,
+    summary="List datasets, newest first",
+    responses=problem_responses(422),
+)
+def list_datasets(stores: StoresDep, tenant: TenantDep, page: DatasetPageDep) -> dict[str, Any]:
     datasets, has_more = stores.datasets.list(tenant, limit=page.limit, after=page.after)
     return {"data": [d.public_dict() for d in datasets], "has_more": has_more}
 
 
 @router.get(
-    "/{dataset_id}", response_model=DatasetOut, summary="Read a dataset", responses={404: PROBLEM}
+    "/{dataset_id}",
+    response_model=DatasetOut,
+    summary="Read a dataset",
+    responses=problem_responses(404),
 )
-def get_dataset(dataset_id: str, stores: StoresDep, tenant: TenantDep) -> dict[str, Any]:
+def get_dataset(dataset_id: DatasetId, stores: StoresDep, tenant: TenantDep) -> dict[str, Any]:
     dataset = stores.datasets.get(dataset_id, tenant)
     if dataset is None:
         raise not_found("dataset", dataset_id)
@@ -97,10 +117,10 @@ def get_dataset(dataset_id: str, stores: StoresDep, tenant: TenantDep) -> dict[s
     "/{dataset_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a dataset and its files",
-    responses={404: PROBLEM},
+    responses=problem_responses(404),
 )
 def delete_dataset(
-    dataset_id: str, stores: StoresDep, tenant: TenantDep, settings: SettingsDep
+    dataset_id: DatasetId, stores: StoresDep, tenant: TenantDep, settings: SettingsDep
 ) -> Response:
     dataset = stores.datasets.delete(dataset_id, tenant)
     if dataset is None:

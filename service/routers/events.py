@@ -7,16 +7,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
-from service.deps import JobDep, PageDep, SettingsDep, StoresDep, TenantDep
+from service.deps import JobDep, SettingsDep, StoresDep, TenantDep
 from service.finite import finite
-from service.schemas import EventPage, ProblemOut
+from service.openapi import V1_RESPONSES, problem_responses
+from service.paging import paging
+from service.schemas import EventPage
 from service.sse import StreamSlots, job_event_stream
-from thaw.store.events import valid_event_id
+from thaw.store.events import EVENT_ID, valid_event_id
 
-router = APIRouter(prefix="/v1/jobs", tags=["events"])
+router = APIRouter(prefix="/v1/jobs", tags=["events"], responses=V1_RESPONSES)
 
 SSE_MEDIA_TYPE = "text/event-stream"
-PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+EventPageDep = paging(
+    EVENT_ID.pattern, "1700000000000-0", 41, " Each part is at most 18446744073709551615."
+)
 
 
 def wants_stream(accept: str | None) -> bool:
@@ -32,9 +36,11 @@ def wants_stream(accept: str | None) -> bool:
     "terminal.",
     responses={
         200: {"content": {SSE_MEDIA_TYPE: {"schema": {"type": "string"}}}},
-        404: PROBLEM,
-        422: PROBLEM,
-        429: {**PROBLEM, "description": "Too many event streams open for this key."},
+        **problem_responses(
+            404,
+            422,
+            e429="Too many event streams open for this key (THAW_SSE_MAX_STREAMS_PER_TENANT).",
+        ),
     },
 )
 def get_events(
@@ -43,7 +49,7 @@ def get_events(
     stores: StoresDep,
     settings: SettingsDep,
     tenant: TenantDep,
-    page: PageDep,
+    page: EventPageDep,
     accept: Annotated[str | None, Header()] = None,
     last_event_id: Annotated[str | None, Header(max_length=41)] = None,
 ) -> Any:

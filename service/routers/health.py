@@ -8,8 +8,9 @@ import redis
 from fastapi import APIRouter
 
 from service.deps import KnownTenantDep, StoresDep
+from service.openapi import problem_responses
 from service.problems import Problem
-from service.schemas import HealthOut, ProblemOut
+from service.schemas import HealthOut
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +26,9 @@ async def healthz() -> dict[str, Any]:
     response_model_exclude_none=True,
     summary="Ready when Redis answers and a worker heartbeat is live",
     description="Counts the live workers; their ids (host and pid) only with a valid API key.",
-    responses={503: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
+    responses=problem_responses(
+        e503="Redis is unreachable (`store_unavailable`) or no worker heartbeats (`no_workers`)."
+    ),
 )
 def readyz(stores: StoresDep, known: KnownTenantDep) -> dict[str, Any]:
     try:

@@ -12,33 +12,35 @@ from fastapi.responses import JSONResponse
 from service.deps import (
     EnqueueDep,
     JobDep,
-    PageDep,
     SettingsDep,
     SpecPoolDep,
     StoresDep,
     TenantDep,
 )
 from service.finite import finite
+from service.openapi import V1_RESPONSES, problem_responses
+from service.paging import paging
 from service.problems import Problem, not_found
 from service.schemas import (
     SPEC_EXAMPLES,
     JobList,
     JobOut,
     JobStatusName,
+    LayerEpochOut,
     LayerStatusOut,
-    ProblemOut,
 )
 from service.stores import Stores
 from thaw.freezing.status import layer_status
 from thaw.settings import Settings
 from thaw.spec import JobSpec
 from thaw.store import Job, JobStatus
+from thaw.store.jobs import JOB_ID
 from thaw.store.keys import Keys
 from thaw.submit import submit_job
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=V1_RESPONSES)
 
-PROBLEM = {"model": ProblemOut, "content": {"application/problem+json": {}}}
+JobPageDep = paging(JOB_ID.pattern, "job_0123456789abcdef01234567", 28)
 
 
 def job_out(job: Job) -> dict[str, Any]:
@@ -63,8 +65,13 @@ def job_out(job: Job) -> dict[str, Any]:
     summary="Submit a job",
     responses={
         200: {"model": JobOut, "description": "A repeat of an earlier Idempotency-Key request."},
-        429: {**PROBLEM, "description": "Too many queued jobs for this key."},
-        422: {**PROBLEM, "description": "The spec is invalid; `errors` names each field."},
+        **problem_responses(
+            413,
+            422,
+            e429="Too many queued jobs for this key (THAW_MAX_QUEUED_JOBS_PER_TENANT).",
+            e503="The job store is unreachable, or resolving the spec took longer than "
+            "THAW_PLAN_TIMEOUT_SECONDS (`spec_timeout`).",
+        ),
     },
 )
 async def create_job(
@@ -114,18 +121,25 @@ def _check_queue_quota(stores: Stores, tenant: str, settings: Settings) -> None:
         )
 
 
-@router.get("", response_model=JobList, summary="List jobs, newest first")
+@router.get(
+    "",
+    response_model=JobList,
+    summary="List jobs, newest first",
+    responses=problem_responses(422),
+)
 def list_jobs(
     stores: StoresDep,
     tenant: TenantDep,
-    page: PageDep,
+    page: JobPageDep,
     status_: Annotated[JobStatusName | None, Query(alias="status")] = None,
 ) -> dict[str, Any]:
     jobs, has_more = stores.jobs.list(tenant, status=status_, limit=page.limit, after=page.after)
     return {"data": [job_out(j) for j in jobs], "has_more": has_more}
 
 
-@router.get("/{job_id}", response_model=JobOut, summary="Read a job", responses={404: PROBLEM})
+@router.get(
+    "/{job_id}", response_model=JobOut, summary="Read a job", responses=problem_responses(404)
+)
 def get_job(job: JobDep) -> dict[str, Any]:
     return job_out(job)
 
@@ -136,7 +150,7 @@ def get_job(job: JobDep) -> dict[str, Any]:
     summary="Cancel a job",
     description="A queued job is cancelled at once; a running one stops at its next step "
     "and keeps its last checkpoint; a finished job is returned as it is.",
-    responses={404: PROBLEM},
+    responses=problem_responses(404),
 )
 def cancel_job(job: JobDep, stores: StoresDep, tenant: TenantDep) -> dict[str, Any]:
     cancelled = stores.jobs.request_cancel(job.id, tenant)
@@ -149,7 +163,7 @@ def cancel_job(job: JobDep, stores: StoresDep, tenant: TenantDep) -> dict[str, A
     "/{job_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a finished job and its artifacts",
-    responses={404: PROBLEM, 409: {**PROBLEM, "description": "The job is queued or running."}},
+    responses=problem_responses(404, e409="The job is queued or running."),
 )
 def delete_job(
     job: JobDep, stores: StoresDep, tenant: TenantDep, settings: SettingsDep
@@ -162,12 +176,11 @@ def delete_job(
 
 @router.get(
     "/{job_id}/layers",
-    response_model=LayerStatusOut,
-    response_model_exclude_none=True,
+    response_model=LayerStatusOut | LayerEpochOut,
     summary="Per-layer trainable status",
     description="Every epoch as recorded by the worker from the live model (`source: "
-    "recorded`), else as planned. With `?epoch=N` one epoch's entry.",
-    responses={200: {"description": "With ?epoch=N, one element of `epochs`."}, 404: PROBLEM},
+    "recorded`), else as planned. With `?epoch=N` one epoch's entry (`LayerEpochOut`).",
+    responses=problem_responses(404, 422),
 )
 def get_layers(
     job: JobDep,

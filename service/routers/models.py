@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from service.deps import SettingsDep, SpecPoolDep, TenantDep
-from service.schemas import ModelLayersOut, ModelSources, ProblemOut
+from service.openapi import V1_RESPONSES, problem_responses
+from service.schemas import ModelLayersOut, ModelSources
 from thaw.errors import SpecError
 from thaw.freezing.model_layers import describe_model
 from thaw.models import available_sources
@@ -15,7 +16,7 @@ from thaw.spec import NAME_MAX_LENGTH
 
 PLAIN_NAME = r"^[^\x00-\x1f\x7f]+$"
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=V1_RESPONSES)
 
 
 @router.get("", response_model=ModelSources, summary="Model sources and builders")
@@ -28,7 +29,11 @@ def list_models(_: TenantDep) -> dict[str, Any]:
     response_model=ModelLayersOut,
     summary="A model's layer groups, modules and parameter names",
     description="Built on the meta device (no weights); use the names in selectors.",
-    responses={422: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
+    responses=problem_responses(
+        422,
+        e503="The job store is unreachable, or building the model took longer than "
+        "THAW_PLAN_TIMEOUT_SECONDS (`spec_timeout`).",
+    ),
 )
 async def model_layers(
     _: TenantDep,

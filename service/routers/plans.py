@@ -8,12 +8,13 @@ from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from service.deps import SettingsDep, SpecPoolDep, StoresDep, TenantDep
-from service.schemas import SPEC_EXAMPLES, PlanOut, ProblemOut
+from service.openapi import V1_RESPONSES, problem_responses
+from service.schemas import SPEC_EXAMPLES, PlanOut
 from thaw.spec import JobSpec
 from thaw.submit import plan_spec
 from thaw.uploads import tenant_uploads
 
-router = APIRouter(prefix="/v1/plans", tags=["plans"])
+router = APIRouter(prefix="/v1/plans", tags=["plans"], responses=V1_RESPONSES)
 
 
 @router.post(
@@ -22,7 +23,12 @@ router = APIRouter(prefix="/v1/plans", tags=["plans"])
     summary="Plan a job spec",
     description="The resolved trainable table for every epoch, the layer groups and any "
     "warnings; the same row shape as GET /v1/jobs/{id}/layers.",
-    responses={422: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
+    responses=problem_responses(
+        413,
+        422,
+        e503="The job store is unreachable, or resolving the spec took longer than "
+        "THAW_PLAN_TIMEOUT_SECONDS (`spec_timeout`).",
+    ),
 )
 async def create_plan(
     spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],

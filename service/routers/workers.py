@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from service.deps import StoresDep, TenantDep
+from service.openapi import V1_RESPONSES
 from service.schemas import WorkerList
 
-router = APIRouter(prefix="/v1", tags=["workers"])
+router = APIRouter(prefix="/v1", tags=["workers"], responses=V1_RESPONSES)
 
 
 def worker_view(worker_id: str, info: dict[str, Any], tenant: str) -> dict[str, Any]:

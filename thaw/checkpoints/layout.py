@@ -28,6 +28,8 @@ ALIASES = (BEST, LAST)
 # ASCII digits only and no leading zeros, so every epoch has exactly one name.
 _EPOCH_NAME = re.compile(r"epoch-(0|[1-9][0-9]{0,8})", re.ASCII)
 _TEMP_NAME = re.compile(r"\.(epoch-[0-9]+|best|last)\.(tmp|old)-[0-9a-f]+", re.ASCII)
+# The forms validate_name accepts, as the API's schema shows them.
+NAME_PATTERN = rf"^({BEST}|{LAST}|{_EPOCH_NAME.pattern})$"
 _NAME_HINT = "use 'best', 'last' or 'epoch-<k>' such as 'epoch-3'"
 
 

@@ -15,7 +15,7 @@ from thaw.store.keys import Keys
 
 EVENT_TYPES = frozenset({"status", "phase", "metrics", "progress", "checkpoint", "log"})
 LEVELS = frozenset({"debug", "info", "warning", "error"})
-EVENT_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+EVENT_ID = re.compile(r"^[0-9]{1,20}(-[0-9]{1,20})?$")
 _ID_PART_MAX = 2**64 - 1
 DEFAULT_MAXLEN = 10_000
 
@@ -49,7 +49,7 @@ class Event:
 
 def valid_event_id(value: str) -> bool:
     """An event id Redis accepts: ``MS`` or ``MS-SEQ``, each part a 64-bit unsigned number."""
-    return bool(EVENT_ID.match(value)) and all(
+    return bool(EVENT_ID.fullmatch(value)) and all(
         int(part) <= _ID_PART_MAX for part in value.split("-")
     )
 
