@@ -112,11 +112,12 @@ def test_minilm_job_fine_tunes_on_csv_with_embeddings_and_lower_layers_frozen(st
         base["encoder.layer.5.output.dense.weight"],
         final["bert.encoder.layer.5.output.dense.weight"],
     )
-    config = json.loads(
-        (stack.settings.jobs_dir / job.id / "checkpoints" / "epoch-1" / "config.json").read_text()
-    )
-    assert config["source"] == "huggingface" and config["max_length"] == 32
-    assert config["classes"] == ["sport", "tech"]
+    folder = stack.settings.jobs_dir / job.id / "checkpoints" / "epoch-1"
+    record = json.loads((folder / "thaw.json").read_text())
+    assert record["source"] == "huggingface" and record["max_length"] == 32
+    assert record["classes"] == ["sport", "tech"]
+    hf_config = json.loads((folder / "config.json").read_text())  # Hugging Face's own
+    assert hf_config["id2label"] == {"0": "sport", "1": "tech"}
 
 
 def test_killed_worker_job_resumes_on_another_worker_and_matches_an_unbroken_run(stack, tmp_path):

@@ -273,6 +273,14 @@ class FeatureCache:
                 mask = probe["attention_mask"] if self.text else None
                 stand_in = self._stand_in(CachedBatch(torch.empty(0), features=feats, mask=mask))
                 split = run_rest(self.model, self.split, feats, stand_in)
+        except Exception as exc:  # a forward that reaches into the prefix's modules
+            self.disabled = (
+                f"the model's forward does not run from the cached output of {self.boundary} "
+                f"({type(exc).__name__}: {exc}), so the cache is off for this run"
+            )
+            self.log("warning", f"feature cache: {self.disabled}")
+            self._verified = True
+            return
         finally:
             self.model.train(was_training)
         if not torch.allclose(full.float(), split.float(), rtol=1e-4, atol=1e-5):
