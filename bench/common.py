@@ -142,3 +142,20 @@ def quiet_transformers() -> None:
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+
+
+def engine_step(model: Any, engine: Any, scaler: Any, placement: Any, inputs: Any, labels: Any):
+    """One optimizer step the way Thaw's trainer takes it, around a FreezeEngine."""
+    from torch import nn
+
+    with placement.autocast():
+        out = model(**inputs) if isinstance(inputs, dict) else model(inputs)
+        logits = out.logits if hasattr(out, "logits") else out
+        loss = nn.functional.cross_entropy(logits, labels)
+    scaler.scale(loss).backward()
+    engine.before_step()
+    scaler.step(engine.optimizer)
+    scaler.update()
+    engine.after_step()
+    engine.optimizer.zero_grad(set_to_none=True)
+    return loss.detach()

@@ -32,8 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import MINILM, bench_settings, median, now, quiet_transformers, spec_body, sync
-from torch import nn
+from common import (
+    MINILM,
+    bench_settings,
+    engine_step,
+    median,
+    now,
+    quiet_transformers,
+    spec_body,
+    sync,
+)
 
 MODELS = ("resnet50", MINILM)
 SPLIT = 0.2
@@ -157,26 +165,13 @@ def to_device(inputs: Any, labels: torch.Tensor, placement: Any) -> tuple[Any, t
     return inputs, labels.to(dev, non_blocking=True)
 
 
-def train_step(net: nn.Module, engine: Any, scaler: Any, placement: Any, inputs, labels) -> None:
-    with placement.autocast():
-        out = net(**inputs) if isinstance(inputs, dict) else net(inputs)
-        logits = out.logits if hasattr(out, "logits") else out
-        loss = nn.functional.cross_entropy(logits, labels)
-    scaler.scale(loss).backward()
-    engine.before_step()
-    scaler.step(engine.optimizer)
-    scaler.update()
-    engine.after_step()
-    engine.optimizer.zero_grad(set_to_none=True)
-
-
 def measure(args: argparse.Namespace, model: str) -> Figures:
     with tempfile.TemporaryDirectory(prefix="thaw-gpu-bench-") as tmp:
         net, engine, scaler, loader, placement, workers = build(args, model, Path(tmp))
         batches = iter(loader)
         dev = placement.device
         for _ in range(args.warmup):
-            train_step(net, engine, scaler, placement, *to_device(*next(batches), placement))
+            engine_step(net, engine, scaler, placement, *to_device(*next(batches), placement))
         sync(dev)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
@@ -189,7 +184,7 @@ def measure(args: argparse.Namespace, model: str) -> Figures:
             inputs, labels = to_device(inputs, labels, placement)
             sync(dev)
             t2 = now()
-            train_step(net, engine, scaler, placement, inputs, labels)
+            engine_step(net, engine, scaler, placement, inputs, labels)
             sync(dev)
             t3 = now()
             waits.append(t1 - t0)
@@ -201,7 +196,7 @@ def measure(args: argparse.Namespace, model: str) -> Figures:
         for _ in range(args.steps):
             inputs, labels = next(batches)
             samples += int(labels.shape[0])
-            train_step(net, engine, scaler, placement, *to_device(inputs, labels, placement))
+            engine_step(net, engine, scaler, placement, *to_device(inputs, labels, placement))
         sync(dev)
         free_s = now() - start
 

@@ -44,6 +44,7 @@ import torch
 from common import (
     MINILM,
     bench_settings,
+    engine_step,
     examples_for,
     median,
     minilm_dir,
@@ -55,6 +56,8 @@ from common import (
 )
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
+
+from thaw.training.reporter import NullReporter
 
 TARGET = 0.97
 
@@ -343,16 +346,9 @@ def engine_steps(s: Setup) -> Steps:
         for inputs, labels in train_loader:
             engine.advance(step)
             inputs, labels = _to_device(s, inputs), labels.to(s.device, non_blocking=True)
-            with placement.autocast():
-                loss = nn.functional.cross_entropy(_logits(model, inputs), labels)
-            scaler.scale(loss).backward()
-            engine.before_step()
-            scaler.step(engine.optimizer)
-            scaler.update()
-            engine.after_step()
-            engine.optimizer.zero_grad(set_to_none=True)
+            loss = engine_step(model, engine, scaler, placement, inputs, labels)
             step += 1
-            yield int(labels.shape[0]), first, loss.detach()
+            yield int(labels.shape[0]), first, loss
             first = False
 
 
@@ -365,7 +361,7 @@ def _started(s: Setup, path: str) -> Stepper:
 # Path 3: the real trainer, driving the others from its reporter ----------------------------
 
 
-class DrivingReporter:
+class DrivingReporter(NullReporter):
     """Times ``train()`` between its ``should_stop()`` calls, and steps the other paths
     inside those calls. Spans that cross an epoch boundary (validation, checkpoint, the
     loader's start) are left out, as the first step of each epoch is for the others."""
@@ -407,15 +403,6 @@ class DrivingReporter:
 
     def metrics(self, epoch: int, metrics: dict[str, float]) -> None:
         self.left_at = None
-
-    def phase(self, phase: int, step: int, thawed: list[str], frozen: list[str]) -> None:
-        pass
-
-    def checkpoint(self, info: dict[str, Any]) -> None:
-        pass
-
-    def log(self, level: str, message: str) -> None:
-        pass
 
 
 def run_round(s: Setup, paths: list[str], tmp: Path, round_no: int) -> dict[str, Track]:

@@ -72,3 +72,14 @@ def remove_tree(path: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Put the finished folder ``tmp`` at ``final``, moving aside and removing whatever
+    was there; a reader sees the old folder or the new one, never a half-written one."""
+    if final.exists() or final.is_symlink():
+        old = final.parent / f".{final.name}.old-{secrets.token_hex(6)}"
+        os.replace(final, old)
+        remove_tree(old)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)

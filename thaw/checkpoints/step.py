@@ -7,7 +7,6 @@ replaced by each newer one. Saved like an epoch checkpoint: temp folder, then re
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -17,7 +16,13 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from thaw.checkpoints.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
+from thaw.checkpoints.atomic import (
+    atomic_path,
+    atomic_write_json,
+    fsync_dir,
+    remove_tree,
+    replace_dir,
+)
 from thaw.checkpoints.errors import CorruptCheckpoint
 from thaw.checkpoints.layout import META_FILE, MODEL_FILE, TRAINING_STATE_FILE
 from thaw.checkpoints.resume_state import save_training_state
@@ -67,13 +72,7 @@ def save_step_checkpoint(
         fsync_dir(tmp)
         if fence is not None:
             fence()
-        final = step_dir(run)
-        if final.exists():
-            old = run / f".{STEP_DIR}.old-{secrets.token_hex(6)}"
-            os.replace(final, old)
-            remove_tree(old)
-        os.replace(tmp, final)
-        fsync_dir(run)
+        replace_dir(tmp, step_dir(run))
     except BaseException:
         remove_tree(tmp)
         raise

@@ -21,7 +21,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from thaw.checkpoints.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
+from thaw.checkpoints.atomic import (
+    atomic_path,
+    atomic_write_json,
+    fsync_dir,
+    remove_tree,
+    replace_dir,
+)
 from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint, InvalidCheckpointName
 from thaw.checkpoints.hashing import sha256_file
 from thaw.checkpoints.index import (
@@ -118,13 +124,7 @@ def save_checkpoint(
         )
         if fence is not None:
             fence()
-        final = root / name
-        if final.exists() or final.is_symlink():
-            old = root / f".{name}.old-{secrets.token_hex(6)}"
-            os.replace(final, old)
-            remove_tree(old)
-        os.replace(tmp, final)
-        fsync_dir(root)
+        replace_dir(tmp, root / name)
     except BaseException:
         remove_tree(tmp)
         raise
