@@ -45,6 +45,8 @@ def test_digits_job_trains_thaws_layer3_at_epoch_2_and_keeps_frozen_tensors_bitw
     assert done.status == "succeeded", done.error
     assert done.attempts == 1
     assert done.metrics["val_accuracy"] > 0.3  # chance is 0.1
+    assert done.progress["fraction"] == 1.0
+    assert done.progress["wall_s"] > 0 and done.progress["samples_per_s"] > 0
     final = _final(stack, job.id, "epoch-3")
     frozen = [k for k in base if not k.startswith((*TRAINABLE, "layer3."))]
     assert any(k.endswith("running_var") for k in frozen)

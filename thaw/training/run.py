@@ -150,6 +150,7 @@ class _Run:
         self._cached_epoch = False
         self._samples = 0
         self._epoch_rng: dict[str, Any] = {}
+        self._last_progress: dict[str, Any] = {}
 
     def loop(self, train_loader, val_loader, sampler, resumed: Resumed | None) -> TrainResult:
         timeline = self.resolved.timeline
@@ -239,6 +240,10 @@ class _Run:
     def _result(self, status, epoch, step, metrics, resumed, started) -> TrainResult:  # type: ignore[no-untyped-def]
         wall = time.monotonic() - started
         rate = self._samples / wall if wall > 0 else 0.0
+        if status == "succeeded":
+            self.reporter.progress(
+                {**self._last_progress, "wall_s": round(wall, 3), "samples_per_s": round(rate, 2)}
+            )
         return TrainResult(
             status, epoch, step, metrics, _epoch_of(resumed), round(wall, 3), round(rate, 2)
         )
@@ -375,6 +380,7 @@ class _Run:
         }
         if loss is not None and math.isfinite(loss):
             progress["loss"] = round(loss, 6)
+        self._last_progress = progress
         self.reporter.progress(progress)
 
 
