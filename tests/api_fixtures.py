@@ -175,10 +175,16 @@ def store(api: ApiServer) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="session")
 def keyed_server(redis_url: str) -> Iterator[ApiServer]:
-    """Tenants ``alice`` and ``bob`` with their keys, Redis database 4."""
+    """Tenants ``alice`` and ``bob`` with their keys, Redis database 4. Every test sends from
+    127.0.0.1, so the failed-key throttle is set out of reach here; its own tests use a
+    server of their own."""
     with tempfile.TemporaryDirectory(prefix="thaw-api-keys-") as tmp:
         pairs = ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items())
-        server = ApiServer(with_db(redis_url, 4), Path(tmp), env={"THAW_API_KEYS": pairs})
+        server = ApiServer(
+            with_db(redis_url, 4),
+            Path(tmp),
+            env={"THAW_API_KEYS": pairs, "THAW_AUTH_FAILURES_MAX": "1000000"},
+        )
         server.start()
         try:
             yield server
