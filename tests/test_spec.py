@@ -35,6 +35,7 @@ NORMALIZED_MINIMAL = {
         "rules": [],
         "batchnorm": "follow",
         "method": "requires_grad",
+        "dropout": "follow",
     },
     "schedule": [],
     "hyperparameters": {
@@ -56,6 +57,8 @@ NORMALIZED_MINIMAL = {
         "precision": "auto",
         "num_workers": None,
         "seed": 0,
+        "feature_cache": "auto",
+        "augment": "none",
     },
     "checkpointing": {"every_epochs": 1, "keep_last": 2},
     "metadata": {},

@@ -18,6 +18,7 @@ from thaw.freezing.prefix import (
     stochastic_module,
     trace,
 )
+from thaw.freezing.state import module_modes
 from thaw.freezing.timeline import Timeline
 from thaw.spec import JobSpec
 
@@ -95,12 +96,18 @@ def plan_cache(
             out.append(off(first_reason or "no split could be derived"))
             continue
         boundary = index.groups[found.groups - 1].name
-        random = stochastic_module(index.model, found.modules)
+        modes = module_modes(index, phase.trainable, spec.freeze.batchnorm, spec.freeze.dropout)
+        random = stochastic_module(index, found.modules, modes)
         if random is not None:
             out.append(
                 off(
                     f"{random} draws random numbers in training, so the frozen prefix "
-                    "is not deterministic and its output cannot be reused",
+                    "is not deterministic and its output cannot be reused"
+                    + (
+                        "; freeze.dropout 'follow' runs it in eval mode"
+                        if spec.freeze.dropout == "active"
+                        else ""
+                    ),
                     boundary,
                 )
             )
