@@ -8,7 +8,6 @@ run folder beyond that; the files go when the boundary moves and when the run en
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from thaw.data.decoded import available_memory
 from thaw.freezing.cache_plan import PhaseCache
 from thaw.freezing.prefix import Split, call_model, run_prefix, run_rest
 from thaw.freezing.timeline import Timeline
@@ -30,11 +30,13 @@ _NUMPY = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: 
 def cache_budget(settings: Settings) -> int:
     if settings.feature_cache_bytes is not None:
         return settings.feature_cache_bytes
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        free = 4 * 1024**3
-    return free // 4
+    return available_memory() // 4
+
+
+def decoded_budget(settings: Settings) -> int:
+    if settings.decoded_cache_bytes is not None:
+        return settings.decoded_cache_bytes
+    return available_memory() // 8
 
 
 class FeatureStore:

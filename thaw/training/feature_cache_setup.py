@@ -1,4 +1,5 @@
-"""Wire the feature cache into a run: decide per phase, announce it, and feed batches."""
+"""Wire the input caches into a run: decoded images for every run, and the feature cache:
+decide per phase, announce it, and feed batches."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from typing import Any
 
 import torch
 
+from thaw.data.decoded import DECODED_FOLDER, attach_decoded_cache
 from thaw.freezing.cache_plan import plan_cache
 from thaw.freezing.resolve import Resolved
 from thaw.settings import Settings
 from thaw.spec import JobSpec
-from thaw.training.feature_cache import CachedBatch, FeatureCache, cache_budget
+from thaw.training.feature_cache import CachedBatch, FeatureCache, cache_budget, decoded_budget
 from thaw.training.loaders import index_loader
 from thaw.training.reporter import Reporter
 
@@ -31,8 +33,15 @@ def build_feature_cache(
     """The run's cache, or None when no phase can train from cached features.
 
     Logs one line per phase: the boundary and size when it engages, the reason otherwise.
+    First, whatever the feature cache does, image datasets get their decoded-input cache.
     """
     hp = spec.hyperparameters
+    for decoded in attach_decoded_cache(data, decoded_budget(settings), run_dir / DECODED_FOLDER):
+        reporter.log(
+            "info",
+            f"decoded-input cache: {decoded.shape[0]} images of {decoded.shape[2]} px, decoded "
+            f"once per job ({decoded.nbytes / 2**20:.1f} MiB in {decoded.where})",
+        )
     sizes = (len(data.train), len(data.val))
     element = torch.empty((), dtype=autocast_dtype or torch.float32).element_size()
     plans = plan_cache(
