@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from digits import write_digits_folder
 from PIL import Image
 from safetensors.torch import load_file
@@ -144,3 +145,49 @@ def test_dataloader_worker_processes_fill_the_shared_cache(tmp_path: Path, budge
     data.train.decoded = None
     decoded_here = [x for x, _ in DataLoader(data.train, batch_size=4)]
     assert all(torch.equal(a, b) for a, b in zip(from_workers, decoded_here, strict=True))
+
+
+def test_flip_trains_from_both_cached_views_like_an_uncached_run(tmp_path: Path):
+    """augment "flip" with the feature cache: each training sample's prefix output is kept
+    for both views and the sampler's draw picks the one the uncached run sees."""
+    write_digits_folder(tmp_path / "datasets" / "digits", per_class=PER_CLASS)
+    body = {"augment": "flip", "epochs": 3, "lr_scheduler": "constant"}
+    runs = {}
+    for mode in ("auto", "off"):
+        reporter = Lines()
+        spec = _spec(**body, feature_cache=mode)
+        train(spec, tmp_path / mode, _settings(tmp_path), reporter)
+        runs[mode] = reporter
+    cached, plain = runs["auto"], runs["off"]
+    assert "feature cache: phase 0 trains past layer3 from its cached output (0.2 MiB)" in (
+        cached.lines
+    )
+    assert "feature cache: epoch 3 reuses the features of layer3" in cached.lines
+    assert any("filled the output of layer3 for 30 samples" in line for line in cached.lines), (
+        cached.lines
+    )
+    assert set(cached.val) == {1, 2, 3}
+    for epoch, metrics in plain.val.items():
+        for key, value in metrics.items():
+            assert cached.val[epoch][key] == pytest.approx(value, rel=1e-4, abs=1e-4), (epoch, key)
+    a, b = _final(tmp_path / "auto"), _final(tmp_path / "off")
+    frozen = [k for k in a if not k.startswith(("layer4.", "fc."))]
+    assert len(frozen) > 60 and all(bits_equal(a[k], b[k]) for k in frozen)
+    moved = [k for k in a if k.startswith("layer4.") and k.endswith("weight")]
+    assert all(torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-5) for k in moved)
+
+
+def test_sampler_flips_depend_on_seed_epoch_and_index_only():
+    from thaw.training.loaders import EpochSampler
+
+    sampler = EpochSampler(list(range(64)), seed=3, flips=True)
+    first = list(sampler)
+    assert sorted(i for i, _ in first) == list(range(64))
+    flips = dict(first)
+    assert dict(sampler) == flips  # the same epoch draws the same views again
+    assert 16 < sum(flips.values()) < 48
+    sampler.set_epoch(2)
+    assert dict(sampler) != flips
+    sampler.set_epoch(1)
+    assert dict(sampler) == flips
+    assert all(isinstance(i, int) for i in EpochSampler(list(range(8)), seed=3))

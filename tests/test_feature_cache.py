@@ -227,6 +227,7 @@ def test_plan_shows_boundary_bytes_and_why_the_cache_does_not_engage(tmp_path):
             "prefix_groups": 5,
             "bytes": 40 * 512 * 4,
             "bytes_per_sample": 512 * 4,
+            "views": 1,
             "reason": None,
         },
         {
@@ -236,11 +237,13 @@ def test_plan_shows_boundary_bytes_and_why_the_cache_does_not_engage(tmp_path):
             "prefix_groups": 4,
             "bytes": 40 * 256 * 2 * 2 * 4,
             "bytes_per_sample": 256 * 2 * 2 * 4,
+            "views": 1,
             "reason": None,
         },
     ]
     flip = _plan({**RESNET, "hyperparameters": {"epochs": 3, "augment": "flip"}}, settings)
-    assert flip[0]["reason"] == "augment 'flip' changes the input every epoch"
+    assert flip[0]["engages"] is True and flip[0]["views"] == 2
+    assert flip[0]["bytes"] == 2 * 40 * 512 * 7 * 7 * 4  # image_size 224
     active = {**MINILM["freeze"], "dropout": "active"}
     minilm = _plan(
         {**MINILM, "base_model": {"source": "huggingface", "name": "model"}, "freeze": active},

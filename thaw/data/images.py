@@ -22,9 +22,10 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
     """Items are ``(float tensor [3, size, size], class index)``.
 
     Pixels go PIL -> RGB -> bilinear resize to a square -> uint8 tensor -> augmentation ->
-    [0, 1] -> ``(x - mean) / std``. ``augment`` (training only, torch's RNG): ``"flip"`` (or
-    True) a random horizontal flip; ``"standard"`` a random resized crop back to ``size``
-    and a random flip, on the uint8 tensor. With ``decoded`` set (``attach_decoded_cache``)
+    [0, 1] -> ``(x - mean) / std``. ``augment`` (training only): ``"flip"`` (or True) a
+    random horizontal flip, drawn by the sampler when it passes ``(index, flip)`` keys and
+    from torch's RNG otherwise; ``"standard"`` (torch's RNG) a random resized crop back to
+    ``size`` and a random flip, on the uint8 tensor. With ``decoded`` set (``attach_decoded_cache``)
     each image is decoded once and its uint8 pixels are kept.
     """
 
@@ -55,11 +56,13 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, bool]) -> tuple[torch.Tensor, int]:
+        """``key``: an index, or ``(index, flip)`` where the sampler draws the flips."""
+        index, flip = key if isinstance(key, tuple) else (key, None)
         pixels = self.pixels(index)
         if self._standard is not None:
             pixels = self._standard(pixels)
-        elif self.augment == "flip" and torch.rand(()) < 0.5:
+        elif self.augment == "flip" and (torch.rand(()) < 0.5 if flip is None else flip):
             pixels = pixels.flip(-1)
         x = pixels.to(torch.float32).mul_(self._scale).sub_(self._shift)
         return x, int(self.labels[index])

@@ -55,7 +55,7 @@ def build_feature_cache(
     )
     for plan in plans:
         if plan.engages:
-            mib = plan.bytes_per_sample * plan.num_samples / 2**20
+            mib = plan.bytes / 2**20
             reporter.log(
                 "info",
                 f"feature cache: phase {plan.phase} trains past {plan.boundary} from its "
@@ -77,6 +77,7 @@ def build_feature_cache(
         budget=cache_budget(settings),
         folder=run_dir / CACHE_FOLDER,
         log=reporter.log,
+        flips=data.modality == "image" and hp.augment == "flip",
     )
 
 
@@ -86,11 +87,11 @@ def cached_batches(
     """``(inputs, labels)`` for the trainer: stored features when the cache is full, raw
     inputs wrapped to fill it when it is not, plain inputs in epochs it sits out."""
     if cached and cache.reading(part):
-        for indices in index_loader(loader, sampler):
-            yield cache.gather(part, indices)
+        for indices, views in index_loader(loader, sampler):
+            yield cache.gather(part, indices, views)
         return
-    for inputs, labels, indices in loader:
+    for inputs, labels, indices, views in loader:
         if cached:
-            yield CachedBatch(indices, labels, inputs=inputs), labels
+            yield CachedBatch(indices, labels, inputs=inputs, views=views), labels
         else:
             yield inputs, labels
