@@ -18,7 +18,8 @@ Cases (each a few seconds on a 2-core CPU with the small default datasets):
 
 Ratios are hand-loop seconds over Thaw seconds (training and validation, model build and
 data loading excluded), median over ``--rounds``, after one short warmup run of each path;
-seconds are process CPU time on a CPU (``--clock``), wall time on CUDA; cache memory from
+seconds are process CPU time with one torch thread on a CPU (``--clock``, ``--threads``),
+wall time on CUDA; cache memory from
 Thaw's log.
 
     .venv/bin/python bench/feature_cache.py
@@ -45,9 +46,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
-# The clock every time is read with: process CPU time on a CPU device (steadier than wall time
-# on a machine shared with other work; both paths run in this process with no DataLoader
-# workers), wall time with CUDA synchronization on a GPU.
+# The clock every time is read with: process CPU time on a CPU device, one torch thread
+# (steadier than wall time on a machine shared with other work, and no OpenMP threads
+# spinning; both paths run in this process with no DataLoader workers), wall time with CUDA
+# synchronization on a GPU.
 CLOCK = [time.perf_counter]
 
 RESNET_GROUPS = ("conv1.", "bn1."), ("layer1.",), ("layer2.",), ("layer3.",), ("layer4.",), ("fc.",)
@@ -365,10 +367,16 @@ def main() -> int:
                         help="skip the 'thaw (cache off)' runs")  # fmt: skip
     parser.add_argument("--clock", choices=("auto", "cpu", "wall"), default="auto",
                         help="auto: process CPU time on cpu, wall time on cuda")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads; 0: 1 with the CPU clock")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     cpu_clock = args.clock == "cpu" or (args.clock == "auto" and args.device == "cpu")
     CLOCK[0] = time.process_time if cpu_clock else time.perf_counter
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif cpu_clock:
+        torch.set_num_threads(1)  # no OpenMP threads spinning under contention
     quiet_transformers()
     chosen = args.cases.split(",")
     cases = [
