@@ -183,6 +183,33 @@ def test_minilm_cached_run_matches_uncached_with_the_attention_mask_carried(tmp_
 FROZEN_LAYERS = tuple(f"bert.encoder.layer.{i}." for i in range(4))
 
 
+def test_stock_minilm_with_dropout_follow_engages_and_matches_uncached(tmp_path):
+    """Stock MiniLM (dropout 0.1): the frozen prefix's dropout runs in eval mode, so the
+    cache engages; dropout in the trained layers draws the same numbers in both runs."""
+    shutil.copytree(minilm_dir(), tmp_path / "models" / "minilm")
+    runs = {}
+    for mode in ("auto", "off"):
+        reporter = Recorder()
+        train(_spec(MINILM, feature_cache=mode), tmp_path / mode, _settings(tmp_path), reporter)
+        runs[mode] = reporter
+    assert (
+        "feature cache: phase 0 trains past bert.encoder.layer.3 from its cached output (0.6 MiB)"
+        in runs["auto"].lines
+    )
+    assert "feature cache: epoch 2 reuses the features of bert.encoder.layer.3" in (
+        runs["auto"].lines
+    )
+    _assert_same_training(runs["auto"], runs["off"])
+    a, b = _final(tmp_path / "auto"), _final(tmp_path / "off")
+    base = load_file(str(tmp_path / "models" / "minilm" / "model.safetensors"))
+    frozen = [k for k in a if k.startswith(("bert.embeddings.", *FROZEN_LAYERS))]
+    assert len(frozen) > 20
+    assert all(bits_equal(a[k], b[k]) for k in frozen)
+    assert all(bits_equal(a[k], base[k.removeprefix("bert.")]) for k in frozen)
+    trained = [k for k in a if k.startswith("bert.encoder.layer.5.")]
+    assert any(not bits_equal(a[k], base[k.removeprefix("bert.")]) for k in trained)
+
+
 def _plan(body: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
     spec = JobSpec.model_validate(body)
     resolved = resolve(spec, settings, DataShape(["a", "b", "c"], 40))
@@ -200,6 +227,7 @@ def test_plan_shows_boundary_bytes_and_why_the_cache_does_not_engage(tmp_path):
             "prefix_groups": 5,
             "bytes": 40 * 512 * 4,
             "bytes_per_sample": 512 * 4,
+            "views": 1,
             "reason": None,
         },
         {
@@ -209,12 +237,18 @@ def test_plan_shows_boundary_bytes_and_why_the_cache_does_not_engage(tmp_path):
             "prefix_groups": 4,
             "bytes": 40 * 256 * 2 * 2 * 4,
             "bytes_per_sample": 256 * 2 * 2 * 4,
+            "views": 1,
             "reason": None,
         },
     ]
     flip = _plan({**RESNET, "hyperparameters": {"epochs": 3, "augment": "flip"}}, settings)
-    assert flip[0]["reason"] == "augment 'flip' changes the input every epoch"
-    minilm = _plan({**MINILM, "base_model": {"source": "huggingface", "name": "model"}}, settings)
+    assert flip[0]["engages"] is True and flip[0]["views"] == 2
+    assert flip[0]["bytes"] == 2 * 40 * 512 * 7 * 7 * 4  # image_size 224
+    active = {**MINILM["freeze"], "dropout": "active"}
+    minilm = _plan(
+        {**MINILM, "base_model": {"source": "huggingface", "name": "model"}, "freeze": active},
+        settings,
+    )
     assert minilm[0]["engages"] is False
     assert minilm[0]["boundary"] == "bert.encoder.layer.3"
     assert minilm[0]["reason"].startswith(

@@ -67,7 +67,7 @@ def test_recorded_epochs_share_their_rows_and_read_as_full_entries(
 
     key = Keys().job_layers(job.id)
     fields = redis_client.hkeys(key)
-    assert len(fields) == epochs + 3  # one rows blob, two sets of changed names
+    assert len(fields) == epochs + 4  # one rows blob, one dropout list, two sets of changed names
     record = redis_client.hget(key, "epoch:1")
     assert record is not None and len(record) < 250
     stored = store.load_layer_status(job.id)

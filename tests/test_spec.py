@@ -35,6 +35,7 @@ NORMALIZED_MINIMAL = {
         "rules": [],
         "batchnorm": "follow",
         "method": "requires_grad",
+        "dropout": "follow",
     },
     "schedule": [],
     "hyperparameters": {

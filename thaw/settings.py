@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         description="Feature cache held in memory; beyond it the cache is a memory-mapped "
         "file in the job folder. None: a quarter of the memory available when the run starts.",
     )
+    decoded_cache_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Decoded uint8 images of a job held in memory; beyond it they are a "
+        "memory-mapped file in the job folder. None: an eighth of the memory available when "
+        "the run starts.",
+    )
     supervisor_backoff_seconds: float = Field(
         default=1.0, gt=0, description="First wait before a dead worker process is restarted."
     )

@@ -153,6 +153,12 @@ class FreezeSpec(_Strict):
     rules: list[FreezeRule] = Field(default_factory=list, max_length=200)
     batchnorm: Literal["follow", "frozen", "trainable"] = "follow"
     method: Literal["requires_grad", "zero_lr"] = "requires_grad"
+    dropout: Literal["follow", "active"] = Field(
+        default="follow",
+        description="follow: dropout and stochastic depth inside a layer group whose "
+        "parameters are all frozen run in eval mode (a frozen part in eval, as a hand-written "
+        "loop does); active: they stay in train mode wherever the model trains.",
+    )
 
 
 def _as_list(value: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,13 +16,19 @@ from thaw.data.errors import DatasetError, ImageDecodeError
 from thaw.data.info import IMAGENET_MEAN, IMAGENET_STD
 from thaw.settings import get_settings
 
+if TYPE_CHECKING:
+    from thaw.data.decoded import DecodedImages
+
 
 class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
     """Items are ``(float tensor [3, size, size], class index)``.
 
-    Pixels go PIL -> RGB -> bilinear resize to a square -> [0, 1] -> ``(x - mean) / std``.
-    ``augment`` (training only, torch's RNG): ``"flip"`` (or True) a random horizontal
-    flip; ``"standard"`` a random resized crop back to ``size`` and a random flip.
+    Pixels go PIL -> RGB -> bilinear resize to a square -> uint8 tensor -> augmentation ->
+    [0, 1] -> ``(x - mean) / std``. ``augment`` (training only): ``"flip"`` (or True) a
+    random horizontal flip, drawn by the sampler when it passes ``(index, flip)`` keys and
+    from torch's RNG otherwise; ``"standard"`` (torch's RNG) a random resized crop back to
+    ``size`` and a random flip, on the uint8 tensor. With ``decoded`` set (``attach_decoded_cache``)
+    each image is decoded once and its uint8 pixels are kept.
     """
 
     def __init__(
@@ -46,20 +53,37 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self._scale = 1.0 / (255.0 * std_t)
         self._shift = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1) / std_t
+        self.decoded: DecodedImages | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, bool]) -> tuple[torch.Tensor, int]:
+        """``key``: an index, or ``(index, flip)`` where the sampler draws the flips."""
+        index, flip = key if isinstance(key, tuple) else (key, None)
+        pixels = self.pixels(index)
+        if self._standard is not None:
+            pixels = self._standard(pixels)
+        elif self.augment == "flip" and (torch.rand(()) < 0.5 if flip is None else flip):
+            pixels = pixels.flip(-1)
+        x = pixels.to(torch.float32).mul_(self._scale).sub_(self._shift)
+        return x, int(self.labels[index])
+
+    def pixels(self, index: int) -> torch.Tensor:
+        """The image as uint8 ``[3, size, size]``, from the decoded cache when attached."""
+        if self.decoded is None:
+            return self.decode(index)
+        return self.decoded.get(index, lambda: self.decode(index))
+
+    def decode(self, index: int) -> torch.Tensor:
         rel = str(self.relative_paths[index])
         image = load_rgb(os.path.join(self.root, rel), self.image_size, shown_path=rel)
-        if self._standard is not None:
-            image = self._standard(image)
-        elif self.augment == "flip" and torch.rand(()) < 0.5:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
-        x = pixels.contiguous().to(torch.float32).mul_(self._scale).sub_(self._shift)
-        return x, int(self.labels[index])
+        return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The decoded cache is shared with forked workers only; a pickled copy (a spawned
+        # worker) decodes on its own.
+        return {**self.__dict__, "decoded": None}
 
 
 def load_rgb(path: str, size: int, *, shown_path: str | None = None) -> Image.Image:

@@ -18,6 +18,7 @@ from thaw.freezing.prefix import (
     stochastic_module,
     trace,
 )
+from thaw.freezing.state import module_modes
 from thaw.freezing.timeline import Timeline
 from thaw.spec import JobSpec
 
@@ -30,10 +31,16 @@ class PhaseCache:
     bytes_per_sample: int
     num_samples: int
     reason: str | None
+    views: int = 1
 
     @property
     def engages(self) -> bool:
         return self.split is not None
+
+    @property
+    def bytes(self) -> int:
+        """At most: with two views (augment "flip"), validation samples keep one only."""
+        return self.bytes_per_sample * self.num_samples * self.views
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,8 +48,9 @@ class PhaseCache:
             "engages": self.engages,
             "boundary": self.boundary,
             "prefix_groups": self.split.groups if self.split else 0,
-            "bytes": self.bytes_per_sample * self.num_samples,
+            "bytes": self.bytes,
             "bytes_per_sample": self.bytes_per_sample,
+            "views": self.views,
             "reason": self.reason,
         }
 
@@ -73,9 +81,6 @@ def plan_cache(
         if modality == "image" and hp.augment == "standard":
             out.append(off("augment 'standard' crops at random every epoch"))
             continue
-        if modality == "image" and hp.augment == "flip":
-            out.append(off("augment 'flip' changes the input every epoch"))
-            continue
         k = frozen_groups(index, phase.trainable, spec.freeze.batchnorm)
         if k == 0:
             first = index.groups[0].name
@@ -95,18 +100,25 @@ def plan_cache(
             out.append(off(first_reason or "no split could be derived"))
             continue
         boundary = index.groups[found.groups - 1].name
-        random = stochastic_module(index.model, found.modules)
+        modes = module_modes(index, phase.trainable, spec.freeze.batchnorm, spec.freeze.dropout)
+        random = stochastic_module(index, found.modules, modes)
         if random is not None:
             out.append(
                 off(
                     f"{random} draws random numbers in training, so the frozen prefix "
-                    "is not deterministic and its output cannot be reused",
+                    "is not deterministic and its output cannot be reused"
+                    + (
+                        "; freeze.dropout 'follow' runs it in eval mode"
+                        if spec.freeze.dropout == "active"
+                        else ""
+                    ),
                     boundary,
                 )
             )
             continue
         per_sample = _sample_elements(chain, found, modality, hp.max_length) * size
-        out.append(PhaseCache(phase.index, found, boundary, per_sample, num_samples, None))
+        views = 2 if modality == "image" and hp.augment == "flip" else 1
+        out.append(PhaseCache(phase.index, found, boundary, per_sample, num_samples, None, views))
     return out
 
 

@@ -1,4 +1,5 @@
-"""The freeze engine on a live model: requires_grad, BatchNorm modes, optimizer groups, LR.
+"""The freeze engine on a live model: requires_grad, module modes (BatchNorm, dropout),
+optimizer groups, LR.
 
 One object owns the model's freeze state across the run. The trainer calls
 ``advance(step)`` before each optimizer step (it applies any phase due by then),
@@ -16,7 +17,7 @@ from torch import nn
 from thaw.freezing.lr_curve import GroupLRScheduler, LRCurve
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.param_options import ParamOptions, base_options, options_by_phase
-from thaw.freezing.state import ModeKeeper, batchnorm_modes
+from thaw.freezing.state import ModeKeeper, module_modes
 from thaw.freezing.timeline import Timeline
 from thaw.spec import FreezeSpec, Hyperparameters
 
@@ -46,6 +47,7 @@ class FreezeEngine:
         self.timeline = timeline
         self.method = freeze.method
         self.policy = freeze.batchnorm
+        self.dropout = freeze.dropout
         self.hp = hp
         self.options = options_by_phase(timeline, base_options(index, hp), hp)
         self.phase = 0
@@ -53,13 +55,14 @@ class FreezeEngine:
         self._set_requires_grad()
         self.optimizer = _make_optimizer(hp, self._initial_groups(), fused)
         self.scheduler = GroupLRScheduler(self.optimizer, _curve(hp, timeline))
-        self.modes = ModeKeeper(self.model, self.batchnorm_modes)
+        self.modes = ModeKeeper(self.model, self.module_modes)
         self._frozen_group = next(
             (g for g in self.optimizer.param_groups if g["name"] == FROZEN_GROUP), None
         )
 
-    def batchnorm_modes(self) -> dict[str, bool]:
-        return batchnorm_modes(self.index, self.trainable, self.policy)
+    def module_modes(self) -> dict[str, bool]:
+        """Train (True) or eval per pinned module, re-applied after every ``train()``."""
+        return module_modes(self.index, self.trainable, self.policy, self.dropout)
 
     # Trainer hooks -------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ def plan_table(
             resolved.thawed_in[phase.index],
             method=freeze.method,
             policy=freeze.batchnorm,
+            dropout=freeze.dropout,
         )
         for phase in timeline.phases
     ]

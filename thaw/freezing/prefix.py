@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from thaw.freezing.model_index import ModelIndex
-from thaw.freezing.state import batchnorm_modes
+from thaw.freezing.state import batchnorm_modes, stochastic_modules
 
 
 @dataclass(frozen=True)
@@ -159,17 +159,15 @@ def find_split(index: ModelIndex, chain: Chain, groups: int) -> Split | str:
     return Split(groups, tuple(c.name for c in span))
 
 
-def stochastic_module(model: nn.Module, names: tuple[str, ...]) -> str | None:
-    """The first module under ``names`` that draws random numbers in training mode."""
-    for name in names:
-        for sub, module in model.get_submodule(name).named_modules():
-            p = getattr(module, "p", None)
-            random = isinstance(module, nn.modules.dropout._DropoutNd) or any(
-                k in type(module).__name__ for k in ("StochasticDepth", "DropPath")
-            )
-            if random and isinstance(p, float) and p > 0:
-                full = f"{name}.{sub}" if sub else name
-                return f"{full} ({type(module).__name__}, p={p:g})"
+def stochastic_module(
+    index: ModelIndex, names: tuple[str, ...], modes: Mapping[str, bool]
+) -> str | None:
+    """The first module under ``names`` that draws random numbers in this phase's train mode
+    (``modes``: the pinned modules' modes, see ``module_modes``)."""
+    for unit in stochastic_modules(index):
+        inside = any(unit.name == n or unit.name.startswith(f"{n}.") for n in names)
+        if inside and modes.get(unit.name, True):
+            return f"{unit.name} ({unit.type}, p={unit.p:g})"
     return None
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from thaw.errors import ThawError
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.param_options import ParamOptions
-from thaw.freezing.state import batchnorm_modes
+from thaw.freezing.state import module_modes, stochastic_modules
 from thaw.freezing.stored_status import StoredPlan, recorded_entry
 from thaw.freezing.timeline import Timeline
 
@@ -79,7 +79,23 @@ def epoch_entry(
         "trainable_params": sum(r["trainable_params"] for r in layers),
         "total_params": sum(r["params"] for r in layers),
         "layers": layers,
+        "dropout": dropout_rows(index, view),
     }
+
+
+def dropout_rows(index: ModelIndex, view: StateView) -> list[dict[str, Any]]:
+    """Modules that drop at random in train mode (dropout, stochastic depth): each one's rate
+    and mode. They own no parameters, so they are not layers; ``freeze.dropout`` sets them."""
+    return [
+        {
+            "name": unit.name,
+            "type": unit.type,
+            "group": unit.group,
+            "p": unit.p,
+            "mode": "train" if view.training.get(unit.name, True) else "eval",
+        }
+        for unit in stochastic_modules(index)
+    ]
 
 
 def _layers(index: ModelIndex) -> list[tuple[str, list[str]]]:
@@ -120,6 +136,7 @@ def planned_view(
     *,
     method: str,
     policy: str,
+    dropout: str = "follow",
 ) -> StateView:
     trainable = timeline.phases[phase].trainable
     lrs: dict[str, float | None] = {}
@@ -128,7 +145,7 @@ def planned_view(
     return StateView(
         trainable=trainable,
         lr=lrs,
-        training=batchnorm_modes(index, trainable, policy),
+        training=module_modes(index, trainable, policy, dropout),
         requires_grad={n: method == "zero_lr" or t for n, t in trainable.items()},
         thawed_in=thawed_in,
     )

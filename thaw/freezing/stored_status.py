@@ -71,6 +71,10 @@ def compact_recorded(epoch: int, entry: Mapping[str, Any]) -> RecordedEpoch:
     blobs: dict[str, Any] = {rows_field: rows}
     record: dict[str, Any] = {"epoch": epoch, **{key: entry[key] for key in ENTRY_COUNTS}}
     record["rows"] = rows_field
+    if "dropout" in entry:
+        dropout_field = blob_field(entry["dropout"])
+        blobs[dropout_field] = entry["dropout"]
+        record["dropout"] = dropout_field
     if any("changed" in row for row in layers):
         changed = [row["name"] for row in layers if row.get("changed")]
         changed_field = blob_field(changed)
@@ -118,7 +122,9 @@ def recorded_entry(record: Mapping[str, Any], stored: Mapping[str, Any]) -> dict
     changed_field = record.get("changed")
     if changed_field is None:
         entry["layers"] = rows
-        return entry
-    changed = set(stored.get(str(changed_field)) or [])
-    entry["layers"] = [{**row, "changed": row["name"] in changed} for row in rows]
+    else:
+        changed = set(stored.get(str(changed_field)) or [])
+        entry["layers"] = [{**row, "changed": row["name"] in changed} for row in rows]
+    if "dropout" in record:
+        entry["dropout"] = stored.get(str(record["dropout"])) or []
     return entry

@@ -8,7 +8,6 @@ run folder beyond that; the files go when the boundary moves and when the run en
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from thaw.data.decoded import available_memory
 from thaw.freezing.cache_plan import PhaseCache
 from thaw.freezing.prefix import Split, call_model, run_prefix, run_rest
 from thaw.freezing.timeline import Timeline
@@ -30,11 +30,13 @@ _NUMPY = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: 
 def cache_budget(settings: Settings) -> int:
     if settings.feature_cache_bytes is not None:
         return settings.feature_cache_bytes
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        free = 4 * 1024**3
-    return free // 4
+    return available_memory() // 4
+
+
+def decoded_budget(settings: Settings) -> int:
+    if settings.decoded_cache_bytes is not None:
+        return settings.decoded_cache_bytes
+    return available_memory() // 8
 
 
 class FeatureStore:
@@ -100,6 +102,7 @@ class CachedBatch:
     inputs: Any = None
     features: torch.Tensor | None = None
     mask: torch.Tensor | None = None
+    views: torch.Tensor | None = None  # 1 where the sample is seen mirrored
 
     def to(self, device: torch.device, memory_format: torch.memory_format) -> CachedBatch:
         def move(x: Any) -> Any:
@@ -112,7 +115,12 @@ class CachedBatch:
             return x.to(device, non_blocking=True)
 
         return CachedBatch(
-            self.indices, self.labels, move(self.inputs), move(self.features), move(self.mask)
+            self.indices,
+            self.labels,
+            move(self.inputs),
+            move(self.features),
+            move(self.mask),
+            self.views,
         )
 
 
@@ -131,8 +139,10 @@ class FeatureCache:
         budget: int,
         folder: Path,
         log: Any,
+        flips: bool = False,
     ):
         self.model = model
+        self.flips = flips
         self.plans = plans
         self.timeline = timeline
         self.text = modality == "text"
@@ -165,7 +175,7 @@ class FeatureCache:
             self._drop()
             self.split, self.boundary = plan.split, plan.boundary
             self._verified = False
-        if "train" in self.stores and self.stores["train"].complete:
+        if self.reading("train"):
             self.reused_epochs += 1
             self.log("info", f"feature cache: epoch {epoch} reuses the features of {self.boundary}")
         else:
@@ -173,8 +183,7 @@ class FeatureCache:
         return True
 
     def end_fill(self, part: str) -> None:
-        store = self.stores.get(part)
-        if self._fill_started is None or store is None or not store.complete:
+        if self._fill_started is None or not self.reading(part):
             return
         if part == "val":
             seconds = time.monotonic() - self._fill_started
@@ -190,8 +199,13 @@ class FeatureCache:
             )
 
     def reading(self, part: str) -> bool:
-        store = self.stores.get(part)
-        return self.disabled is None and store is not None and store.complete
+        keys = self._keys(part)
+        stores = [self.stores.get(k) for k in keys]
+        return self.disabled is None and all(s is not None and s.complete for s in stores)
+
+    def _keys(self, part: str) -> tuple[str, ...]:
+        """Stores of a part: with flips, training samples keep both views."""
+        return (part, f"{part}-flipped") if self.flips and part == "train" else (part,)
 
     def close(self) -> None:
         self._drop()
@@ -226,13 +240,36 @@ class FeatureCache:
         feats = run_prefix(self.model, self.split, inputs)
         mask = inputs["attention_mask"] if self.text else None
         assert batch.labels is not None
-        self._store(part, feats).put(batch.indices, feats, mask, batch.labels)
+        if len(self._keys(part)) == 2:
+            self._put_views(part, batch, feats, run_prefix(self.model, self.split, inputs.flip(-1)))
+        else:
+            self._store(part, part, feats).put(batch.indices, feats, mask, batch.labels)
         stand_in = self._stand_in(CachedBatch(batch.indices, features=feats, mask=mask))
         return run_rest(self.model, self.split, feats, stand_in)
 
-    def gather(self, part: str, indices: torch.Tensor) -> tuple[CachedBatch, torch.Tensor]:
-        store = self.stores[part]
+    def _put_views(
+        self, part: str, batch: CachedBatch, seen: torch.Tensor, other: torch.Tensor
+    ) -> None:
+        """Keep the view the batch holds and the mirrored one (the prefix of the flipped
+        input, as flipping commutes with the per-channel normalization)."""
+        assert batch.views is not None and batch.labels is not None
+        mirrored = batch.views.to(seen.device).bool()
+        shape = (-1,) + (1,) * (seen.dim() - 1)
+        plain = torch.where(mirrored.view(shape), other, seen)
+        flipped = torch.where(mirrored.view(shape), seen, other)
+        for key, feats in zip(self._keys(part), (plain, flipped), strict=True):
+            self._store(key, part, feats).put(batch.indices, feats, None, batch.labels)
+
+    def gather(
+        self, part: str, indices: torch.Tensor, views: torch.Tensor
+    ) -> tuple[CachedBatch, torch.Tensor]:
+        keys = self._keys(part)
+        store = self.stores[keys[0]]
         feats, mask = store.get(indices, self.text)
+        if len(keys) == 2:
+            mirrored, _ = self.stores[keys[1]].get(indices, self.text)
+            shape = (-1,) + (1,) * (feats.dim() - 1)
+            feats = torch.where(views.bool().view(shape), mirrored, feats)
         labels = store.labels[indices]
         return CachedBatch(indices, labels, features=feats, mask=mask), labels
 
@@ -244,21 +281,21 @@ class FeatureCache:
         ids = torch.zeros(batch.mask.shape, dtype=torch.long, device=batch.mask.device)
         return {"input_ids": ids, "attention_mask": batch.mask}
 
-    def _store(self, part: str, feats: torch.Tensor) -> FeatureStore:
-        if part not in self.stores:
+    def _store(self, key: str, part: str, feats: torch.Tensor) -> FeatureStore:
+        if key not in self.stores:
             shape = tuple(feats.shape[1:])
             n = self.sizes[0] if part == "train" else self.sizes[1]
             if self.text:
                 shape = (self.max_length, *shape[1:])
             used = sum(s.nbytes for s in self.stores.values())
-            self.stores[part] = FeatureStore(
+            self.stores[key] = FeatureStore(
                 n,
                 shape,
                 feats.dtype,
                 max(0, self.budget - used),
-                self.folder / f"{part}-{self.boundary}.bin",
+                self.folder / f"{key}-{self.boundary}.bin",
             )
-        return self.stores[part]
+        return self.stores[key]
 
     def _verify(self, inputs: Any) -> None:
         """One real batch through the full model and through the split must agree."""

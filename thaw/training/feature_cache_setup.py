@@ -1,4 +1,5 @@
-"""Wire the feature cache into a run: decide per phase, announce it, and feed batches."""
+"""Wire the input caches into a run: decoded images for every run, and the feature cache:
+decide per phase, announce it, and feed batches."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from typing import Any
 
 import torch
 
+from thaw.data.decoded import DECODED_FOLDER, attach_decoded_cache
 from thaw.freezing.cache_plan import plan_cache
 from thaw.freezing.resolve import Resolved
 from thaw.settings import Settings
 from thaw.spec import JobSpec
-from thaw.training.feature_cache import CachedBatch, FeatureCache, cache_budget
+from thaw.training.feature_cache import CachedBatch, FeatureCache, cache_budget, decoded_budget
 from thaw.training.loaders import index_loader
 from thaw.training.reporter import Reporter
 
@@ -31,8 +33,15 @@ def build_feature_cache(
     """The run's cache, or None when no phase can train from cached features.
 
     Logs one line per phase: the boundary and size when it engages, the reason otherwise.
+    First, whatever the feature cache does, image datasets get their decoded-input cache.
     """
     hp = spec.hyperparameters
+    for decoded in attach_decoded_cache(data, decoded_budget(settings), run_dir / DECODED_FOLDER):
+        reporter.log(
+            "info",
+            f"decoded-input cache: {decoded.shape[0]} images of {decoded.shape[2]} px, decoded "
+            f"once per job ({decoded.nbytes / 2**20:.1f} MiB in {decoded.where})",
+        )
     sizes = (len(data.train), len(data.val))
     element = torch.empty((), dtype=autocast_dtype or torch.float32).element_size()
     plans = plan_cache(
@@ -46,7 +55,7 @@ def build_feature_cache(
     )
     for plan in plans:
         if plan.engages:
-            mib = plan.bytes_per_sample * plan.num_samples / 2**20
+            mib = plan.bytes / 2**20
             reporter.log(
                 "info",
                 f"feature cache: phase {plan.phase} trains past {plan.boundary} from its "
@@ -68,6 +77,7 @@ def build_feature_cache(
         budget=cache_budget(settings),
         folder=run_dir / CACHE_FOLDER,
         log=reporter.log,
+        flips=data.modality == "image" and hp.augment == "flip",
     )
 
 
@@ -77,11 +87,11 @@ def cached_batches(
     """``(inputs, labels)`` for the trainer: stored features when the cache is full, raw
     inputs wrapped to fill it when it is not, plain inputs in epochs it sits out."""
     if cached and cache.reading(part):
-        for indices in index_loader(loader, sampler):
-            yield cache.gather(part, indices)
+        for indices, views in index_loader(loader, sampler):
+            yield cache.gather(part, indices, views)
         return
-    for inputs, labels, indices in loader:
+    for inputs, labels, indices, views in loader:
         if cached:
-            yield CachedBatch(indices, labels, inputs=inputs), labels
+            yield CachedBatch(indices, labels, inputs=inputs, views=views), labels
         else:
             yield inputs, labels

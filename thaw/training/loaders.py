@@ -4,6 +4,7 @@ same batches as an unbroken one."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -13,16 +14,35 @@ from thaw.training.device import Placement
 
 
 class EpochSampler(RandomSampler):
-    """A random permutation seeded by ``seed`` and the epoch number, set before each epoch."""
+    """A random permutation seeded by ``seed`` and the epoch number, set before each epoch.
 
-    def __init__(self, data: Dataset[Any], seed: int):
+    With ``flips``, each item is ``(index, flip)``: whether the sample is seen mirrored this
+    epoch, drawn from its own generator seeded the same way. The draws depend on nothing
+    but (seed, epoch, index), not on DataLoader workers nor on what the trainer runs, so a
+    run that trains from cached features picks the same view as one that does not.
+    """
+
+    def __init__(self, data: Dataset[Any], seed: int, *, flips: bool = False):
         self._generator = torch.Generator()
+        self._flip_generator = torch.Generator()
         super().__init__(data, generator=self._generator)
         self.seed = seed
+        self.flips = flips
         self.set_epoch(1)
 
     def set_epoch(self, epoch: int) -> None:
         self._generator.manual_seed(self.seed * 100_003 + epoch)
+        self._flip_generator.manual_seed(self.seed * 100_003 + epoch + 2**40)
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.flips:
+            yield from super().__iter__()
+            return
+        state = self._flip_generator.get_state()
+        drawn = (torch.rand(len(self), generator=self._flip_generator) < 0.5).tolist()
+        self._flip_generator.set_state(state)
+        for index in super().__iter__():
+            yield index, drawn[index]
 
 
 def default_workers(placement: Placement, requested: int | None) -> int:
@@ -43,7 +63,7 @@ def make_loaders(
     workers: int,
     collate_fn: Any = None,
 ) -> tuple[DataLoader[Any], DataLoader[Any], EpochSampler]:
-    sampler = EpochSampler(train, seed)
+    sampler = EpochSampler(train, seed, flips=_flips(train))
     common: dict[str, Any] = {
         "batch_size": batch_size,
         "num_workers": workers,
@@ -58,8 +78,17 @@ def make_loaders(
     return train_loader, val_loader, sampler
 
 
-class Indexed(Dataset[tuple[int, Any]]):
-    """``(index, item)`` pairs, so a batch says which samples it holds."""
+def _flips(data: Dataset[Any]) -> bool:
+    """Whether the sampler draws random horizontal flips for ``data`` (augment "flip")."""
+    inner = getattr(data, "data", data)
+    return getattr(inner, "augment", None) == "flip"
+
+
+Key = int | tuple[int, bool]
+
+
+class Indexed(Dataset[tuple[Key, Any]]):
+    """``(key, item)`` pairs, so a batch says which samples it holds (and which view)."""
 
     def __init__(self, data: Dataset[Any]):
         self.data = data
@@ -67,36 +96,43 @@ class Indexed(Dataset[tuple[int, Any]]):
     def __len__(self) -> int:
         return len(self.data)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> tuple[int, Any]:
-        return index, self.data[index]
+    def __getitem__(self, key: Key) -> tuple[Key, Any]:
+        return key, self.data[key]
+
+
+def split_keys(keys: list[Key]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample indices and views (1: mirrored) of a batch's keys."""
+    indices = [k[0] if isinstance(k, tuple) else k for k in keys]
+    views = [int(k[1]) if isinstance(k, tuple) else 0 for k in keys]
+    return torch.tensor(indices, dtype=torch.long), torch.tensor(views, dtype=torch.long)
 
 
 class IndexedCollate:
-    """Collates ``(index, item)`` pairs into ``(inputs, labels, indices)``."""
+    """Collates ``(key, item)`` pairs into ``(inputs, labels, indices, views)``."""
 
     def __init__(self, inner: Any = None):
         self.inner = inner
 
-    def __call__(self, batch: list[tuple[int, Any]]) -> tuple[Any, Any, torch.Tensor]:
-        indices = torch.tensor([i for i, _ in batch], dtype=torch.long)
+    def __call__(self, batch: list[tuple[Key, Any]]) -> tuple[Any, Any, torch.Tensor, torch.Tensor]:
+        indices, views = split_keys([k for k, _ in batch])
         items = [item for _, item in batch]
         inputs, labels = (self.inner or default_collate)(items)
-        return inputs, labels, indices
+        return inputs, labels, indices, views
 
 
-class _Range(Dataset[int]):
+class _Range(Dataset[Key]):
     def __init__(self, n: int):
         self.n = n
 
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, index: int) -> int:
-        return index
+    def __getitem__(self, key: Key) -> Key:
+        return key
 
 
 def index_loader(like: DataLoader[Any], sampler: Any) -> DataLoader[Any]:
-    """Batches of sample indices in the order ``like`` yields its samples.
+    """Batches of ``(indices, views)`` in the order ``like`` yields its samples.
 
     It shares ``like``'s generator, so starting an epoch draws the same random number
     (from that generator, or the global one) as starting ``like`` would.
@@ -107,5 +143,5 @@ def index_loader(like: DataLoader[Any], sampler: Any) -> DataLoader[Any]:
         sampler=sampler,
         shuffle=False if sampler is None else None,
         generator=like.generator,
-        collate_fn=lambda idx: torch.tensor(idx, dtype=torch.long),
+        collate_fn=split_keys,
     )

@@ -1,0 +1,91 @@
+"""Decoded-input cache: each image decoded and resized once per job into uint8 pixels.
+
+An image dataset decodes a sample the first time it is read (in the first epoch, by the
+normal data pipeline, in whichever DataLoader worker reads it) and keeps its pixels; later
+epochs read them back and apply augmentation on top. Pixels live in anonymous shared
+memory up to THAW_DECODED_CACHE_BYTES and in a memory-mapped file in the run folder beyond
+that, so forked DataLoader workers fill and read the same buffer. The file goes when the
+dataset does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+DECODED_FOLDER = "decoded_cache"
+
+
+def available_memory() -> int:
+    """Bytes of physical memory free now (4 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 4 * 1024**3
+
+
+class DecodedImages:
+    """uint8 pixels ``[n, 3, size, size]`` with a filled flag per sample."""
+
+    def __init__(self, n: int, size: int, *, budget: int, spill: Path):
+        self.shape = (n, 3, size, size)
+        self.nbytes = n * 3 * size * size
+        self.file: Path | None = None
+        if self.nbytes <= budget:
+            buffer: Any = mmap.mmap(-1, max(self.nbytes, 1))
+        else:
+            spill.parent.mkdir(parents=True, exist_ok=True)
+            self.file = spill
+            buffer = np.memmap(spill, dtype=np.uint8, mode="w+", shape=(max(self.nbytes, 1),))
+            weakref.finalize(self, _remove, spill, os.getpid())
+        self._buffer = buffer
+        self._flags = mmap.mmap(-1, max(n, 1))
+        self.pixels = torch.from_numpy(
+            np.frombuffer(buffer, dtype=np.uint8, count=self.nbytes).reshape(self.shape)
+        )
+        self.filled = torch.from_numpy(np.frombuffer(self._flags, dtype=np.uint8, count=n))
+
+    @property
+    def where(self) -> str:
+        return "memory" if self.file is None else f"memory-mapped file {self.file.name}"
+
+    def get(self, index: int, decode: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The sample's pixels, decoded by ``decode`` the first time only."""
+        if not self.filled[index]:
+            self.pixels[index] = decode()
+            self.filled[index] = 1
+        return self.pixels[index]
+
+
+def _remove(path: Path, owner: int) -> None:
+    if os.getpid() == owner:
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+
+def attach_decoded_cache(data: Any, budget: int, folder: Path) -> list[DecodedImages]:
+    """Give the image datasets of ``data`` (train, then validation) their decoded caches,
+    sharing ``budget`` bytes of memory; other datasets are left as they are."""
+    from thaw.data.images import ImageFolderDataset
+
+    caches = []
+    for part in ("train", "val"):
+        dataset = getattr(data, part)
+        if not isinstance(dataset, ImageFolderDataset) or len(dataset) == 0:
+            continue
+        cache = DecodedImages(
+            len(dataset), dataset.image_size, budget=budget, spill=folder / f"{part}.u8"
+        )
+        budget = max(0, budget - cache.nbytes)
+        dataset.decoded = cache
+        caches.append(cache)
+    return caches
