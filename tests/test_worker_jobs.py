@@ -155,7 +155,11 @@ def test_killed_worker_job_resumes_on_another_worker_and_matches_an_unbroken_run
     assert runs[1].data["worker"] != runs[0].data["worker"]
     assert int(runs[1].id.split("-")[0]) / 1000 >= killed_at  # stream ids are Redis ms
     logs = [e.data["message"] for e in stack.events.read(job.id, limit=10_000) if e.type == "log"]
-    assert "resumed from epoch 1 (phase 0)" in logs
+    # Epoch 2 reads the feature cache and can end before the kill lands: either checkpoint
+    # is a resume point, each in the phase it closed (layer3 thaws as epoch 2 starts).
+    resumed = [m for m in logs if m.startswith("resumed from ")]
+    assert len(resumed) == 1
+    assert resumed[0] in ("resumed from epoch 1 (phase 0)", "resumed from epoch 2 (phase 1)")
 
     unbroken = tmp_path / "unbroken"
     train(JobSpec.model_validate(body), unbroken, stack.settings)
