@@ -63,7 +63,10 @@ def spec_body(
     precision: str,
     workers: int | None,
 ) -> dict[str, Any]:
-    """The benchmark job: top block + head trainable, the block below thawed at epoch 2."""
+    """The benchmark job: top block + head trainable, the block below thawed at epoch 2.
+
+    The feature cache is off: these benches compare the same work per step with a hand
+    loop (bench/feature_cache.py measures what the cache saves)."""
     if model == MINILM:
         base = {"source": "huggingface", "name": "model"}
         rules = ["bert.encoder.layer.4", "bert.encoder.layer.5", "bert.pooler", "classifier"]
@@ -97,6 +100,7 @@ def spec_body(
             "precision": precision,
             "num_workers": workers,
             "seed": 0,
+            "feature_cache": "off",
         },
         "checkpointing": {"every_epochs": epochs, "keep_last": 1},
     }
