@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,23 +133,29 @@ class ApiServer:
             shutil.rmtree(self.data_dir / sub, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def api_server(redis_url: str) -> Iterator[ApiServer]:
-    """No API keys (tenant ``default``), small upload limits, Redis database 3."""
-    with tempfile.TemporaryDirectory(prefix="thaw-api-") as tmp:
-        server = ApiServer(
-            with_db(redis_url, 3),
-            Path(tmp),
-            env={
-                "THAW_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
-                "THAW_MAX_ARCHIVE_MEMBERS": str(MAX_ARCHIVE_MEMBERS),
-            },
-        )
+@contextmanager
+def running_api(
+    redis_url: str, prefix: str, env: dict[str, str] | None = None
+) -> Iterator[ApiServer]:
+    """An API server on its own temporary folders, stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        server = ApiServer(redis_url, Path(tmp), env=dict(env or {}))
         server.start()
         try:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def api_server(redis_url: str) -> Iterator[ApiServer]:
+    """No API keys (tenant ``default``), small upload limits, Redis database 3."""
+    limits = {
+        "THAW_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+        "THAW_MAX_ARCHIVE_MEMBERS": str(MAX_ARCHIVE_MEMBERS),
+    }
+    with running_api(with_db(redis_url, 3), "thaw-api-", limits) as server:
+        yield server
 
 
 @pytest.fixture
@@ -178,18 +185,10 @@ def keyed_server(redis_url: str) -> Iterator[ApiServer]:
     """Tenants ``alice`` and ``bob`` with their keys, Redis database 4. Every test sends from
     127.0.0.1, so the failed-key throttle is set out of reach here; its own tests use a
     server of their own."""
-    with tempfile.TemporaryDirectory(prefix="thaw-api-keys-") as tmp:
-        pairs = ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items())
-        server = ApiServer(
-            with_db(redis_url, 4),
-            Path(tmp),
-            env={"THAW_API_KEYS": pairs, "THAW_AUTH_FAILURES_MAX": "1000000"},
-        )
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    pairs = ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items())
+    env = {"THAW_API_KEYS": pairs, "THAW_AUTH_FAILURES_MAX": "1000000"}
+    with running_api(with_db(redis_url, 4), "thaw-api-keys-", env) as server:
+        yield server
 
 
 @pytest.fixture

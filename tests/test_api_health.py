@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
-from api_fixtures import ApiServer, free_port, job_body, problem
+from api_fixtures import ApiServer, free_port, job_body, problem, running_api
 
 from thaw.store import WorkerRegistry
 
@@ -19,13 +17,8 @@ pytest_plugins = ("api_fixtures",)
 @pytest.fixture(scope="module")
 def down_server() -> Iterator[ApiServer]:
     """An API whose Redis URL points at a port nothing listens on."""
-    with tempfile.TemporaryDirectory(prefix="thaw-api-down-") as tmp:
-        server = ApiServer(f"redis://127.0.0.1:{free_port()}/0", Path(tmp))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with running_api(f"redis://127.0.0.1:{free_port()}/0", "thaw-api-down-") as server:
+        yield server
 
 
 def test_healthz(http: httpx.Client) -> None:

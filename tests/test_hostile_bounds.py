@@ -4,15 +4,13 @@ each against a live API on 127.0.0.1."""
 from __future__ import annotations
 
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
-from api_fixtures import KEYS, ApiServer, files_under, problem, with_db
+from api_fixtures import KEYS, ApiServer, files_under, problem, running_api, with_db
 
 pytest_plugins = ("api_fixtures",)
 
@@ -25,24 +23,16 @@ BOUNDARY = "thawboundary"
 @pytest.fixture(scope="module")
 def bounded_server(redis_url: str) -> Iterator[ApiServer]:
     """Two tenants with small dataset quotas, Redis database 11."""
-    with tempfile.TemporaryDirectory(prefix="thaw-api-bounds-") as tmp:
-        server = ApiServer(
-            with_db(redis_url, 11),
-            Path(tmp),
-            env={
-                "THAW_API_KEYS": ",".join(f"{t}:{k}" for t, k in KEYS.items()),
-                "THAW_MAX_DATASETS_PER_TENANT": str(MAX_DATASETS),
-                "THAW_MAX_DATASET_BYTES_PER_TENANT": str(MAX_BYTES),
-                "THAW_UPLOAD_READ_TIMEOUT_SECONDS": "1",
-                "THAW_AUTH_FAILURES_MAX": str(AUTH_FAILURES),
-                "THAW_AUTH_FAILURE_WINDOW_SECONDS": "2",
-            },
-        )
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    env = {
+        "THAW_API_KEYS": ",".join(f"{t}:{k}" for t, k in KEYS.items()),
+        "THAW_MAX_DATASETS_PER_TENANT": str(MAX_DATASETS),
+        "THAW_MAX_DATASET_BYTES_PER_TENANT": str(MAX_BYTES),
+        "THAW_UPLOAD_READ_TIMEOUT_SECONDS": "1",
+        "THAW_AUTH_FAILURES_MAX": str(AUTH_FAILURES),
+        "THAW_AUTH_FAILURE_WINDOW_SECONDS": "2",
+    }
+    with running_api(with_db(redis_url, 11), "thaw-api-bounds-", env) as server:
+        yield server
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -31,19 +30,11 @@ SSE = {"Accept": "text/event-stream"}
 @pytest.fixture(scope="module")
 def roomy(redis_url: str) -> Iterator[ApiServer]:
     """An API server that allows 600 streams per tenant, with a long keepalive."""
-    from api_fixtures import with_db
+    from api_fixtures import running_api, with_db
 
-    with tempfile.TemporaryDirectory(prefix="thaw-api-sse-") as tmp:
-        server = ApiServer(
-            with_db(redis_url, 6),
-            Path(tmp),
-            env={"THAW_SSE_MAX_STREAMS_PER_TENANT": "600", "THAW_SSE_KEEPALIVE_SECONDS": "30"},
-        )
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    env = {"THAW_SSE_MAX_STREAMS_PER_TENANT": "600", "THAW_SSE_KEEPALIVE_SECONDS": "30"}
+    with running_api(with_db(redis_url, 6), "thaw-api-sse-", env) as server:
+        yield server
 
 
 def _p99(samples: list[float]) -> float:
