@@ -170,7 +170,9 @@ def test_sigterm_mid_epoch_hands_the_job_over_from_a_step_checkpoint(
     stack: Stack, unbroken: dict
 ) -> None:
     _prepare(stack)
-    workers = {"a": stack.start_worker("a"), "b": stack.start_worker("b")}
+    # Single worker nodes with slowed steps: the signal must land inside epoch 1 (the
+    # supervisor's forwarding of SIGTERM is tested in test_worker_supervisor.py).
+    workers = {name: stack.start_worker(name, preload="slow_steps") for name in ("a", "b")}
     job = stack.submit(SPEC)
     first = stack.wait_for(job.id, lambda j: j.progress.get("step", 0) >= 4)
     old = _started_by(workers, first.worker)
