@@ -78,7 +78,14 @@ def thaw_problem(exc: ThawError) -> Problem:
     """Every ThawError carries its own status, code and extra members."""
     if exc.status >= 500:
         log.error("%s: %s", type(exc).__name__, exc)
-    return Problem(exc.status, exc.detail, code=exc.code, title=exc.title, **exc.problem_fields())
+    return Problem(
+        exc.status,
+        exc.detail,
+        code=exc.code,
+        title=exc.title,
+        headers=exc.headers(),
+        **exc.problem_fields(),
+    )
 
 
 NOT_UTF8_BODY = InvalidInput(

@@ -27,6 +27,10 @@ class ThawError(Exception):
         """Extra members of the problem document beside type, title, status, detail, code."""
         return {}
 
+    def headers(self) -> dict[str, str]:
+        """Response headers that go with the problem (``Retry-After`` for a quota)."""
+        return {}
+
 
 class SpecError(ThawError):
     """A job spec that is well formed but cannot run: names the field and the fix."""

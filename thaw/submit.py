@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from thaw.data.shape import UploadLookup, data_shape
 from thaw.dispatch import Enqueue
-from thaw.errors import SpecError
+from thaw.errors import SpecError, ThawError
 from thaw.freezing.plan import plan_table
 from thaw.freezing.resolve import Resolved, meta_model, resolve_built
 from thaw.freezing.status import PLAN_KEY
@@ -102,6 +102,26 @@ def trainable_summary(table: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class QueuedJobsQuota(ThawError):
+    """A tenant with THAW_MAX_QUEUED_JOBS_PER_TENANT jobs waiting; each start frees room."""
+
+    status = 429
+    code = "too_many_queued_jobs"
+    retry_after_s = 30
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+def check_queue_quota(jobs: JobStore, tenant: str, settings: Settings) -> None:
+    queued = jobs.count(tenant, JobStatus.QUEUED)
+    if queued >= settings.max_queued_jobs_per_tenant:
+        raise QueuedJobsQuota(
+            f"this key has {queued} queued jobs, the most allowed "
+            "(THAW_MAX_QUEUED_JOBS_PER_TENANT); wait for some to start or cancel them"
+        )
+
+
 def submit_job(
     spec: JobSpec,
     *,
@@ -114,6 +134,7 @@ def submit_job(
 ) -> Submission:
     """Validate, store and queue a job. A repeated idempotency key with the same normalized
     spec returns the first job (``created`` False) and queues nothing."""
+    check_queue_quota(jobs, tenant, settings)
     table = plan_spec(
         spec,
         settings,

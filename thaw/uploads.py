@@ -75,6 +75,9 @@ class DatasetQuotaExceeded(ThawError):
         self.message = message
         super().__init__(message)
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
 
 @dataclass(frozen=True)
 class TenantUsage:

@@ -11,11 +11,10 @@ from service.deps import SettingsDep, StoresDep, TenantDep
 from service.multipart import receive_upload
 from service.openapi import V1_RESPONSES, problem_responses
 from service.paging import paging
-from service.problems import Problem, not_found
+from service.problems import not_found
 from service.schemas import DatasetList, DatasetOut, DatasetUpload
 from thaw.store.datasets import DATASET_ID
 from thaw.uploads import (
-    DatasetQuotaExceeded,
     check_dataset_quota,
     remove_dataset_files,
     store_upload,
@@ -58,35 +57,23 @@ async def upload_dataset(
     stores: StoresDep,
     tenant: TenantDep,
 ) -> dict[str, Any]:
+    await run_in_threadpool(check_dataset_quota, stores.datasets, tenant, settings)
+    form = await receive_upload(request, settings)
+    assert form.spool is not None and form.filename is not None
     try:
-        await run_in_threadpool(check_dataset_quota, stores.datasets, tenant, settings)
-        form = await receive_upload(request, settings)
-        assert form.spool is not None and form.filename is not None
-        try:
-            dataset = await run_in_threadpool(
-                store_upload,
-                form.spool,
-                filename=form.filename,
-                name=form.name,
-                tenant=tenant,
-                settings=settings,
-                datasets=stores.datasets,
-            )
-        finally:
-            form.spool.discard()
-    except DatasetQuotaExceeded as exc:
-        raise _quota_problem(exc) from exc
+        dataset = await run_in_threadpool(
+            store_upload,
+            form.spool,
+            filename=form.filename,
+            name=form.name,
+            tenant=tenant,
+            settings=settings,
+            datasets=stores.datasets,
+        )
+    finally:
+        form.spool.discard()
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset.public_dict()
-
-
-def _quota_problem(exc: DatasetQuotaExceeded) -> Problem:
-    return Problem(
-        exc.status,
-        exc.detail,
-        code=exc.code,
-        headers={"Retry-After": str(exc.retry_after_s)},
-    )
 
 
 @router.get(

@@ -6,7 +6,6 @@ import shutil
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from service.deps import (
@@ -29,13 +28,10 @@ from service.schemas import (
     LayerEpochOut,
     LayerStatusOut,
 )
-from service.stores import Stores
 from thaw.freezing.status import layer_status
-from thaw.settings import Settings
 from thaw.spec import JobSpec
-from thaw.store import Job, JobStatus
+from thaw.store import Job
 from thaw.store.jobs import JOB_ID
-from thaw.store.keys import Keys
 from thaw.submit import submit_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=V1_RESPONSES)
@@ -91,7 +87,6 @@ async def create_job(
         ),
     ] = None,
 ) -> dict[str, Any]:
-    await run_in_threadpool(_check_queue_quota, stores, tenant, settings)
     submission = await pool.run(
         submit_job,
         spec,
@@ -106,19 +101,6 @@ async def create_job(
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/jobs/{submission.job.id}"
     return job_out(submission.job)
-
-
-def _check_queue_quota(stores: Stores, tenant: str, settings: Settings) -> None:
-    key = Keys().jobs_by_tenant_status(tenant, JobStatus.QUEUED.value)
-    queued = stores.client.zcard(key)
-    if queued >= settings.max_queued_jobs_per_tenant:
-        raise Problem(
-            429,
-            f"this key has {queued} queued jobs, the most allowed "
-            "(THAW_MAX_QUEUED_JOBS_PER_TENANT); wait for some to start or cancel them",
-            code="too_many_queued_jobs",
-            headers={"Retry-After": "30"},
-        )
 
 
 @router.get(

@@ -159,6 +159,12 @@ class JobStore:
                 out.append(Job.from_hash(fields))
         return out
 
+    def count(self, tenant: str, status: JobStatus | str) -> int:
+        """How many of the tenant's jobs are in ``status``."""
+        return int(
+            self.redis.zcard(self.keys.jobs_by_tenant_status(tenant, JobStatus(status).value))
+        )
+
     def ids_by_status(self, status: JobStatus | str) -> list[str]:
         """Every job id in a status, all tenants, newest first."""
         index = self.keys.jobs_by_status(JobStatus(status).value)
