@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -182,7 +183,8 @@ class _Run:
                 self._maybe_progress(epoch, step, total, start_step, started, loss)
                 self._maybe_step_checkpoint(epoch, batch + 1, step, metrics)
             metrics = self._validate(val_loader)
-            check_diverged(torch.tensor(metrics["val_loss"]), epoch, step, "validation loss")
+            if "val_loss" in metrics:
+                check_diverged(metrics["val_loss"], epoch, step, "validation loss")
             metrics["epoch"] = epoch
             self.reporter.metrics(epoch, metrics)
             self._progress(epoch, step, total, start_step, started)
@@ -191,7 +193,9 @@ class _Run:
                 self._checkpoint(epoch, step, metrics)
         return self._result("succeeded", timeline.epochs, step, metrics, resumed, started)
 
-    def _batches(self, loader, sampler, skip: int, resumed: Resumed | None):  # type: ignore[no-untyped-def]
+    def _batches(
+        self, loader: Any, sampler: Any, skip: int, resumed: Resumed | None
+    ) -> Iterator[Any]:
         """The epoch's batches from number ``skip`` on. Resuming mid-epoch re-creates the
         iterator from the epoch's starting random state (the same order and worker seeds),
         skips what was trained, then restores the random state of the saved step."""
@@ -207,7 +211,9 @@ class _Run:
             restore_rng_state(resumed.step_rng)
         return iterator
 
-    def _stop(self, reason: StopReason, epoch: int, batch: int, step: int, metrics) -> str:  # type: ignore[no-untyped-def]
+    def _stop(
+        self, reason: StopReason, epoch: int, batch: int, step: int, metrics: dict[str, float]
+    ) -> str:
         """What a stop before the next step leaves behind: a preempted run saves a step
         checkpoint (when it is inside an epoch) for the worker that takes the job over."""
         if reason == "lost":
@@ -218,12 +224,16 @@ class _Run:
             self._step_checkpoint(epoch, batch, step, metrics)
         return "preempted"
 
-    def _maybe_step_checkpoint(self, epoch: int, batch: int, step: int, metrics) -> None:  # type: ignore[no-untyped-def]
+    def _maybe_step_checkpoint(
+        self, epoch: int, batch: int, step: int, metrics: dict[str, float]
+    ) -> None:
         every = self.spec.checkpointing.every_steps
         if every and step % every == 0 and batch < self.resolved.timeline.steps_per_epoch:
             self._step_checkpoint(epoch, batch, step, metrics)
 
-    def _step_checkpoint(self, epoch: int, batch: int, step: int, metrics) -> None:  # type: ignore[no-untyped-def]
+    def _step_checkpoint(
+        self, epoch: int, batch: int, step: int, metrics: dict[str, float]
+    ) -> None:
         save_step(
             self.run_dir,
             engine=self.engine,
@@ -237,7 +247,15 @@ class _Run:
         )
         self.reporter.log("info", f"step checkpoint at step {step} (epoch {epoch}, batch {batch})")
 
-    def _result(self, status, epoch, step, metrics, resumed, started) -> TrainResult:  # type: ignore[no-untyped-def]
+    def _result(
+        self,
+        status: str,
+        epoch: int,
+        step: int,
+        metrics: dict[str, float],
+        resumed: Resumed | None,
+        started: float,
+    ) -> TrainResult:
         wall = time.monotonic() - started
         rate = self._samples / wall if wall > 0 else 0.0
         if status == "succeeded":
@@ -261,7 +279,7 @@ class _Run:
     def _begin_cache_epoch(self, epoch: int) -> None:
         self._cached_epoch = self.cache is not None and self.cache.begin_epoch(epoch)
 
-    def _epoch_batches(self, loader, sampler, part: str):  # type: ignore[no-untyped-def]
+    def _epoch_batches(self, loader: Any, sampler: Any, part: str) -> Iterator[Any]:
         if self.cache is None:
             return iter(loader)
         return cached_batches(self.cache, loader, sampler, part, self._cached_epoch)
@@ -391,11 +409,14 @@ class Diverged(ThawError):
     code = "diverged"
 
 
-def check_diverged(loss: torch.Tensor, epoch: int, step: int, what: str = "training loss") -> None:
+def check_diverged(
+    loss: torch.Tensor | float, epoch: int, step: int, what: str = "training loss"
+) -> None:
     """Fail the run at the first step whose loss is not a finite number."""
-    if not bool(torch.isfinite(loss)):
+    value = float(loss)
+    if not math.isfinite(value):
         raise Diverged(
-            f"the {what} became {float(loss)} at step {step} (epoch {epoch}); "
+            f"the {what} became {value} at step {step} (epoch {epoch}); "
             "lower the learning rate, set hyperparameters.grad_clip_norm, or check the data"
         )
 
