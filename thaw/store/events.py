@@ -102,21 +102,6 @@ class EventLog:
         entries = self.redis.xrange(self.keys.job_events(job_id), start, "+", count=limit)
         return [event_from_entry(eid, fields) for eid, fields in entries]
 
-    def wait(
-        self, job_id: str, after: str | None, timeout_s: float, limit: int = 100
-    ) -> list[Event]:
-        """Events after ``after`` (from the start when ``None``), blocking up to
-        ``timeout_s`` until one arrives; an empty list on timeout."""
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        cursor = after if after is not None else "0-0"
-        _check_cursor(cursor)
-        block_ms = max(1, int(timeout_s * 1000))
-        reply = self.redis.xread(
-            {self.keys.job_events(job_id): cursor}, count=limit, block=block_ms
-        )
-        return [event_from_entry(eid, fields) for eid, fields in stream_entries(reply)]
-
     def last_id(self, job_id: str) -> str | None:
         """The newest event id, for a consumer that only wants what comes next."""
         entries = self.redis.xrevrange(self.keys.job_events(job_id), "+", "-", count=1)
