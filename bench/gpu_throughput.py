@@ -135,9 +135,7 @@ def build(args: argparse.Namespace, model: str, tmp: Path) -> tuple[Any, ...]:
     net = resolved.built.model.to(placement.device)
     if placement.channels_last:
         net.to(memory_format=torch.channels_last)
-    engine = FreezeEngine(
-        resolved.index, resolved.timeline, spec.freeze, hp, fused=placement.device.type == "cuda"
-    )
+    engine = FreezeEngine.from_resolved(resolved, fused=placement.device.type == "cuda")
     engine.advance(0)
     net.train()
     workers = default_workers(placement, hp.num_workers)

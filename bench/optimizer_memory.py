@@ -105,7 +105,7 @@ def optimizer_rows(args: argparse.Namespace, settings: Any) -> list[dict[str, An
     for method in ("requires_grad", "zero_lr"):
         spec = make_spec(args, method)
         r = resolved_model(args, spec, settings)
-        engine = FreezeEngine(r.index, r.timeline, spec.freeze, spec.hyperparameters)
+        engine = FreezeEngine.from_resolved(r)
         model = engine.model
         inputs, labels = batch(args, model)
         for phase in range(len(r.timeline.phases)):
@@ -228,7 +228,7 @@ def saved_for(args: argparse.Namespace, settings: Any, config: str) -> SavedCoun
             p.requires_grad_(True)
         model.train()
     else:
-        engine = FreezeEngine(r.index, r.timeline, spec.freeze, spec.hyperparameters)
+        engine = FreezeEngine.from_resolved(r)
         if config == "thawed":
             engine.advance(1)
         model.train()

@@ -319,13 +319,7 @@ def engine_steps(s: Setup) -> Steps:
     model = resolved.built.model.to(placement.device)
     if placement.channels_last:
         model.to(memory_format=torch.channels_last)
-    engine = FreezeEngine(
-        resolved.index,
-        resolved.timeline,
-        s.spec.freeze,
-        hp,
-        fused=placement.device.type == "cuda",
-    )
+    engine = FreezeEngine.from_resolved(resolved, fused=placement.device.type == "cuda")
     scaler = torch.amp.GradScaler(enabled=placement.use_scaler)
     train_loader, _, sampler = make_loaders(
         s.data.train,
@@ -440,10 +434,9 @@ def check_same_work(s: Setup) -> None:
     from thaw.freezing.engine import FreezeEngine
     from thaw.freezing.resolve import resolve
 
-    hp = s.spec.hyperparameters
     shape = DataShape(list(s.data.classes), len(s.data.train))
     resolved = resolve(s.spec, s.settings, shape, meta=False)
-    engine = FreezeEngine(resolved.index, resolved.timeline, s.spec.freeze, hp)
+    engine = FreezeEngine.from_resolved(resolved)
     trainable, thaw = trainable_prefixes(s.args.model)
     hand = build_hand_model(s)
     problems = []

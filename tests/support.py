@@ -76,7 +76,7 @@ def resolved(
 
 def engine_for(spec: JobSpec, **kwargs: Any) -> FreezeEngine:
     r = resolved(spec, **kwargs)
-    return FreezeEngine(r.index, r.timeline, spec.freeze, spec.hyperparameters)
+    return FreezeEngine.from_resolved(r)
 
 
 def image_batches(count: int, classes: int = 3, size: int = 32, batch: int = 4) -> list[tuple]:

@@ -9,7 +9,7 @@ One object owns the model's freeze state across the run. The trainer calls
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,6 +20,9 @@ from thaw.freezing.param_options import ParamOptions, base_options, options_by_p
 from thaw.freezing.state import ModeKeeper, module_modes
 from thaw.freezing.timeline import Timeline
 from thaw.spec import FreezeSpec, Hyperparameters
+
+if TYPE_CHECKING:
+    from thaw.freezing.resolve import Resolved
 
 FROZEN_GROUP = "frozen"
 
@@ -41,6 +44,7 @@ class FreezeEngine:
         hp: Hyperparameters,
         *,
         fused: bool = False,
+        options: list[dict[str, ParamOptions | None]] | None = None,
     ):
         self.index = index
         self.model: nn.Module = index.model
@@ -49,7 +53,9 @@ class FreezeEngine:
         self.policy = freeze.batchnorm
         self.dropout = freeze.dropout
         self.hp = hp
-        self.options = options_by_phase(timeline, base_options(index, hp), hp)
+        if options is None:
+            options = options_by_phase(timeline, base_options(index, hp), hp)
+        self.options = options
         self.phase = 0
         self.trainable = dict(timeline.phases[0].trainable)
         self._set_requires_grad()
@@ -58,6 +64,19 @@ class FreezeEngine:
         self.modes = ModeKeeper(self.model, self.module_modes)
         self._frozen_group = next(
             (g for g in self.optimizer.param_groups if g["name"] == FROZEN_GROUP), None
+        )
+
+    @classmethod
+    def from_resolved(cls, resolved: Resolved, *, fused: bool = False) -> FreezeEngine:
+        """The engine of a resolved spec, with the per-phase options resolve() computed."""
+        spec = resolved.spec
+        return cls(
+            resolved.index,
+            resolved.timeline,
+            spec.freeze,
+            spec.hyperparameters,
+            fused=fused,
+            options=resolved.options,
         )
 
     def module_modes(self) -> dict[str, bool]:

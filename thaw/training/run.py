@@ -87,9 +87,7 @@ def _train(
     model = built.model.to(placement.device)
     if placement.channels_last:
         model.to(memory_format=torch.channels_last)
-    engine = FreezeEngine(
-        resolved.index, resolved.timeline, spec.freeze, hp, fused=placement.device.type == "cuda"
-    )
+    engine = FreezeEngine.from_resolved(resolved, fused=placement.device.type == "cuda")
     run = _Run(spec, resolved, engine, placement, reporter, settings, run_dir, base)
 
     resumed = restore(run_dir, engine, placement.device, spec.fingerprint())
