@@ -11,6 +11,17 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+@dataclass(frozen=True)
+class ImageInputs:
+    """How a model's own source says to feed it images."""
+
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str
+    fixed_input_size: bool
+
+
 @dataclass
 class BuiltModel:
     model: nn.Module
@@ -29,6 +40,15 @@ class BuiltModel:
     tokenizer_path: str | None = None
     convolutional: bool = False
     warnings: list[str] = field(default_factory=list)
+
+    def take_image_inputs(self, inputs: ImageInputs) -> None:
+        """An image model fed as its source says: size, normalization, interpolation."""
+        self.modality = "image"
+        self.tokenizer_path = None
+        self.image_size = inputs.image_size
+        self.mean, self.std = inputs.mean, inputs.std
+        self.interpolation = inputs.interpolation
+        self.fixed_image_size = inputs.image_size if inputs.fixed_input_size else None
 
     def config(self) -> dict[str, Any]:
         """Thaw's rebuild record, stored beside checkpoints (config.json or thaw.json)."""

@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from thaw.errors import ModelError
+from thaw.models.built import ImageInputs
 from thaw.models.local_files import safetensors_weights
 from thaw.paths import resolve_under
 
@@ -143,15 +144,6 @@ def head_path(model: nn.Module) -> str | None:
         if isinstance(getattr(model, candidate, None), nn.Module):
             return candidate
     return None
-
-
-@dataclass(frozen=True)
-class ImageInputs:
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    interpolation: str
-    fixed_input_size: bool
 
 
 def image_inputs(located: Located, config: Any, *, local_only: bool) -> ImageInputs:

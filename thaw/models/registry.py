@@ -148,22 +148,18 @@ def _build_timm(
         apply = check_weights_file if meta else load_weights_file
         warnings = _reinit_warning(heads, apply(model, folder_weights, heads, loc))
     warnings += _apply_weights_file(ref, model, heads, settings, meta)
-    data = timm_source.data_config(model)
-    return BuiltModel(
+    built = BuiltModel(
         model=model,
         source="timm",
         name=ref.name,
         modality="image",
         head=heads[0],
         num_classes=num_classes,
-        image_size=data.image_size,
-        mean=data.mean,
-        std=data.std,
-        interpolation=data.interpolation,
-        fixed_image_size=data.image_size if data.fixed_input_size else None,
         convolutional=torchvision_source.is_convolutional(model),
         warnings=warnings,
     )
+    built.take_image_inputs(timm_source.data_config(model))
+    return built
 
 
 def _build_huggingface(
@@ -196,13 +192,9 @@ def _build_huggingface(
         warnings=warnings,
     )
     if huggingface_source.is_image_config(config):
-        inputs = huggingface_source.image_inputs(located, config, local_only=local_only)
-        built.modality = "image"
-        built.tokenizer_path = None
-        built.image_size = inputs.image_size
-        built.mean, built.std = inputs.mean, inputs.std
-        built.interpolation = inputs.interpolation
-        built.fixed_image_size = inputs.image_size if inputs.fixed_input_size else None
+        built.take_image_inputs(
+            huggingface_source.image_inputs(located, config, local_only=local_only)
+        )
         built.convolutional = torchvision_source.is_convolutional(model)
     return built
 

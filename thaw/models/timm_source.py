@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from thaw.errors import ModelError
+from thaw.models.built import ImageInputs
 from thaw.models.local_files import safetensors_weights
 from thaw.paths import resolve_under
 
@@ -127,22 +128,13 @@ def head_paths(model: nn.Module) -> tuple[str, ...]:
     return tuple(found)
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    interpolation: str
-    fixed_input_size: bool
-
-
-def data_config(model: nn.Module) -> DataConfig:
+def data_config(model: nn.Module) -> ImageInputs:
     """Input size, mean, std and interpolation from timm's data config of the model."""
     from timm.data import resolve_data_config
 
     cfg = resolve_data_config({}, model=model)
     pretrained = getattr(model, "pretrained_cfg", None) or {}
-    return DataConfig(
+    return ImageInputs(
         image_size=int(cfg["input_size"][-1]),
         mean=tuple(float(v) for v in cfg["mean"]),
         std=tuple(float(v) for v in cfg["std"]),
