@@ -2,7 +2,8 @@
 
 For each model, in a fresh Python process: the import time of the planning modules, the
 first (cold) plan, then warm plans; each plan is ``JobSpec.model_validate`` (the request
-body) + ``data_shape`` + ``resolve`` (meta model) + ``plan_table``, timed in parts. Then
+body) + ``resolve_spec`` (dataset shape, the meta model from the shared cache, selectors and
+timeline: the one path of ``thaw plan`` and the API) + ``plan_table``, timed in parts. Then
 ``python -m thaw.cli plan spec.json`` wall clock as a subprocess, imports included.
 
     .venv/bin/python bench/plan_latency.py                    # resnet50, minilm, three timm
@@ -48,17 +49,7 @@ def body_for(model: str) -> dict[str, Any]:
 
 def timm_body(name: str) -> dict[str, Any]:
     """A timm model by name (no weights): top two groups train, the next thaws at epoch 2."""
-    body = spec_body(
-        "resnet50",
-        num_classes=10,
-        num_examples=640,
-        epochs=3,
-        batch_size=32,
-        image_size=224,
-        max_length=128,
-        precision="auto",
-        workers=None,
-    )
+    body = body_for("resnet50")
     body["name"] = f"bench-timm-{name}"
     body["base_model"] = {"source": "timm", "name": name}
     body["freeze"]["rules"] = [{"match": "group:-2:", "trainable": True}]
@@ -69,10 +60,9 @@ def timm_body(name: str) -> dict[str, Any]:
 def child(model: str, repeat: int) -> dict[str, Any]:
     """Runs in a fresh process: imports, one cold plan, ``repeat`` warm plans."""
     t0 = time.perf_counter()
-    from thaw.data.shape import data_shape
     from thaw.freezing.plan import plan_table
-    from thaw.freezing.resolve import resolve
     from thaw.spec import JobSpec
+    from thaw.submit import resolve_spec
 
     imported = time.perf_counter() - t0
     body = body_for(model)
@@ -83,9 +73,7 @@ def child(model: str, repeat: int) -> dict[str, Any]:
             a = time.perf_counter()
             spec = JobSpec.model_validate(body)
             b = time.perf_counter()
-            shape = data_shape(spec.dataset, settings)
-            c = time.perf_counter()
-            resolved = resolve(spec, settings, shape)
+            resolved = resolve_spec(spec, settings)
             d = time.perf_counter()
             table = plan_table(resolved)
             e = time.perf_counter()
@@ -93,8 +81,7 @@ def child(model: str, repeat: int) -> dict[str, Any]:
             f = time.perf_counter()
             return {
                 "validate": b - a,
-                "data_shape": c - b,
-                "resolve": d - c,
+                "resolve": d - b,
                 "plan_table": e - d,
                 "json": f - e,
                 "total": f - a,
