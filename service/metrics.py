@@ -18,11 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.deps import get_tenant
 from service.stores import Stores
+from thaw.dispatch import broker_queue_keys
 from thaw.store.job_record import JobStatus
 
-# How kombu's Redis transport names a queue's lists, one per priority step.
-_PRIORITY_STEPS = (0, 3, 6, 9)
-_PRIORITY_SEP = "\x06\x16"
 UNMATCHED = "unmatched"
 
 
@@ -47,8 +45,8 @@ class StoreCollector(Collector):
 
     def _queue_depth(self) -> int:
         pipe = self.stores.client.pipeline(transaction=False)
-        for priority in _PRIORITY_STEPS:
-            pipe.llen(f"{self.queue}{_PRIORITY_SEP}{priority}" if priority else self.queue)
+        for key in broker_queue_keys(self.queue):
+            pipe.llen(key)
         return sum(int(n) for n in pipe.execute())
 
     def _from_store(self) -> Iterator[Any]:

@@ -9,3 +9,12 @@ TRAIN_TASK = "thaw.train"
 
 Enqueue = Callable[[str], None]
 """Send job ``id`` to the training queue; raises if the broker cannot take it."""
+
+# kombu's Redis transport keeps a queue as one list, plus one per priority step.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+
+
+def broker_queue_keys(queue: str) -> list[str]:
+    """The Redis lists that hold ``queue``'s waiting messages."""
+    return [queue, *(f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS)]

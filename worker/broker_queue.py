@@ -9,20 +9,13 @@ from typing import Any
 
 import redis
 
-from thaw.dispatch import TRAIN_TASK
-
-PRIORITY_SEPARATOR = "\x06\x16"
-PRIORITY_STEPS = (3, 6, 9)
-
-
-def queue_keys(queue: str) -> list[str]:
-    return [queue, *(f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS)]
+from thaw.dispatch import TRAIN_TASK, broker_queue_keys
 
 
 def waiting_job_ids(client: redis.Redis, queue: str) -> set[str]:
     """Job ids of training messages not yet delivered to any worker."""
     pipe = client.pipeline(transaction=False)
-    for key in queue_keys(queue):
+    for key in broker_queue_keys(queue):
         pipe.lrange(key, 0, -1)
     out: set[str] = set()
     for messages in pipe.execute():
