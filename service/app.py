@@ -16,8 +16,20 @@ from service.metrics import install_metrics
 from service.openapi import install_openapi
 from service.pages import install_pages
 from service.problems import install_problem_handlers
-from service.queue import enqueuer
-from service.routers import checkpoints, datasets, events, health, jobs, models, plans, workers
+from service.queue import enqueuer, task_sender
+from service.routers import (
+    checkpoints,
+    datasets,
+    evaluations,
+    events,
+    exports,
+    health,
+    jobs,
+    models,
+    plans,
+    predictions,
+    workers,
+)
 from service.spec_pool import SpecPool
 from service.sse import StreamSlots, async_client
 from service.stores import Stores
@@ -74,12 +86,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.stores = Stores.open(settings)
     app.state.enqueue = enqueuer(settings)
+    app.state.send_task = task_sender(settings)
     app.state.spec_pool = SpecPool(settings)
     app.state.aredis = async_client(settings.redis_url)
     app.state.stream_slots = StreamSlots(settings.sse_max_streams_per_tenant)
     install_problem_handlers(app)
     app.add_middleware(JsonBodyLimit, limit=settings.max_json_body_bytes)
-    for module in (health, models, plans, datasets, jobs, events, checkpoints, workers):
+    routers = (health, models, plans, datasets, jobs, events, checkpoints, workers)
+    for module in (*routers, evaluations, predictions, exports):
         app.include_router(module.router)
     install_pages(app)
     install_openapi(app, settings, keys_enabled=api_keys.enabled)

@@ -11,7 +11,7 @@ from service.auth import DEFAULT_TENANT, ApiKeys, FailureThrottle
 from service.problems import Problem, not_found
 from service.spec_pool import SpecPool
 from service.stores import Stores
-from thaw.dispatch import Enqueue
+from thaw.dispatch import Enqueue, SendTask
 from thaw.settings import Settings
 from thaw.store import Job
 from thaw.store.jobs import JOB_ID
@@ -74,6 +74,10 @@ def get_enqueue(request: Request) -> Enqueue:
     return request.app.state.enqueue
 
 
+def get_send_task(request: Request) -> SendTask:
+    return request.app.state.send_task
+
+
 def get_known_tenant(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -95,6 +99,7 @@ StoresDep = Annotated[Stores, Depends(get_stores)]
 TenantDep = Annotated[str, Depends(get_tenant)]
 KnownTenantDep = Annotated[str | None, Depends(get_known_tenant)]
 EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
+SendTaskDep = Annotated[SendTask, Depends(get_send_task)]
 SpecPoolDep = Annotated[SpecPool, Depends(get_spec_pool)]
 
 

@@ -275,3 +275,29 @@ class WorkerList(BaseModel):
 
 
 ProblemOut.model_rebuild()
+
+
+class CheckpointTaskOut(BaseModel):
+    """An evaluation, prediction or export of a job's checkpoint."""
+
+    id: str
+    kind: Literal["evaluation", "prediction", "export"]
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "expired"]
+    checkpoint: str = Field(description="The checkpoint folder it ran on, such as epoch-3.")
+    request: dict[str, Any]
+    result: dict[str, Any] | None = Field(
+        description="Evaluations: accuracy, f1_macro, f1_weighted, per_class, "
+        "confusion_matrix (rows: true class), most_confused, worst_examples. Predictions: "
+        "predictions (top classes per input). Exports: files (size, sha256), max_abs_diff."
+    )
+    error: dict[str, Any] | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    links: dict[str, str]
+
+
+class CheckpointTaskList(BaseModel):
+    data: list[CheckpointTaskOut]
+    has_more: bool = False

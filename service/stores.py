@@ -8,6 +8,7 @@ import redis
 
 from thaw.settings import Settings
 from thaw.store import DatasetStore, EventLog, JobStore, WorkerRegistry, connect
+from thaw.store.checkpoint_tasks import CheckpointTaskStore
 
 
 @dataclass
@@ -17,6 +18,7 @@ class Stores:
     events: EventLog
     datasets: DatasetStore
     workers: WorkerRegistry
+    tasks: CheckpointTaskStore
 
     @classmethod
     def open(cls, settings: Settings) -> Stores:
@@ -27,6 +29,7 @@ class Stores:
             events=EventLog(client),
             datasets=DatasetStore(client),
             workers=WorkerRegistry(client),
+            tasks=CheckpointTaskStore(client),
         )
 
     def close(self) -> None:

@@ -6,9 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 TRAIN_TASK = "thaw.train"
+# Work on a finished job's checkpoint; the argument is the record's id.
+CHECKPOINT_TASKS = {
+    "evaluation": "thaw.evaluate",
+    "prediction": "thaw.predict",
+    "export": "thaw.export",
+}
 
 Enqueue = Callable[[str], None]
 """Send job ``id`` to the training queue; raises if the broker cannot take it."""
+
+SendTask = Callable[[str, str, float | None], None]
+"""Send checkpoint task ``(kind, record id, expires in seconds or None)`` to the queue."""
 
 # kombu's Redis transport keeps a queue as one list, plus one per priority step.
 _PRIORITY_SEPARATOR = "\x06\x16"

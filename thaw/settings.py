@@ -135,6 +135,29 @@ class Settings(BaseSettings):
     max_dataset_bytes_per_tenant: int = Field(
         default=100 * 1024**3, ge=1, description="Bytes of one tenant's stored uploads (429)."
     )
+    max_prediction_inputs: int = Field(
+        default=16, ge=1, le=1000, description="Images or texts in one prediction request."
+    )
+    max_prediction_bytes: int = Field(
+        default=32 * 1024**2, ge=1024, description="A multipart prediction request body (413)."
+    )
+    max_prediction_text_chars: int = Field(
+        default=10_000, ge=1, description="Characters of one text to predict on."
+    )
+    prediction_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="How long the API waits for a worker's prediction (503)."
+    )
+    evaluation_batch_size: int = Field(default=64, ge=1, description="Batch of evaluations.")
+    evaluation_worst_examples: int = Field(
+        default=20, ge=0, le=1000, description="Worst-predicted examples an evaluation lists."
+    )
+    evaluation_confused_pairs: int = Field(
+        default=10, ge=0, le=10_000, description="Most confused class pairs an evaluation lists."
+    )
+    onnx_opset: int = Field(default=18, ge=14, le=23, description="ONNX opset of exports.")
+    export_tolerance: float = Field(
+        default=1e-3, gt=0, description="Largest |onnxruntime - PyTorch| logit an export passes."
+    )
 
     @property
     def redispatch_period(self) -> float:

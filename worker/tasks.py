@@ -15,9 +15,10 @@ from functools import lru_cache
 import redis
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
-from thaw.dispatch import TRAIN_TASK
+from thaw.dispatch import CHECKPOINT_TASKS, TRAIN_TASK
 from thaw.store import connect
 from worker.celery_app import app, settings
+from worker.checkpoint_work import run_checkpoint_task
 from worker.job_runner import run_job
 from worker.maintenance import Maintenance
 
@@ -46,6 +47,21 @@ def maintenance() -> Maintenance:
 @app.task(name=TRAIN_TASK, ignore_result=True)
 def train(job_id: str) -> str:
     return run_job(job_id, WORKER_ID, settings, client(), enqueue=enqueue, preempt=PREEMPT)
+
+
+@app.task(name=CHECKPOINT_TASKS["evaluation"], ignore_result=True)
+def evaluate(task_id: str) -> str:
+    return run_checkpoint_task(task_id, settings, client())
+
+
+@app.task(name=CHECKPOINT_TASKS["prediction"], ignore_result=True)
+def predict(task_id: str) -> str:
+    return run_checkpoint_task(task_id, settings, client())
+
+
+@app.task(name=CHECKPOINT_TASKS["export"], ignore_result=True)
+def export(task_id: str) -> str:
+    return run_checkpoint_task(task_id, settings, client())
 
 
 @worker_init.connect

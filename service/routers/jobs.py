@@ -49,6 +49,9 @@ def job_out(job: Job) -> dict[str, Any]:
         "events": f"{base}/events",
         "layers": f"{base}/layers",
         "checkpoints": f"{base}/checkpoints",
+        "evaluations": f"{base}/evaluations",
+        "predictions": f"{base}/predictions",
+        "exports": f"{base}/exports",
         "cancel": f"{base}/cancel",
     }
     return body
@@ -152,6 +155,7 @@ def delete_job(
 ) -> Response:
     if not stores.jobs.delete(job.id, tenant):
         raise not_found("job", job.id)
+    stores.tasks.delete_for_job(job.id)
     shutil.rmtree(settings.jobs_dir / job.id, ignore_errors=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -23,6 +23,9 @@ KEY_FORMS: dict[str, str] = {
     "datasets_by_tenant": "datasets:by-tenant:{0}",
     "workers": "workers",
     "worker": "worker:{0}",
+    "checkpoint_task": "ctask:{0}",
+    "checkpoint_task_done": "ctask:{0}:done",
+    "job_checkpoint_tasks": "job:{0}:ctasks:{1}",
 }
 _PART = re.compile(r"\{(\d)\}")
 
@@ -88,3 +91,12 @@ class Keys:
 
     def worker(self, worker_id: str) -> str:
         return self._key("worker", worker_id)
+
+    def checkpoint_task(self, task_id: str) -> str:
+        return self._key("checkpoint_task", task_id)
+
+    def checkpoint_task_done(self, task_id: str) -> str:
+        return self._key("checkpoint_task_done", task_id)
+
+    def job_checkpoint_tasks(self, job_id: str, kind: str) -> str:
+        return self._key("job_checkpoint_tasks", job_id, kind)

@@ -1,0 +1,1 @@
+"""Work on a trained checkpoint: evaluate it on a dataset, predict on new inputs, export it."""

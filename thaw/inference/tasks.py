@@ -1,0 +1,107 @@
+"""Run one stored evaluation, prediction or export of a job's checkpoint; the worker's
+task body, free of Celery, and where each one's files live."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from thaw.checkpoints import resolve_checkpoint
+from thaw.data.shape import UploadLookup, dataset_roots, find_upload
+from thaw.inference.checkpoint_model import CheckpointModel
+from thaw.inference.errors import ClassMismatch, check_classes
+from thaw.inference.evaluate import LabelledData, evaluate, uploaded_data, validation_names
+from thaw.inference.predict import predict
+from thaw.settings import Settings
+from thaw.spec import JobSpec
+from thaw.store.checkpoint_tasks import CheckpointTask
+
+FOLDERS = {"prediction": "predictions", "export": "exports", "evaluation": "evaluations"}
+
+
+def task_dir(settings: Settings, task: CheckpointTask) -> Path:
+    """A task's files: ``<job>/predictions/<id>`` (inputs) or ``<job>/exports/<id>``."""
+    return settings.jobs_dir / task.job_id / FOLDERS[task.kind] / task.id
+
+
+def checkpoint_folder(settings: Settings, job_id: str, name: str) -> Path:
+    return resolve_checkpoint(settings.jobs_dir / job_id, name)
+
+
+def run_task(
+    task: CheckpointTask,
+    job_spec: dict[str, Any],
+    settings: Settings,
+    uploads: UploadLookup | None,
+) -> dict[str, Any]:
+    """The task's result document; raises ThawError for what the caller can fix."""
+    folder = checkpoint_folder(settings, task.job_id, task.checkpoint)
+    if task.kind == "export":
+        from thaw.inference.export import export_onnx
+
+        model = CheckpointModel.load(folder, device="cpu")
+        result = export_onnx(
+            model,
+            task_dir(settings, task),
+            opset=settings.onnx_opset,
+            tolerance=settings.export_tolerance,
+        )
+        return {"checkpoint_folder": folder.name, **result}
+    model = CheckpointModel.load(folder)
+    if task.kind == "prediction":
+        return _predict(task, model, settings)
+    labelled = _evaluation_data(task, model, job_spec, settings, uploads)
+    result = evaluate(
+        model,
+        labelled,
+        batch_size=settings.evaluation_batch_size,
+        worst=settings.evaluation_worst_examples,
+        pairs=settings.evaluation_confused_pairs,
+    )
+    return {"checkpoint_folder": folder.name, **result}
+
+
+def _predict(task: CheckpointTask, model: CheckpointModel, settings: Settings) -> dict[str, Any]:
+    request = task.request
+    inputs = task_dir(settings, task)
+    try:
+        if "texts" in request:
+            rows = predict(
+                model,
+                texts=request["texts"],
+                top_k=int(request["top_k"]),
+                batch_size=settings.evaluation_batch_size,
+            )
+        else:
+            rows = predict(
+                model,
+                folder=inputs,
+                files=request["stored"],
+                names=request["files"],
+                top_k=int(request["top_k"]),
+                batch_size=settings.evaluation_batch_size,
+            )
+    finally:
+        shutil.rmtree(inputs, ignore_errors=True)
+    return {"classes": model.classes, "predictions": rows}
+
+
+def _evaluation_data(
+    task: CheckpointTask,
+    model: CheckpointModel,
+    job_spec: dict[str, Any],
+    settings: Settings,
+    uploads: UploadLookup | None,
+) -> LabelledData:
+    dataset = task.request.get("dataset") or {"split": "validation"}
+    if dataset.get("id"):
+        record = find_upload(dataset["id"], uploads, ("dataset",))
+        return uploaded_data(model, Path(record.path), record.format, dataset_roots(settings))
+    from thaw.training.data_source import load_training_data
+
+    data = load_training_data(JobSpec.model_validate(job_spec), settings, uploads)
+    if list(data.classes) != model.classes:
+        check_classes(data.classes, model.classes)
+        raise ClassMismatch([], model.classes)
+    return LabelledData(data.val, validation_names(data.val))
