@@ -71,8 +71,8 @@ def get_export(export_id: ExportId, stores: StoresDep, tenant: TenantDep) -> dic
 @router.get(
     "/v1/exports/{export_id}/files/{file}",
     summary="Download an export's file",
-    description="A file the export lists (`model.onnx`, `config.json`); ETag, Range and HEAD "
-    "as for any static file. Compare its sha256 with the listed one.",
+    description="A file the export lists (`model.onnx`, `config.json`, ...). The ETag is its "
+    "sha256; Range, If-Range, If-None-Match and HEAD work as for any static file.",
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}},
@@ -104,5 +104,5 @@ def download_export_file(
         path,
         media_type=media,
         filename=file,
-        headers={"Cache-Control": "private, no-cache", "X-Checksum-Sha256": listed[file]["sha256"]},
+        headers={"Cache-Control": "private, no-cache", "ETag": f'"{listed[file]["sha256"]}"'},
     )

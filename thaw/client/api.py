@@ -145,6 +145,59 @@ class ThawClient:
             )
         return done
 
+    # evaluations, predictions, exports
+    def evaluate(
+        self, job_id: str, checkpoint: str = "best", dataset: str | None = None
+    ) -> dict[str, Any]:
+        choice = {"id": dataset} if dataset else {"split": "validation"}
+        body = {"checkpoint": checkpoint, "dataset": choice}
+        return self._json("POST", f"/v1/jobs/{job_id}/evaluations", json=body)
+
+    def export(self, job_id: str, checkpoint: str = "best", fmt: str = "onnx") -> dict[str, Any]:
+        body = {"checkpoint": checkpoint, "format": fmt}
+        return self._json("POST", f"/v1/jobs/{job_id}/exports", json=body)
+
+    def predict(
+        self,
+        job_id: str,
+        *,
+        texts: list[str] | None = None,
+        files: list[Path] | None = None,
+        checkpoint: str = "best",
+        top_k: int = 5,
+    ) -> dict[str, Any]:
+        """Top classes per input; the server waits for a worker up to its deadline."""
+        url = f"/v1/jobs/{job_id}/predictions"
+        if texts is not None:
+            body = {"checkpoint": checkpoint, "texts": texts, "top_k": top_k}
+            return self._json("POST", url, json=body)
+        parts = [
+            ("files", (p.name, p.read_bytes(), "application/octet-stream")) for p in files or []
+        ]
+        form = {"checkpoint": checkpoint, "top_k": str(top_k)}
+        return self._json("POST", url, files=parts, data=form)
+
+    def wait_task(self, task: dict[str, Any], poll_seconds: float = 0.5) -> dict[str, Any]:
+        """Poll an evaluation or export until it has succeeded or failed."""
+        while task["status"] in ("queued", "running"):
+            time.sleep(poll_seconds)
+            task = self._json("GET", task["links"]["self"])
+        return task
+
+    def download_export(self, export: dict[str, Any], out: Path) -> list[DownloadedFile]:
+        """An export's files into ``out``, each checked against its listed sha256."""
+        out.mkdir(parents=True, exist_ok=True)
+        return [
+            download_file(
+                self.http,
+                f"/v1/exports/{export['id']}/files/{f['name']}",
+                out / f["name"],
+                size=f["size"],
+                sha256=f["sha256"],
+            )
+            for f in export["result"]["files"]
+        ]
+
     # datasets
     def upload_dataset(self, path: Path, name: str | None = None) -> dict[str, Any]:
         data = {"name": name} if name else {}

@@ -1,4 +1,5 @@
-"""The ``thaw`` client commands: submit, jobs, logs, layers, download, datasets.
+"""The ``thaw`` client commands: submit, jobs, logs, layers, download, datasets, and
+evaluate, predict and export of a trained checkpoint.
 
 Each talks to the API over HTTP (``--api-url``/``THAW_API_URL``, ``--api-key``/
 ``THAW_API_KEY``). A problem response prints as ``title: detail`` and exits 1."""
@@ -68,6 +69,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--with-resume-state", action="store_true", help="also the optimizer state file"
     )
     download.set_defaults(run=_client_command(_download))
+
+    evaluate = sub.add_parser(
+        "evaluate", parents=[common], help="per-class scores and confusion matrix of a checkpoint"
+    )
+    evaluate.add_argument("job")
+    evaluate.add_argument("--checkpoint", default="best", help="best, last or epoch-K")
+    evaluate.add_argument(
+        "--dataset", help="an uploaded dataset's id (default: the job's validation part)"
+    )
+    evaluate.add_argument("--json", action="store_true", help="the API's JSON")
+    evaluate.set_defaults(run=_client_command(_evaluate))
+
+    predict = sub.add_parser("predict", parents=[common], help="top classes for images or texts")
+    predict.add_argument("job")
+    predict.add_argument("files", nargs="*", type=Path, help="image files")
+    predict.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    predict.add_argument("--checkpoint", default="best", help="best, last or epoch-K")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true", help="the API's JSON")
+    predict.set_defaults(run=_client_command(_predict))
+
+    export = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX")
+    export.add_argument("job")
+    export.add_argument("--format", default="onnx", choices=["onnx"])
+    export.add_argument("--checkpoint", default="best", help="best, last or epoch-K")
+    export.add_argument("-o", "--out", type=Path, required=True, help="folder for the files")
+    export.set_defaults(run=_client_command(_export))
 
     datasets = sub.add_parser("datasets", help="upload datasets")
     datasets_sub = datasets.add_subparsers(required=True, metavar="ACTION")
@@ -243,4 +271,53 @@ def _datasets_upload(client: Any, args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise _InputError(f"cannot read {args.file}: not a file")
     _print_json(client.upload_dataset(args.file, name=args.name))
+    return 0
+
+
+def _evaluate(client: Any, args: argparse.Namespace) -> int:
+    from thaw.client.render import evaluation_text
+
+    task = client.wait_task(client.evaluate(args.job, args.checkpoint, args.dataset))
+    if args.json:
+        _print_json(task)
+    if task["status"] != "succeeded":
+        error = task.get("error") or {}
+        return _error(f"evaluation {task['id']} {task['status']}: {error.get('message', '')}")
+    if not args.json:
+        print(f"{task['id']} on {task['checkpoint']}")
+        print(evaluation_text(task["result"]))
+    return 0
+
+
+def _predict(client: Any, args: argparse.Namespace) -> int:
+    from thaw.client.render import predictions_text
+
+    if bool(args.files) == bool(args.text):
+        raise _InputError("give image files or --text, not both and not neither")
+    for path in args.files:
+        if not path.is_file():
+            raise _InputError(f"cannot read {path}: not a file")
+    task = client.predict(
+        args.job,
+        texts=args.text,
+        files=args.files or None,
+        checkpoint=args.checkpoint,
+        top_k=args.top_k,
+    )
+    if args.json:
+        _print_json(task)
+    else:
+        print(predictions_text(task["result"]["predictions"]))
+    return 0
+
+
+def _export(client: Any, args: argparse.Namespace) -> int:
+    task = client.wait_task(client.export(args.job, args.checkpoint, args.format))
+    if task["status"] != "succeeded":
+        error = task.get("error") or {}
+        return _error(f"export {task['id']} {task['status']}: {error.get('message', '')}")
+    print(f"{task['id']} of {task['checkpoint']}: max |onnxruntime - PyTorch| "
+          f"{task['result']['max_abs_diff']:.3g}")  # fmt: skip
+    for f in client.download_export(task, args.out):
+        print(f"{f.path}  {f.size} bytes  sha256 {f.sha256} ok")
     return 0

@@ -98,3 +98,44 @@ def epoch_layers(entry: dict[str, Any]) -> str:
 def event_line(event: dict[str, Any]) -> str:
     data = json.dumps(event.get("data", {}), separators=(",", ":"), ensure_ascii=False)
     return f"{event['time']} {event['type']:<10} {event['level']:<7} {data}"
+
+
+def evaluation_text(result: dict[str, Any]) -> str:
+    """Scores, the per-class table, the confusion matrix and the most confused pairs."""
+    lines = [
+        f"accuracy {result['accuracy']:.4f}  f1 macro {result['f1_macro']:.4f}  "
+        f"f1 weighted {result['f1_weighted']:.4f}  ({result['num_examples']} examples)",
+        "",
+        table(
+            ["CLASS", "PRECISION", "RECALL", "F1", "SUPPORT"],
+            [
+                [c["class"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}",
+                 c["support"]]
+                for c in result["per_class"]
+            ],
+        ),
+        "",
+        "confusion matrix (rows: true class, columns: predicted)",
+        table(
+            ["", *result["classes"]],
+            [[name, *row] for name, row in zip(result["classes"], result["confusion_matrix"],
+                                                 strict=True)],
+        ),
+    ]  # fmt: skip
+    if result.get("most_confused"):
+        lines += ["", "most confused"]
+        lines += [
+            f"  {p['true']} taken for {p['predicted']}: {p['count']}"
+            for p in result["most_confused"]
+        ]
+    return "\n".join(lines)
+
+
+def predictions_text(rows: Sequence[dict[str, Any]]) -> str:
+    return table(
+        ["INPUT", "TOP CLASSES"],
+        [
+            [r["input"], ", ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"])]
+            for r in rows
+        ],
+    )
