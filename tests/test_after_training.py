@@ -29,6 +29,7 @@ from worker_fixtures import Stack, digits_spec, write_base_weights
 
 import thaw
 
+pytest_plugins = ("browser_fixtures",)
 pytestmark = pytest.mark.slow
 ALICE, BOB = KEYS["alice"], KEYS["bob"]
 REPO = Path(__file__).resolve().parent.parent
@@ -81,7 +82,8 @@ def trained(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         stack.start_worker("w")
         api.start()
         with api.client(ALICE) as http:
-            job = http.post("/v1/jobs", json=digits_spec(epochs=1))
+            spec = digits_spec(epochs=1, batch_size=8, lr=1e-3)
+            job = http.post("/v1/jobs", json=spec)
             assert job.status_code == 202, job.text
             with archive.open("rb") as fh:
                 upload = http.post("/v1/datasets", files={"file": ("test.zip", fh)})
@@ -340,3 +342,47 @@ def test_client_evaluate_predict_and_export(trained: Trained, tmp_path: Path) ->
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["classes"] == classes and config["inputs"] == ["pixel_values"]
     assert io.BytesIO((tmp_path / "model.onnx").read_bytes()).getbuffer().nbytes > 0
+
+
+def test_job_page_draws_stored_curves_and_the_heat_map(trained: Trained, page, artifacts) -> None:
+    with trained.client() as http:
+        created = http.post(
+            f"/v1/jobs/{trained.job_id}/evaluations", json={"dataset": {"id": trained.dataset_id}}
+        )
+        evaluation = _wait(http, created.headers["Location"])
+    assert evaluation["status"] == "succeeded", evaluation
+    streams: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            streams.append(r.url) if "text/event-stream" in r.headers.get("accept", "") else None
+        ),
+    )
+    page.add_init_script(f"sessionStorage.setItem('thaw.apiKey', {ALICE!r})")
+    page.goto(f"{trained.api.url}/ui/jobs/{trained.job_id}")
+    page.locator("body[data-history=loaded]").wait_for()
+    page.locator("#accuracy-chart .val-accuracy circle.pt").wait_for()
+    assert page.locator("#loss-chart .train-loss circle.pt").count() > 0
+    assert page.locator("#loss-chart .val-loss circle.pt").count() == 1
+    # A finished job's curves come from its stored events; no event stream is opened.
+    assert streams == []
+
+    card = page.locator(f'article[data-evaluation="{evaluation["id"]}"]')
+    card.locator("svg.heatmap rect.cell").nth(99).wait_for()
+    cells = card.locator("svg.heatmap rect.cell")
+    assert cells.count() == 100
+    shown = cells.evaluate_all("cs => cs.map(c => Number(c.dataset.count))")
+    matrix = evaluation["result"]["confusion_matrix"]
+    assert shown == [n for row in matrix for n in row]
+    rows = card.locator("table.per-class tbody tr")
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.class)") == [str(d) for d in range(10)]
+    card.screenshot(path=str(artifacts / "evaluation-heatmap.png"))
+
+    pngs = sorted(trained.test_folder.rglob("*.png"))[:2]
+    page.locator("#predict-form input[name=files]").set_input_files([str(p) for p in pngs])
+    page.locator("#predict-form button").click()
+    page.locator("#predictions tbody tr").nth(1).wait_for()
+    first = page.locator("#predictions tbody tr td").nth(1).inner_text()
+    classes = [str(d) for d in range(10)]
+    assert first.split()[0] == classes[_predicted(trained, pngs[:1])[0]]
+    page.screenshot(path=str(artifacts / "job-page-after-training.png"), full_page=True)

@@ -1,5 +1,5 @@
-// A job: status, progress, curves fed by the event stream, the layers x epochs map,
-// the phases and the checkpoints.
+// A job: status, progress, curves drawn from the stored events and then fed by the event
+// stream while the job runs, the layers x epochs map, the phases and the checkpoints.
 "use strict";
 
 (() => {
@@ -103,7 +103,8 @@
     });
   }
 
-  function onEvent(type, event) {
+  // replayed: a stored event loaded with the page, not news that calls for a refresh.
+  function onEvent(type, event, replayed) {
     const data = event.data || {};
     if (type === "progress") {
       if (data.total_steps && data.epochs) {
@@ -117,13 +118,25 @@
       if (typeof data.val_loss === "number") state.valLoss.set(data.epoch, data.val_loss);
       if (typeof data.val_accuracy === "number") state.valAccuracy.set(data.epoch, data.val_accuracy);
       drawCharts();
-      refreshSoon();
+      if (!replayed) refreshSoon();
     } else if (type === "phase") {
       state.thaws = state.thaws.filter((t) => t.phase !== data.phase).concat([data]);
       drawCharts();
-      refreshSoon();
+      if (!replayed) refreshSoon();
     } else if (type === "status" || type === "checkpoint") {
-      refreshSoon();
+      if (!replayed) refreshSoon();
+    }
+  }
+
+  // Every stored event, page by page, drawn at once; the id of the last one.
+  async function loadHistory() {
+    let after = null;
+    for (;;) {
+      const query = after ? "&after=" + encodeURIComponent(after) : "";
+      const page = await json(base + "/events?limit=100" + query);
+      for (const event of page.data) onEvent(event.type, event, true);
+      if (page.data.length) after = page.data[page.data.length - 1].id;
+      if (!page.has_more || !page.data.length) return after;
     }
   }
 
@@ -209,12 +222,17 @@
   async function main() {
     await refresh();
     if (!state.job) return;
+    After.start(base);
     try {
-      await Thaw.followEvents(jobId, onEvent);
+      const last = await loadHistory();
+      document.body.dataset.history = "loaded";
+      if (!TERMINAL.has(state.job.status)) {
+        await Thaw.followEvents(jobId, onEvent, last);
+        await refresh();
+      }
     } catch (error) {
       Thaw.showProblem($("problem"), error);
     }
-    await refresh();
     document.body.dataset.stream = "ended";
   }
 

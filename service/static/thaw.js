@@ -89,9 +89,10 @@ const Thaw = (() => {
   }
 
   // Server-sent events of a job through fetch (EventSource cannot send the Authorization header).
-  // Calls onEvent(type, event) for each; reconnects after the last id until the stream ends.
-  async function followEvents(jobId, onEvent) {
-    let lastId = null;
+  // Calls onEvent(type, event) for each after the event id ``after`` (all when absent);
+  // reconnects after the last id until the stream ends.
+  async function followEvents(jobId, onEvent, after) {
+    let lastId = after || null;
     for (;;) {
       const headers = { Accept: "text/event-stream" };
       if (lastId) headers["Last-Event-ID"] = lastId;
