@@ -61,8 +61,8 @@ def _require_onnx() -> None:
         import onnxscript  # noqa: F401
     except ImportError as exc:
         raise ExportUnavailable(
-            f"this worker cannot export to ONNX ({exc.name} is missing); install the "
-            "worker with the 'onnx' extra: pip install 'thaw[onnx]'"
+            f"this worker cannot export to ONNX ({exc.name} is missing); install Thaw's "
+            "dependencies onnx, onnxscript and onnxruntime on the worker"
         ) from exc
 
 
