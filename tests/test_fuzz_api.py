@@ -47,6 +47,16 @@ OPERATIONS = (
     "GET /v1/jobs/{job_id}/checkpoints",
     "GET /v1/jobs/{job_id}/checkpoints/{name}/{file}",
     "GET /v1/workers",
+    "POST /v1/jobs/{job_id}/evaluations",
+    "GET /v1/jobs/{job_id}/evaluations",
+    "GET /v1/evaluations/{evaluation_id}",
+    "POST /v1/jobs/{job_id}/predictions",
+    "GET /v1/jobs/{job_id}/predictions",
+    "GET /v1/predictions/{prediction_id}",
+    "POST /v1/jobs/{job_id}/exports",
+    "GET /v1/jobs/{job_id}/exports",
+    "GET /v1/exports/{export_id}",
+    "GET /v1/exports/{export_id}/files/{file}",
 )
 
 # positive_data_acceptance expects a 2xx for every schema-valid request. These operations
@@ -61,6 +71,10 @@ SEMANTIC_422 = (
     "POST /v1/jobs",
     "POST /v1/datasets",
     "GET /v1/jobs/{job_id}/events",
+    # A job without that checkpoint, a dataset id that is not stored.
+    "POST /v1/jobs/{job_id}/evaluations",
+    "POST /v1/jobs/{job_id}/predictions",
+    "POST /v1/jobs/{job_id}/exports",
 )
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
 
