@@ -1,0 +1,71 @@
+"""The store of evaluations, predictions and exports: tenancy, listing, and the status moves
+a worker and a waiting API make on a real Redis."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from thaw.store.checkpoint_tasks import TASK_ID, CheckpointTaskStore
+
+JOB = "job_0123456789abcdef01234567"
+
+
+def test_records_belong_to_their_tenant_and_list_newest_first(redis_client: redis.Redis) -> None:
+    store = CheckpointTaskStore(redis_client)
+    first = store.create("evaluation", "alice", JOB, "epoch-2", {"checkpoint": "best"})
+    second = store.create("evaluation", "alice", JOB, "epoch-3", {"checkpoint": "last"})
+    export = store.create("export", "alice", JOB, "epoch-3", {"format": "onnx"})
+    assert TASK_ID["evaluation"].match(first.id) and TASK_ID["export"].match(export.id)
+    assert store.get(first.id, "bob") is None
+    assert store.get(first.id, "alice") == first
+    assert [t.id for t in store.list(JOB, "evaluation")] == [second.id, first.id]
+    assert [t.id for t in store.list(JOB, "export")] == [export.id]
+    assert first.status == "queued" and first.request == {"checkpoint": "best"}
+
+    store.delete_for_job(JOB)
+    assert store.list(JOB, "evaluation") == [] and store.get(export.id) is None
+
+
+def test_a_record_runs_once_and_ends_once(redis_client: redis.Redis) -> None:
+    store = CheckpointTaskStore(redis_client)
+    task = store.create("evaluation", "alice", JOB, "epoch-1", {})
+    assert store.start(task.id) is True
+    assert store.start(task.id) is False
+    assert store.expire(task.id) is False
+    assert store.finish(task.id, result={"accuracy": 0.5}) is True
+    assert store.finish(task.id, error={"code": "late"}) is False
+    done = store.get(task.id)
+    assert done is not None
+    assert (done.status, done.result, done.error) == ("succeeded", {"accuracy": 0.5}, None)
+    assert done.started_at and done.finished_at
+
+
+def test_an_expired_prediction_is_never_started(redis_client: redis.Redis) -> None:
+    store = CheckpointTaskStore(redis_client)
+    task = store.create("prediction", "alice", JOB, "epoch-1", {"texts": ["x"]})
+    assert store.wait(task.id, 0.05) is None
+    assert store.expire(task.id) is True
+    assert store.start(task.id) is False
+    record = store.get(task.id)
+    assert record is not None and record.status == "expired"
+
+
+def test_wait_returns_when_a_worker_finishes(redis_client: redis.Redis) -> None:
+    store = CheckpointTaskStore(redis_client)
+    task = store.create("prediction", "alice", JOB, "epoch-1", {"texts": ["x"]})
+    started = threading.Event()
+
+    def worker() -> None:
+        started.wait()
+        store.start(task.id)
+        store.finish(task.id, error={"code": "undecodable_image", "status": 422})
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    started.set()
+    done = store.wait(task.id, 30)
+    thread.join()
+    assert done is not None
+    assert done.status == "failed" and done.error == {"code": "undecodable_image", "status": 422}
