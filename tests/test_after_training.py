@@ -275,6 +275,9 @@ def test_a_prediction_no_worker_answers_is_503_with_retry_after(trained: Trained
     finally:
         idle.stop()
     assert record["status"] == "expired"
+    # Its uploaded image is removed with it; no worker will read it.
+    inputs = trained.stack.settings.jobs_dir / trained.job_id / "predictions" / record["id"]
+    assert not inputs.exists()
 
 
 def test_onnx_export_of_resnet18_matches_pytorch(trained: Trained, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ a deadline."""
 from __future__ import annotations
 
 import math
+import shutil
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -19,7 +20,7 @@ from service.openapi import V1_RESPONSES, problem_responses
 from service.problems import Problem
 from service.schemas import CheckpointTaskList, CheckpointTaskOut
 from thaw.errors import InvalidInput
-from thaw.inference.requests import TextPredictionRequest
+from thaw.inference.requests import PredictionOptions, TextPredictionRequest
 from thaw.inference.tasks import task_dir
 from thaw.settings import Settings
 from thaw.store.checkpoint_tasks import TASK_ID
@@ -81,9 +82,8 @@ async def _image_form(request: Request, settings: Settings) -> tuple[dict[str, A
                 f"{len(uploads)} files; at most {settings.max_prediction_inputs}",
                 "send fewer (THAW_MAX_PREDICTION_INPUTS)",
             )
-        body = {"checkpoint": fields.get("checkpoint", "best"), "top_k": fields.get("top_k", 5)}
         try:
-            checked = TextPredictionRequest.model_validate({**body, "texts": ["-"]})
+            checked = PredictionOptions.model_validate(fields)
         except ValidationError as exc:
             raise InvalidInput.from_validation(exc.errors()) from exc
         names = [(f.filename or f"file {i + 1}")[:200] for i, f in enumerate(uploads)]
@@ -169,7 +169,8 @@ async def create_prediction(
     done = await run_in_threadpool(stores.tasks.wait, task.id, timeout)
     location = f"/v1/predictions/{task.id}"
     if done is None:
-        stores.tasks.expire(task.id)
+        if stores.tasks.expire(task.id):
+            shutil.rmtree(task_dir(settings, task), ignore_errors=True)
         raise Problem(
             503,
             f"no worker answered within {timeout:g} s (THAW_PREDICTION_TIMEOUT_SECONDS); the "

@@ -46,7 +46,12 @@ class ExportRequest(_Strict):
     format: Literal["onnx"] = "onnx"
 
 
-class TextPredictionRequest(_Strict):
+class PredictionOptions(_Strict):
+    """The fields of an image prediction's form beside its files."""
+
     checkpoint: CheckpointName = "best"
-    texts: list[str] = Field(min_length=1, description="At most THAW_MAX_PREDICTION_INPUTS.")
     top_k: int = Field(default=5, ge=1, le=100)
+
+
+class TextPredictionRequest(PredictionOptions):
+    texts: list[str] = Field(min_length=1, description="At most THAW_MAX_PREDICTION_INPUTS.")
