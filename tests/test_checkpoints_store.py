@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+import thaw.checkpoints.commit as commit
 import thaw.checkpoints.store as store
 from thaw.checkpoints import (
     CheckpointNotFound,
@@ -315,7 +316,7 @@ def test_crash_before_index_update_leaves_new_folder_unlisted(
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(store, "write_index", crash)
+        m.setattr(commit, "write_index", crash)
         with pytest.raises(KeyboardInterrupt):
             save(tmp_path, 2, {"val_loss": 0.1})
     assert on_disk(tmp_path) == ["best", "epoch-1", "epoch-2", "index.json", "last"]

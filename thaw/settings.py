@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         "memory-mapped file in the job folder. None: an eighth of the memory available when "
         "the run starts.",
     )
+    disk_reserve_bytes: int = Field(
+        default=512 * 1024**2,
+        ge=0,
+        description="Free disk a worker keeps: a checkpoint or a cache spill that would leave "
+        "less fails the job with storage_full instead of filling the disk.",
+    )
     supervisor_backoff_seconds: float = Field(
         default=1.0, gt=0, description="First wait before a dead worker process is restarted."
     )

@@ -7,13 +7,13 @@ import logging
 import threading
 from typing import Any
 
+from thaw.checkpoints.errors import FencedOut
 from thaw.dispatch import Enqueue
 from thaw.errors import ThawError
 from thaw.settings import Settings
 from thaw.spec import JobSpec
 from thaw.store import Dataset, DatasetStore, Job, JobStore
 from thaw.training.memory import release_memory
-from thaw.training.reporter import LeaseLost
 from thaw.uploads import tenant_uploads
 from worker.lease import LeaseKeeper
 from worker.registration import activity
@@ -84,7 +84,7 @@ def _train(
         spec = JobSpec.model_validate(job.spec)
         run_dir = settings.jobs_dir / job.id
         result = train(spec, run_dir, settings, reporter, uploads=uploads)
-    except LeaseLost:
+    except FencedOut:  # the lease, or the run folder's fence, says a newer claim holds it
         return "lost", None
     except StoreUnreachable:
         raise

@@ -11,10 +11,12 @@ Layout under a run folder ``R``::
     R/checkpoints/epoch-<k>/meta.json        epoch, step, metrics, files (size, sha256)
 """
 
+from thaw.checkpoints.commit import publish, raise_fence
 from thaw.checkpoints.errors import (
     CheckpointError,
     CheckpointNotFound,
     CorruptCheckpoint,
+    FencedOut,
     InvalidCheckpointName,
 )
 from thaw.checkpoints.hashing import sha256_file
@@ -60,6 +62,7 @@ __all__ = [
     "CheckpointInfo",
     "CheckpointNotFound",
     "CorruptCheckpoint",
+    "FencedOut",
     "FileInfo",
     "InvalidCheckpointName",
     "capture_rng_state",
@@ -71,6 +74,8 @@ __all__ = [
     "load_checkpoint_training_state",
     "load_model_state",
     "load_training_state",
+    "publish",
+    "raise_fence",
     "read_config",
     "read_meta",
     "resolve_checkpoint",

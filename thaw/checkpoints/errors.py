@@ -40,3 +40,10 @@ class CorruptCheckpoint(CheckpointError):
     @property
     def detail(self) -> str:
         return "a stored checkpoint is unreadable"
+
+
+class FencedOut(CheckpointError):
+    """A newer claim of the run holds it: this writer's commit is refused, unseen."""
+
+    status = 409
+    code = "lease_lost"

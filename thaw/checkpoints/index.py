@@ -111,6 +111,9 @@ class Index:
     last: str | None = None
     monitor: str = "val_loss"
     mode: str = "min"
+    token: int | None = None
+    """The highest fencing token that claimed the run folder; a commit with a lower one is
+    refused (see ``thaw.checkpoints.commit``)."""
 
     def get(self, name: str) -> Entry | None:
         return next((e for e in self.entries if e.name == name), None)
@@ -119,7 +122,7 @@ class Index:
         return [e.name for e in self.entries]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "version": INDEX_VERSION,
             "monitor": self.monitor,
             "mode": self.mode,
@@ -127,6 +130,9 @@ class Index:
             "last": self.last,
             "checkpoints": [e.to_dict() for e in self.entries],
         }
+        if self.token is not None:
+            out["token"] = self.token
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Index:
@@ -142,7 +148,16 @@ class Index:
             last=last,
             monitor=str(data.get("monitor", "val_loss")),
             mode=str(data.get("mode", "min")),
+            token=_token(data.get("token")),
         )
+
+
+def _token(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"token {value!r} is not a non-negative int")
+    return value
 
 
 def read_index(run_dir: str | Path) -> Index:

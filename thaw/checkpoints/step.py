@@ -1,7 +1,8 @@
 """The run's step checkpoint: a resume point inside an epoch (a worker preempted mid-epoch,
 or ``checkpointing.every_steps``). It is not a user-facing checkpoint: it lives in
 ``R/resume/`` beside ``R/checkpoints/``, is never listed in ``index.json``, and is
-replaced by each newer one. Saved like an epoch checkpoint: temp folder, then rename.
+replaced by each newer one. Saved like an epoch checkpoint: staged in a temp folder, then
+renamed into place by a fenced publish.
 """
 
 from __future__ import annotations
@@ -16,17 +17,14 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from thaw.checkpoints.atomic import (
-    atomic_path,
-    atomic_write_json,
-    fsync_dir,
-    remove_tree,
-    replace_dir,
-)
+from thaw.checkpoints.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
+from thaw.checkpoints.commit import check_fence, publish
 from thaw.checkpoints.errors import CorruptCheckpoint
+from thaw.checkpoints.index import read_index
 from thaw.checkpoints.layout import META_FILE, MODEL_FILE, TRAINING_STATE_FILE
 from thaw.checkpoints.resume_state import save_training_state
-from thaw.checkpoints.tensors import storable_tensors
+from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
+from thaw.disk_space import StorageFull, is_disk_full, require_free
 
 STEP_DIR = "resume"
 Fence = Callable[[], int | None]
@@ -45,16 +43,20 @@ def save_step_checkpoint(
     model_state: Mapping[str, torch.Tensor],
     training_state: Any,
     fence: Fence | None = None,
+    reserve_bytes: int = 0,
 ) -> dict[str, Any]:
     """Write the resume point after ``batch`` batches of ``epoch`` (``step`` in all).
 
-    ``fence`` is called before anything is written and again right before the commit;
+    ``fence`` is called before anything is written and again right before the publish;
     it raises when the caller no longer holds the run, and returns its fencing token,
-    recorded in ``meta.json``."""
+    recorded in ``meta.json`` and compared with the run's fence by the publish."""
     token = fence() if fence is not None else None
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
+    check_fence(run, read_index(run), token)
     _clean_debris(run)
+    needed = tensor_bytes(model_state) + tensor_bytes(training_state)
+    require_free(run, needed, reserve_bytes, "a step checkpoint")
     tmp = run / f".{STEP_DIR}.tmp-{secrets.token_hex(6)}"
     tmp.mkdir()
     meta = {
@@ -72,10 +74,12 @@ def save_step_checkpoint(
         fsync_dir(tmp)
         if fence is not None:
             fence()
-        replace_dir(tmp, step_dir(run))
-    except BaseException:
+    except BaseException as exc:
         remove_tree(tmp)
+        if is_disk_full(exc):
+            raise StorageFull(run, "a step checkpoint", needed, -1, reserve_bytes) from exc
         raise
+    publish(run, token, {step_dir(run): tmp})
     return meta
 
 

@@ -2,15 +2,15 @@
 
 One writer per run (the worker holding the job's lease) calls :func:`save_checkpoint`;
 any number of readers may list and resolve at the same time. A save writes a hidden
-temp folder, renames it into place and then rewrites ``index.json``, so readers see
-either the old set of checkpoints or the new one, never a partial checkpoint.
+temp folder (staged), then publishes it: renames it into place and rewrites ``index.json``
+under the run's fence (``thaw.checkpoints.commit``), so readers see either the old set of
+checkpoints or the new one, never a partial checkpoint nor one of a stale holder.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -21,13 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from thaw.checkpoints.atomic import (
-    atomic_path,
-    atomic_write_json,
-    fsync_dir,
-    remove_tree,
-    replace_dir,
-)
+from thaw.checkpoints.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
+from thaw.checkpoints.commit import check_fence, publish
 from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint, InvalidCheckpointName
 from thaw.checkpoints.hashing import sha256_file
 from thaw.checkpoints.index import (
@@ -37,7 +32,6 @@ from thaw.checkpoints.index import (
     Index,
     choose_best,
     read_index,
-    write_index,
 )
 from thaw.checkpoints.layout import (
     BEST,
@@ -55,7 +49,8 @@ from thaw.checkpoints.layout import (
     validate_name,
 )
 from thaw.checkpoints.resume_state import load_training_state, save_training_state
-from thaw.checkpoints.tensors import storable_tensors
+from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
+from thaw.disk_space import StorageFull, is_disk_full, require_free
 
 MODES = ("min", "max")
 META_FORMAT = "thaw.checkpoint"
@@ -76,6 +71,7 @@ def save_checkpoint(
     keep_last: int | None,
     library_config: Mapping[str, Any] | None = None,
     fence: Callable[[], int | None] | None = None,
+    reserve_bytes: int = 0,
 ) -> CheckpointInfo:
     """Write checkpoint ``epoch-<epoch>``, make it ``last``, update ``best`` and prune.
 
@@ -84,8 +80,10 @@ def save_checkpoint(
 
     ``keep_last`` newest checkpoints are kept (None keeps all), and the best one is
     never pruned. Saving an epoch that already exists replaces it. ``fence`` is called
-    before the run folder is touched and again right before the commit; it raises when
-    the caller no longer holds the run and returns its fencing token (kept in meta.json).
+    before the run folder is touched and again right before the publish; it raises when
+    the caller no longer holds the run and returns its fencing token (kept in meta.json),
+    which the publish compares with the run's fence (see ``thaw.checkpoints.commit``).
+    StorageFull when the files would leave less than ``reserve_bytes`` free.
     """
     token = fence() if fence is not None else None
     name = checkpoint_name(epoch)
@@ -97,15 +95,11 @@ def save_checkpoint(
         raise ValueError(f"step must be a non-negative int, got {step!r}")
     root = checkpoints_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
-    index = read_index(run_dir)
+    check_fence(run_dir, read_index(run_dir), token)
     clean_incomplete(run_dir)
     clean_metrics = _json_metrics(metrics)
-
-    if index.get(name) is not None:
-        # Unlist the checkpoint being replaced first, so no crash leaves it listed but gone.
-        index = _with_entries(index, [e for e in index.entries if e.name != name], monitor, mode)
-        write_index(run_dir, index)
-        link_aliases(run_dir, index)
+    needed = tensor_bytes(model_state) + tensor_bytes(training_state)
+    require_free(root, needed, reserve_bytes, f"checkpoint {name}")
 
     tmp = root / f".{name}.tmp-{secrets.token_hex(6)}"
     tmp.mkdir()
@@ -124,47 +118,27 @@ def save_checkpoint(
         )
         if fence is not None:
             fence()
-        replace_dir(tmp, root / name)
-    except BaseException:
+    except BaseException as exc:
         remove_tree(tmp)
+        if is_disk_full(exc):
+            raise StorageFull(root, f"checkpoint {name}", needed, -1, reserve_bytes) from exc
         raise
 
-    entries = [*index.entries, entry]
-    best = choose_best(entries, monitor, mode)
-    recent = entries if keep_last is None else entries[-keep_last:]
-    keep = {e.name for e in recent} | {best}
-    new_index = Index(
-        entries=[e for e in entries if e.name in keep],
-        best=best,
-        last=name,
-        monitor=monitor,
-        mode=mode,
-    )
-    write_index(run_dir, new_index)
-    link_aliases(run_dir, new_index)
-    for pruned in entries:
-        if pruned.name not in keep:
-            remove_tree(root / pruned.name)
-    fsync_dir(root)
+    def add(index: Index) -> Index:
+        entries = [*index.entries, entry]
+        best = choose_best(entries, monitor, mode)
+        recent = entries if keep_last is None else entries[-keep_last:]
+        keep = {e.name for e in recent} | {best}
+        return Index(
+            entries=[e for e in entries if e.name in keep],
+            best=best,
+            last=name,
+            monitor=monitor,
+            mode=mode,
+        )
+
+    new_index = publish(run_dir, token, {root / name: tmp}, add)
     return _info(root, entry, new_index)
-
-
-def link_aliases(run_dir: str | Path, index: Index) -> None:
-    """Point ``best`` and ``last`` at their folders with relative links, each replaced in one
-    rename so a reader never finds one missing; an alias with no target is removed."""
-    root = checkpoints_dir(run_dir)
-    for alias, target in ((BEST, index.best), (LAST, index.last)):
-        link = root / alias
-        if target is None:
-            if link.is_symlink():
-                link.unlink()
-            continue
-        if link.is_symlink() and os.readlink(link) == target:
-            continue
-        tmp = root / f".{alias}.tmp-{secrets.token_hex(6)}"
-        os.symlink(target, tmp, target_is_directory=True)
-        os.replace(tmp, link)
-    fsync_dir(root)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
@@ -351,16 +325,6 @@ def _resolve_name(index: Index, name: str) -> str:
         listed = ", ".join(index.names()) or "none"
         raise CheckpointNotFound(f"no checkpoint {name!r}", f"checkpoints: {listed}")
     return name
-
-
-def _with_entries(index: Index, entries: list[Entry], monitor: str, mode: str) -> Index:
-    return Index(
-        entries=entries,
-        best=choose_best(entries, monitor, mode),
-        last=entries[-1].name if entries else None,
-        monitor=monitor,
-        mode=mode,
-    )
 
 
 def _info(root: Path, entry: Entry, index: Index) -> CheckpointInfo:

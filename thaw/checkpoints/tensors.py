@@ -1,8 +1,11 @@
-"""Turn tensors into what safetensors can store: CPU, contiguous, no shared storage."""
+"""Turn tensors into what safetensors can store (CPU, contiguous, no shared storage), and
+snapshot a state for a write in the background."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -32,3 +35,28 @@ def storable_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
             seen.add(ptr)
         out[key] = tensor
     return out
+
+
+def cpu_snapshot(value: Any) -> Any:
+    """A copy of a state (dicts, lists, tuples of tensors and plain values) that training
+    can no longer change: every tensor detached and copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, Mapping):
+        return {k: cpu_snapshot(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [cpu_snapshot(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(cpu_snapshot(v) for v in value)
+    return copy.deepcopy(value)
+
+
+def tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors (and numpy arrays) inside a state."""
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    if isinstance(value, Mapping):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(tensor_bytes(v) for v in value)
+    return int(getattr(value, "nbytes", 0)) if hasattr(value, "dtype") else 0

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
-from thaw.errors import ThawError
+from thaw.checkpoints.errors import FencedOut
 
 StopReason = Literal["cancel", "lost", "preempt"]
 
 
-class LeaseLost(ThawError):
+class LeaseLost(FencedOut):
     """The run's claim on its job was taken over by another; it stops without another
     step or write."""
 

@@ -1,5 +1,5 @@
-"""Save an epoch's checkpoint or a step checkpoint with its resume state, and restore a
-run from the newest of them.
+"""Snapshot a run's state, save it as an epoch's checkpoint or a step checkpoint, and
+restore a run from the newest of them.
 
 Restoring replays the phases first (requires_grad, optimizer groups in their order),
 then loads the optimizer state; loading it into the phase-0 groups would fail or,
@@ -44,6 +44,15 @@ class Resumed:
     step_rng: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What a save writes, copied off the live run so training can go on while it is
+    written: the model's tensors and the resume state, on the CPU."""
+
+    model_state: dict[str, torch.Tensor]
+    training_state: dict[str, Any]
+
+
 def _training_state(
     engine: FreezeEngine, epoch: int, step: int, fingerprint: str, metrics: dict[str, float]
 ) -> dict[str, Any]:
@@ -61,10 +70,31 @@ def _training_state(
     }
 
 
+def snapshot(
+    engine: FreezeEngine,
+    *,
+    epoch: int,
+    step: int,
+    fingerprint: str,
+    metrics: dict[str, float],
+    batch: int = 0,
+    epoch_rng: dict[str, Any] | None = None,
+) -> Snapshot:
+    """The run's state after ``epoch`` (``batch`` 0) or after ``batch`` batches of
+    ``epoch`` (a step checkpoint, with the random state the epoch started from)."""
+    from thaw.checkpoints.tensors import cpu_snapshot
+
+    state = _training_state(engine, epoch - 1 if batch else epoch, step, fingerprint, metrics)
+    if batch:
+        state["batch"] = batch
+        state["epoch_rng"] = epoch_rng
+    return Snapshot(cpu_snapshot(engine.model.state_dict()), cpu_snapshot(state))
+
+
 def save_epoch(
     run_dir: Path,
+    snap: Snapshot,
     *,
-    engine: FreezeEngine,
     epoch: int,
     step: int,
     config: dict[str, Any],
@@ -72,51 +102,48 @@ def save_epoch(
     keep_last: int,
     library_config: dict[str, Any] | None = None,
     fence: Fence | None = None,
+    reserve_bytes: int = 0,
 ) -> dict[str, Any]:
     from thaw.checkpoints import save_checkpoint
 
-    state = _training_state(engine, epoch, step, config["spec_fingerprint"], metrics)
     info = save_checkpoint(
         run_dir,
         epoch=epoch,
         step=step,
-        model_state=engine.model.state_dict(),
+        model_state=snap.model_state,
         config=config,
-        training_state=state,
+        training_state=snap.training_state,
         metrics=metrics,
         keep_last=keep_last,
         library_config=library_config,
         fence=fence,
+        reserve_bytes=reserve_bytes,
     )
     return info.to_dict()
 
 
 def save_step(
     run_dir: Path,
+    snap: Snapshot,
     *,
-    engine: FreezeEngine,
     epoch: int,
     batch: int,
     step: int,
-    epoch_rng: dict[str, Any],
-    fingerprint: str,
-    metrics: dict[str, float],
     fence: Fence | None = None,
+    reserve_bytes: int = 0,
 ) -> dict[str, Any]:
     """A resume point after ``batch`` batches of ``epoch`` (in progress)."""
     from thaw.checkpoints.step import save_step_checkpoint
 
-    state = _training_state(engine, epoch - 1, step, fingerprint, metrics)
-    state["batch"] = batch
-    state["epoch_rng"] = epoch_rng
     return save_step_checkpoint(
         run_dir,
         epoch=epoch,
         batch=batch,
         step=step,
-        model_state=engine.model.state_dict(),
-        training_state=state,
+        model_state=snap.model_state,
+        training_state=snap.training_state,
         fence=fence,
+        reserve_bytes=reserve_bytes,
     )
 
 

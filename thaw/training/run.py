@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from thaw.checkpoints.commit import raise_fence
 from thaw.data.shape import DataShape, UploadLookup
 from thaw.errors import ThawError
 from thaw.freezing.engine import FreezeEngine
@@ -20,6 +21,7 @@ from thaw.freezing.resolve import Resolved, resolve
 from thaw.freezing.status import epoch_entry, live_view
 from thaw.settings import Settings
 from thaw.spec import JobSpec
+from thaw.training.background_commit import BackgroundCommit
 from thaw.training.data_source import load_training_data
 from thaw.training.device import Placement, choose_placement
 from thaw.training.feature_cache import CachedBatch, FeatureCache
@@ -28,7 +30,7 @@ from thaw.training.layer_changes import changed_layers
 from thaw.training.loaders import default_workers, make_loaders
 from thaw.training.memory import OOM_ERRORS, OutOfMemory, is_cpu_oom
 from thaw.training.reporter import NullReporter, Reporter, StopReason
-from thaw.training.resume import Resumed, restore, save_epoch, save_step
+from thaw.training.resume import Resumed, restore, save_epoch, save_step, snapshot
 
 
 @dataclass
@@ -90,6 +92,8 @@ def _train(
     engine = FreezeEngine.from_resolved(resolved, fused=placement.device.type == "cuda")
     run = _Run(spec, resolved, engine, placement, reporter, settings, run_dir, base)
 
+    # Claim the run folder before reading its resume point: no older claim publishes after.
+    raise_fence(run_dir, reporter.fence())
     resumed = restore(run_dir, engine, placement.device, spec.fingerprint())
     if resumed is not None and resumed.batch:
         reporter.log(
@@ -116,6 +120,7 @@ def _train(
     try:
         return run.loop(train_loader, val_loader, sampler, resumed)
     finally:
+        run.commits.abandon()
         if run.cache is not None:
             run.cache.close()
 
@@ -150,6 +155,7 @@ class _Run:
         self._samples = 0
         self._epoch_rng: dict[str, Any] = {}
         self._last_progress: dict[str, Any] = {}
+        self.commits = BackgroundCommit()
 
     def loop(self, train_loader, val_loader, sampler, resumed: Resumed | None) -> TrainResult:
         timeline = self.resolved.timeline
@@ -180,6 +186,7 @@ class _Run:
                 check_diverged(loss, epoch, step)
                 self._maybe_progress(epoch, step, total, start_step, started, loss)
                 self._maybe_step_checkpoint(epoch, batch + 1, step, metrics)
+                self.commits.poll()
             metrics = self._validate(val_loader)
             if "val_loss" in metrics:
                 check_diverged(metrics["val_loss"], epoch, step, "validation loss")
@@ -189,6 +196,7 @@ class _Run:
             every = self.spec.checkpointing.every_epochs
             if epoch % every == 0 or epoch == timeline.epochs:
                 self._checkpoint(epoch, step, metrics)
+        self.commits.wait()
         return self._result("succeeded", timeline.epochs, step, metrics, resumed, started)
 
     def _batches(
@@ -215,12 +223,12 @@ class _Run:
         """What a stop before the next step leaves behind: a preempted run saves a step
         checkpoint (when it is inside an epoch) for the worker that takes the job over."""
         if reason == "lost":
+            self.commits.abandon()
             return "lost"
-        if reason == "cancel":
-            return "cancelled"
-        if batch > 0:
+        if reason == "preempt" and batch > 0:
             self._step_checkpoint(epoch, batch, step, metrics)
-        return "preempted"
+        self.commits.wait()
+        return "cancelled" if reason == "cancel" else "preempted"
 
     def _maybe_step_checkpoint(
         self, epoch: int, batch: int, step: int, metrics: dict[str, float]
@@ -232,18 +240,31 @@ class _Run:
     def _step_checkpoint(
         self, epoch: int, batch: int, step: int, metrics: dict[str, float]
     ) -> None:
-        save_step(
-            self.run_dir,
-            engine=self.engine,
+        """Snapshot now, write and commit in the background (after the previous save)."""
+        self.commits.wait()
+        snap = snapshot(
+            self.engine,
             epoch=epoch,
-            batch=batch,
             step=step,
-            epoch_rng=self._epoch_rng,
             fingerprint=self.spec.fingerprint(),
             metrics=metrics,
-            fence=self.reporter.fence,
+            batch=batch,
+            epoch_rng=self._epoch_rng,
         )
-        self.reporter.log("info", f"step checkpoint at step {step} (epoch {epoch}, batch {batch})")
+        self.commits.submit(
+            lambda: save_step(
+                self.run_dir,
+                snap,
+                epoch=epoch,
+                batch=batch,
+                step=step,
+                fence=self.reporter.fence,
+                reserve_bytes=self.settings.disk_reserve_bytes,
+            ),
+            lambda _: self.reporter.log(
+                "info", f"step checkpoint at step {step} (epoch {epoch}, batch {batch})"
+            ),
+        )
 
     def _result(
         self,
@@ -348,29 +369,48 @@ class _Run:
             self.engine.index, view, epoch=epoch, phase=self.engine.phase, detail=True
         )
         if changed is not None:
-            for row in entry["layers"]:
-                row["changed"] = row["name"] in changed
+            _mark_changed(entry, changed)
         return entry
 
     def _checkpoint(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+        """Snapshot now, write and commit in the background (after the previous save); the
+        checkpoint event and the epoch's layer status follow the commit."""
         config = {
             **self.resolved.built.config(),
             "spec_fingerprint": self.spec.fingerprint(),
         }
-        info = save_epoch(
-            self.run_dir,
-            engine=self.engine,
+        self.commits.wait()
+        snap = snapshot(
+            self.engine,
             epoch=epoch,
             step=step,
-            config=config,
+            fingerprint=self.spec.fingerprint(),
             metrics=metrics,
-            keep_last=self.spec.checkpointing.keep_last,
-            library_config=self.resolved.built.library_config(),
-            fence=self.reporter.fence,
         )
-        self.reporter.checkpoint(info)
-        changed = changed_layers(self.model.state_dict(), self.base)
-        self.reporter.layers(epoch, self._layer_entry(epoch, changed))
+        entry = self._layer_entry(epoch)
+        library_config = self.resolved.built.library_config()
+
+        def commit() -> tuple[dict[str, Any], set[str]]:
+            info = save_epoch(
+                self.run_dir,
+                snap,
+                epoch=epoch,
+                step=step,
+                config=config,
+                metrics=metrics,
+                keep_last=self.spec.checkpointing.keep_last,
+                library_config=library_config,
+                fence=self.reporter.fence,
+                reserve_bytes=self.settings.disk_reserve_bytes,
+            )
+            return info, changed_layers(snap.model_state, self.base)
+
+        def committed(result: tuple[dict[str, Any], set[str]]) -> None:
+            info, changed = result
+            self.reporter.checkpoint(info)
+            self.reporter.layers(epoch, _mark_changed(entry, changed))
+
+        self.commits.submit(commit, committed)
 
     def _maybe_progress(self, epoch, step, total, start_step, started, loss) -> None:
         now = time.monotonic()
@@ -417,6 +457,12 @@ def check_diverged(
             f"the {what} became {value} at step {step} (epoch {epoch}); "
             "lower the learning rate, set hyperparameters.grad_clip_norm, or check the data"
         )
+
+
+def _mark_changed(entry: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+    for row in entry["layers"]:
+        row["changed"] = row["name"] in changed
+    return entry
 
 
 def _epoch_of(resumed: Resumed | None) -> int | None:
