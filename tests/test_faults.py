@@ -231,3 +231,38 @@ def test_out_of_memory_fails_one_job_and_the_worker_takes_the_next_at_its_baseli
         assert stack.wait_done(job.id).status == "succeeded"
         rss.append(_rss_bytes(worker.pid))
     assert max(rss) - rss[0] < 64 * 1024**2, rss
+
+
+def test_a_holder_stalled_before_its_publish_makes_nothing_visible_after_the_new_claim(
+    stack: Stack, unbroken: dict
+) -> None:
+    _prepare(stack)
+    first = stack.start_worker("a", preload="stall_commit")
+    job = stack.submit(SPEC)
+    stack.wait_for(job.id, lambda j: j.token == 1)
+    # b steps slowly, so it is still inside epoch 2 when a wakes up.
+    stack.start_worker("b", preload="slow_steps")
+    stack.wait_for(job.id, lambda j: j.token == 2)
+    # a wakes right before publishing its epoch-2, as b's claim is new (b may not have
+    # reached the run folder yet): the lease check under the commit lock refuses it.
+    os.killpg(first.pid, signal.SIGCONT)
+    _wait_log(stack, "a", "stopped without another write")
+
+    run = stack.settings.jobs_dir / job.id / "checkpoints"
+    index = json.loads((run / "index.json").read_text())
+    assert [c["name"] for c in index["checkpoints"]] == ["epoch-1"]
+    assert not (run / "epoch-2").exists()
+    done = stack.wait_done(job.id)
+    assert done.status == "succeeded", done.error
+    logs = [e.data["message"] for e in stack.events.read(job.id, limit=10_000) if e.type == "log"]
+    assert "resumed from epoch 1 (phase 0)" in logs
+    metas = [json.loads(p.read_text()) for p in sorted(run.glob("epoch-*/meta.json"))]
+    assert [(m["name"], m["token"]) for m in metas] == [("epoch-1", 1), ("epoch-2", 2)]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "best",
+        "epoch-1",
+        "epoch-2",
+        "index.json",
+        "last",
+    ]
+    _assert_equal_to_unbroken(stack, job.id, unbroken)

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
+from redis_server import RedisServer
 
 from thaw.store import EventLog, JobStore
+from thaw.store.redis_server import free_port
 
 
 @pytest.fixture
 def store(redis_client: redis.Redis) -> JobStore:
     return JobStore(redis_client)
+
+
+def _lapse(store: JobStore, job_id: str, expired_at: str) -> None:
+    """The job's lease ended at ``expired_at``, with Redis up for far longer than a lease."""
+    store.redis.hset(store.keys.job(job_id), "lease_expires_at", expired_at)
+    store.redis.hset(store.keys.redis_boot, "since", "1")
 
 
 def _job(store: JobStore):
@@ -74,7 +83,7 @@ def test_a_released_job_is_queued_again_and_its_next_claim_costs_no_attempt(
     assert (again.status, again.attempts, again.token) == ("running", 1, 2)
     assert store.release(job.id, "w1", claimed.token) == "not_holder"
     # a death after a hand-over is still charged: max_attempts=2 allows one more claim
-    store.redis.hset(store.keys.job(job.id), "lease_expires_at", "1")
+    _lapse(store, job.id, "1")
     assert store.claim(job.id, "w3", 30).attempts == 2
 
 
@@ -99,9 +108,39 @@ def test_one_redispatch_per_period_across_concurrent_sweepers(store: JobStore) -
     claimed = store.claim(job.id, "w1", 30)
     assert store.redispatch(job.id, 0.0) is False  # running under a live lease
     seconds, micros = store.redis.time()
-    expired = f"{seconds + micros / 1e6 - 0.001:.6f}"  # after the last dispatch, now past
-    store.redis.hset(store.keys.job(job.id), "lease_expires_at", expired)
+    _lapse(store, job.id, f"{seconds + micros / 1e6 - 0.001:.6f}")  # after the last dispatch
     assert store.redispatch(job.id, 3600) is True  # expired: once at once...
     assert store.redispatch(job.id, 3600) is False  # ...then once per period
     store.finish(job.id, "w1", "succeeded", token=claimed.token)
     assert store.redispatch(job.id, 0.0) is False
+
+
+def test_a_lease_that_lapsed_in_a_redis_outage_is_its_holders_for_one_more_lease(
+    tmp_path: Path,
+) -> None:
+    """Repeated outages longer than the lease: each time Redis answers again, the live
+    holder keeps the job (no re-dispatch, no claim) and renews; a holder that stays
+    silent a whole lease after Redis is back loses it as usual."""
+    lease = 1.0
+    server = RedisServer(data_dir=tmp_path / "redis", port=free_port()).start()
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        store = JobStore(client)
+        job = _job(store)
+        held = store.claim(job.id, "w1", lease)
+        for _ in range(3):
+            server.stop()  # Redis writes its append-only file and exits
+            time.sleep(lease + 0.5)  # every lease lapses meanwhile
+            server.start()
+            assert store.expired_leases() == [job.id]
+            assert store.redispatch(job.id, 0.0) is False
+            assert store.claim(job.id, "w2", lease) is None
+            assert store.heartbeat(job.id, "w1", lease, token=held.token) is True
+            assert store.check(job.id, "w1", held.token).state == "held"
+        time.sleep(lease + 0.2)  # the holder stays silent a whole lease with Redis up
+        assert store.redispatch(job.id, 0.0) is True
+        taken = store.claim(job.id, "w2", lease)
+        assert (taken.worker, taken.token, taken.attempts) == ("w2", 2, 2)
+    finally:
+        client.close()
+        server.stop()

@@ -2,13 +2,19 @@
 again every job that would otherwise wait forever: a running job whose worker died (its
 lease expired) and a queued job with no message in the broker (lost in a Redis restart,
 or taken by a worker that died before claiming it). The store grants one re-dispatch per
-job and period across all workers, so N sweepers send one message, not N."""
+job and period across all workers, so N sweepers send one message, not N.
+
+A lease that lapsed while Redis was away (restarted, or out of this worker's reach) may
+belong to a holder that is alive and renews it as soon as it can: a running job is sent
+again only once Redis has answered for a whole lease since (this worker's view here;
+the store's own, since its restart, in the store's scripts)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
+import time
 
 from thaw.dispatch import Enqueue
 from thaw.settings import Settings
@@ -30,6 +36,7 @@ class Maintenance:
         self.registry = WorkerRegistry(client)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="thaw-maintenance", daemon=True)
+        self._answering_since: float | None = time.monotonic()
 
     def start(self) -> None:
         self._thread.start()
@@ -49,7 +56,8 @@ class Maintenance:
 
     def sweep(self) -> list[str]:
         """Send again the jobs that have no live message; returns the ids sent."""
-        candidates = [*self.jobs.expired_leases(), *self.jobs.ids_by_status(JobStatus.QUEUED)]
+        expired = self.jobs.expired_leases() if self._answered_a_lease() else []
+        candidates = [*expired, *self.jobs.ids_by_status(JobStatus.QUEUED)]
         if not candidates:
             return []
         waiting = waiting_job_ids(self.client, self.settings.queue)
@@ -63,11 +71,18 @@ class Maintenance:
                 sent.append(job_id)
         return sent
 
+    def _answered_a_lease(self) -> bool:
+        since = self._answering_since
+        return since is not None and time.monotonic() - since >= self.settings.lease_seconds
+
     def _run(self) -> None:
         while True:
             try:
                 self.tick()
+                if self._answering_since is None:
+                    self._answering_since = time.monotonic()
             except OUTAGE_ERRORS as exc:
+                self._answering_since = None
                 log.warning("maintenance skipped a tick: Redis unreachable (%s)", exc)
             except Exception:
                 log.exception("maintenance tick failed")

@@ -2,11 +2,12 @@
 
 What makes a checkpoint visible is ``index.json`` (with the folders it lists and the
 ``best``/``last`` links). Each holder of a run first raises the run's fence to its claim's
-fencing token (:func:`raise_fence`; ``index.json`` carries it). A publish compares its
-token with the fence under the run's commit lock and only while no newer claim has raised
-it moves the staged folders into place and writes the new index, so a holder that stalled
-anywhere before (after its lease check, mid-write) can never make anything visible once
-a newer claim has raised the fence: its staged folders are removed unseen. An object
+fencing token (:func:`raise_fence`; ``index.json`` carries it). A publish, under the run's
+commit lock, compares its token with that fence and confirms its claim with the job store,
+and only then moves the staged folders into place and writes the new index. So a holder
+that stalled anywhere before (after an earlier lease check, mid-write) makes nothing
+visible once a newer claim exists: its staged folders are removed unseen. A new holder
+raises the fence under the same lock, so a publish it did not refuse is one it reads. An object
 store implements the same contract with a conditional write of ``index.json`` (If-Match
 on the version it read).
 """
@@ -70,9 +71,11 @@ def publish(
     token: int | None,
     staged: Mapping[Path, Path],
     update: Update | None = None,
+    confirm: Callable[[], object] | None = None,
 ) -> Index:
-    """Make staged folders visible: under the commit lock and only while ``token`` holds
-    the fence, put each staged folder (value) at its final path (key), write
+    """Make staged folders visible: under the commit lock, only while ``token`` holds the
+    fence and ``confirm()`` (the job store's lease check; it raises when the claim is
+    gone) passes, put each staged folder (value) at its final path (key), write
     ``update(index)`` (the fence kept) and point the aliases at it, then remove the
     checkpoint folders the new index no longer lists. On FencedOut or any failure the
     staged folders are removed and what was visible stays as it was."""
@@ -80,6 +83,8 @@ def publish(
         with commit_lock(run_dir) as root:
             before = read_index(run_dir)
             check_fence(run_dir, before, token)
+            if confirm is not None:
+                confirm()
             fence = max((t for t in (before.token, token) if t is not None), default=None)
             index = before
             replaced = [final.name for final in staged if before.get(final.name) is not None]

@@ -47,7 +47,7 @@ def save_step_checkpoint(
 ) -> dict[str, Any]:
     """Write the resume point after ``batch`` batches of ``epoch`` (``step`` in all).
 
-    ``fence`` is called before anything is written and again right before the publish;
+    ``fence`` is called before anything is written and again by the publish, under its lock;
     it raises when the caller no longer holds the run, and returns its fencing token,
     recorded in ``meta.json`` and compared with the run's fence by the publish."""
     token = fence() if fence is not None else None
@@ -72,14 +72,12 @@ def save_step_checkpoint(
         save_training_state(tmp / TRAINING_STATE_FILE, training_state)
         atomic_write_json(tmp / META_FILE, meta)
         fsync_dir(tmp)
-        if fence is not None:
-            fence()
     except BaseException as exc:
         remove_tree(tmp)
         if is_disk_full(exc):
             raise StorageFull(run, "a step checkpoint", needed, -1, reserve_bytes) from exc
         raise
-    publish(run, token, {step_dir(run): tmp})
+    publish(run, token, {step_dir(run): tmp}, confirm=fence)
     return meta
 
 

@@ -80,7 +80,7 @@ def save_checkpoint(
 
     ``keep_last`` newest checkpoints are kept (None keeps all), and the best one is
     never pruned. Saving an epoch that already exists replaces it. ``fence`` is called
-    before the run folder is touched and again right before the publish; it raises when
+    before the run folder is touched and again by the publish, under the commit lock; it raises when
     the caller no longer holds the run and returns its fencing token (kept in meta.json),
     which the publish compares with the run's fence (see ``thaw.checkpoints.commit``).
     StorageFull when the files would leave less than ``reserve_bytes`` free.
@@ -116,8 +116,6 @@ def save_checkpoint(
             library_config,
             token,
         )
-        if fence is not None:
-            fence()
     except BaseException as exc:
         remove_tree(tmp)
         if is_disk_full(exc):
@@ -137,7 +135,7 @@ def save_checkpoint(
             mode=mode,
         )
 
-    new_index = publish(run_dir, token, {root / name: tmp}, add)
+    new_index = publish(run_dir, token, {root / name: tmp}, add, confirm=fence)
     return _info(root, entry, new_index)
 
 

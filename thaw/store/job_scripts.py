@@ -8,6 +8,7 @@ CREATE = script(
     r"""
 local tenant, rand, idem, body_hash = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local idem_ttl = tonumber(ARGV[7])
+up_for()
 if idem ~= '' then
   local cur = redis.call('HMGET', idem, 'job_id', 'body_hash')
   if cur[1] and redis.call('EXISTS', key_job(cur[1])) == 1 then
@@ -38,8 +39,9 @@ CLAIM = script(
     r"""
 local id, worker, lease = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local k = key_job(id)
+local up = up_for()
 local h = redis.call('HMGET', k, 'status', 'tenant', 'attempts', 'max_attempts',
-  'cancel_requested', 'lease_expires_at', 'started_at', 'token', 'released')
+  'cancel_requested', 'lease_expires_at', 'started_at', 'token', 'released', 'lease_s')
 local status, tenant = h[1], h[2]
 if not status then return {'missing'} end
 local t = now()
@@ -49,6 +51,9 @@ if status == 'queued' then
 elseif status == 'running' then
   local expires = tonumber(h[6])
   if expires and expires > t then return {'held'} end
+  -- A lease that lapsed while Redis was away is its holder's to renew for one more
+  -- whole lease, counted from when Redis answered again.
+  if up < (tonumber(h[10]) or lease) then return {'held'} end
   if h[5] == '1' then
     finalize(id, tenant, status, 'cancelled', '', t)
     emit(id, {status = 'cancelled', attempts = attempts})
@@ -74,7 +79,7 @@ local started = h[7]
 if not started or started == '' then started = ts(t) end
 redis.call('HSET', k, 'status', 'running', 'attempts', attempts, 'worker', worker,
   'lease_expires_at', ts(t + lease), 'started_at', started, 'updated_at', ts(t),
-  'token', token, 'released', '0')
+  'token', token, 'released', '0', 'lease_s', lease)
 redis.call('ZADD', key_leases(), ts(t + lease), id)
 if status ~= 'running' then index_status(id, tenant, status, 'running') end
 emit(id, {status = 'running', attempts = attempts, worker = worker, token = token,
@@ -88,8 +93,9 @@ HEARTBEAT = script(
     r"""
 local id, worker, lease, token = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 if not holds(id, worker, token) then return 0 end
+up_for()
 local expires = ts(now() + lease)
-redis.call('HSET', key_job(id), 'lease_expires_at', expires)
+redis.call('HSET', key_job(id), 'lease_expires_at', expires, 'lease_s', lease)
 redis.call('ZADD', key_leases(), expires, id)
 return 1
 """,
@@ -225,7 +231,7 @@ REDISPATCH = script(
     r"""
 local id, period = ARGV[3], tonumber(ARGV[4])
 local h = redis.call('HMGET', key_job(id), 'status', 'cancel_requested', 'dispatched_at',
-  'lease_expires_at', 'token')
+  'lease_expires_at', 'token', 'lease_s')
 local t = now()
 local last = tonumber(h[3]) or 0
 local due = t - last >= period
@@ -235,7 +241,7 @@ if h[1] == 'queued' then
   why = string.format('queued for %.1f s without a live message', t - last)
 elseif h[1] == 'running' then
   local expires = tonumber(h[4])
-  if not expires or expires > t then return 0 end
+  if not expires or expires > t or up_for() < (tonumber(h[6]) or 0) then return 0 end
   if not (due or last < expires) then return 0 end
   why = string.format('its lease expired %.1f s ago', t - expires)
 else

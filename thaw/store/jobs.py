@@ -174,8 +174,9 @@ class JobStore:
         """Take a queued job, or a running one whose lease expired, for ``worker_id``.
 
         Returns the running job (attempts counted) or ``None`` when it is held by a live
-        lease, terminal, missing, or out of attempts (then it is marked failed with error
-        code ``max_attempts``). A running job with an expired lease and a pending cancel
+        lease (or by one that lapsed less than a lease after Redis started answering),
+        terminal, missing, or out of attempts (then it is marked failed with error code
+        ``max_attempts``). A running job with an expired lease and a pending cancel
         request becomes cancelled instead of resuming."""
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
@@ -204,7 +205,9 @@ class JobStore:
     def redispatch(self, job_id: str, period_s: float) -> bool:
         """Take the right to send ``job_id`` to the queue again: a queued job last sent
         ``period_s`` ago or more, or a running one whose lease expired and that was not
-        sent since (then once per period). Exactly one caller per period gets ``True``."""
+        sent since (then once per period), once Redis has answered for a whole lease since
+        it (re)started: a lease that lapsed in an outage is its holder's to renew first.
+        Exactly one caller per period gets ``True``."""
         return bool(self._run(self._redispatch, job_id, period_s))
 
     def holder_event(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 # lua_key_functions() renders the same forms as Lua functions for the store scripts.
 KEY_FORMS: dict[str, str] = {
     "id_clock": "idclock",
+    "redis_boot": "redis-boot",
     "job": "job:{0}",
     "job_layers": "job:{0}:layers",
     "job_events": "job:{0}:events",
@@ -52,6 +53,10 @@ class Keys:
     @property
     def id_clock(self) -> str:
         return self._key("id_clock")
+
+    @property
+    def redis_boot(self) -> str:
+        return self._key("redis_boot")
 
     def job(self, job_id: str) -> str:
         return self._key("job", job_id)

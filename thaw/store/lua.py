@@ -22,6 +22,21 @@ end
 
 local function ts(x) return string.format('%.6f', x) end
 
+-- Seconds this Redis has answered since it (re)started, as first seen by a script: after
+-- a restart every stored lease looks expired, though its holder may be alive and only
+-- waiting for Redis to come back to renew it.
+local function up_for()
+  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+  local boot = key_redis_boot()
+  local seen = redis.call('HMGET', boot, 'run_id', 'since')
+  local t = now()
+  if seen[1] ~= run or not tonumber(seen[2]) then
+    redis.call('HSET', boot, 'run_id', run, 'since', ts(t))
+    return 0
+  end
+  return t - tonumber(seen[2])
+end
+
 -- job_/ds_ + 12 hex ms + 4 hex counter + 8 hex random: ids sort by creation
 -- order across every process that shares this Redis.
 local function new_id(kind, rand)
