@@ -20,12 +20,24 @@ class StorageFull(ThawError):
         self.folder = folder
         self.needed = needed
         self.free = free
-        reason = f"{free} bytes are free" if free >= 0 else "the disk is full"
+        have = f"{free} bytes are free" if free >= 0 else "the disk is full"
         kept = f", {reserve} of them kept free by THAW_DISK_RESERVE_BYTES" if reserve else ""
+        wants = f"needs {needed} bytes" if needed else "ran out of disk"
         super().__init__(
-            f"{what} needs {needed} bytes in {folder} and {reason}{kept}; free space in the "
-            "data dir (THAW_DATA_DIR) or lower what the job stores"
+            f"{what} {wants} in {folder} and {have}{kept}; free space in the data dir "
+            "(THAW_DATA_DIR) or lower what the job stores"
         )
+
+
+def disk_full(folder: Path, what: str, exc: OSError, reserve: int = 0) -> StorageFull:
+    """StorageFull for a write that failed with ENOSPC/EDQUOT, with what is free now."""
+    try:
+        free = shutil.disk_usage(existing_parent(folder)).free
+    except OSError:
+        free = -1
+    error = StorageFull(folder, what, 0, free, reserve)
+    error.__cause__ = exc
+    return error
 
 
 def existing_parent(folder: Path) -> Path:

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from thaw.checkpoints.errors import FencedOut
+from thaw.disk_space import disk_full, is_disk_full
 from thaw.dispatch import Enqueue
 from thaw.errors import ThawError
 from thaw.settings import Settings
@@ -92,6 +93,12 @@ def _train(
         log.warning("job %s failed: %s", job.id, exc)
         return "failed", {"code": exc.code, "message": str(exc)}
     except Exception as exc:
+        if is_disk_full(exc):
+            full = disk_full(
+                settings.jobs_dir / job.id, "the job", exc, settings.disk_reserve_bytes
+            )
+            log.warning("job %s failed: %s", job.id, full)
+            return "failed", {"code": full.code, "message": str(full)}
         log.exception("job %s crashed", job.id)
         return "failed", {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
     return result.status, None

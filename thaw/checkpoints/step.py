@@ -24,7 +24,7 @@ from thaw.checkpoints.index import read_index
 from thaw.checkpoints.layout import META_FILE, MODEL_FILE, TRAINING_STATE_FILE
 from thaw.checkpoints.resume_state import save_training_state
 from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
-from thaw.disk_space import StorageFull, is_disk_full, require_free
+from thaw.disk_space import disk_full, is_disk_full, require_free
 
 STEP_DIR = "resume"
 Fence = Callable[[], int | None]
@@ -75,7 +75,7 @@ def save_step_checkpoint(
     except BaseException as exc:
         remove_tree(tmp)
         if is_disk_full(exc):
-            raise StorageFull(run, "a step checkpoint", needed, -1, reserve_bytes) from exc
+            raise disk_full(run, "a step checkpoint", exc, reserve_bytes) from exc
         raise
     publish(run, token, {step_dir(run): tmp}, confirm=fence)
     return meta

@@ -50,7 +50,7 @@ from thaw.checkpoints.layout import (
 )
 from thaw.checkpoints.resume_state import load_training_state, save_training_state
 from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
-from thaw.disk_space import StorageFull, is_disk_full, require_free
+from thaw.disk_space import disk_full, is_disk_full, require_free
 
 MODES = ("min", "max")
 META_FORMAT = "thaw.checkpoint"
@@ -119,7 +119,7 @@ def save_checkpoint(
     except BaseException as exc:
         remove_tree(tmp)
         if is_disk_full(exc):
-            raise StorageFull(root, f"checkpoint {name}", needed, -1, reserve_bytes) from exc
+            raise disk_full(root, f"checkpoint {name}", exc, reserve_bytes) from exc
         raise
 
     def add(index: Index) -> Index:

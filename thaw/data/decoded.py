@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from thaw.disk_space import require_free
+
 DECODED_FOLDER = "decoded_cache"
 
 
@@ -35,13 +37,14 @@ def available_memory() -> int:
 class DecodedImages:
     """uint8 pixels ``[n, 3, size, size]`` with a filled flag per sample."""
 
-    def __init__(self, n: int, size: int, *, budget: int, spill: Path):
+    def __init__(self, n: int, size: int, *, budget: int, spill: Path, disk_reserve: int = 0):
         self.shape = (n, 3, size, size)
         self.nbytes = n * 3 * size * size
         self.file: Path | None = None
         if self.nbytes <= budget:
             buffer: Any = mmap.mmap(-1, max(self.nbytes, 1))
         else:
+            require_free(spill.parent, self.nbytes, disk_reserve, "the decoded-input cache")
             spill.parent.mkdir(parents=True, exist_ok=True)
             self.file = spill
             buffer = np.memmap(spill, dtype=np.uint8, mode="w+", shape=(max(self.nbytes, 1),))
@@ -72,7 +75,9 @@ def _remove(path: Path, owner: int) -> None:
             path.parent.rmdir()
 
 
-def attach_decoded_cache(data: Any, budget: int, folder: Path) -> list[DecodedImages]:
+def attach_decoded_cache(
+    data: Any, budget: int, folder: Path, disk_reserve: int = 0
+) -> list[DecodedImages]:
     """Give the image datasets of ``data`` (train, then validation) their decoded caches,
     sharing ``budget`` bytes of memory; other datasets are left as they are."""
     from thaw.data.images import ImageFolderDataset
@@ -83,7 +88,11 @@ def attach_decoded_cache(data: Any, budget: int, folder: Path) -> list[DecodedIm
         if not isinstance(dataset, ImageFolderDataset) or len(dataset) == 0:
             continue
         cache = DecodedImages(
-            len(dataset), dataset.image_size, budget=budget, spill=folder / f"{part}.u8"
+            len(dataset),
+            dataset.image_size,
+            budget=budget,
+            spill=folder / f"{part}.u8",
+            disk_reserve=disk_reserve,
         )
         budget = max(0, budget - cache.nbytes)
         dataset.decoded = cache

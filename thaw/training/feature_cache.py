@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from thaw.data.decoded import available_memory
+from thaw.disk_space import require_free
 from thaw.freezing.cache_plan import PhaseCache
 from thaw.freezing.prefix import Split, call_model, run_prefix, run_rest
 from thaw.freezing.timeline import Timeline
@@ -43,13 +44,20 @@ class FeatureStore:
     """Features of ``n`` samples of one shape; ``lengths`` for text (valid tokens)."""
 
     def __init__(
-        self, n: int, shape: tuple[int, ...], dtype: torch.dtype, budget: int, spill: Path
+        self,
+        n: int,
+        shape: tuple[int, ...],
+        dtype: torch.dtype,
+        budget: int,
+        spill: Path,
+        disk_reserve: int = 0,
     ):
         self.nbytes = n * math.prod(shape) * torch.empty((), dtype=dtype).element_size()
         self.file: Path | None = None
         if self.nbytes <= budget:
             self.data = torch.zeros((n, *shape), dtype=dtype)
         else:
+            require_free(spill.parent, self.nbytes, disk_reserve, "the feature cache's spill file")
             spill.parent.mkdir(parents=True, exist_ok=True)
             self.file = spill
             raw = np.memmap(spill, dtype=_NUMPY[dtype], mode="w+", shape=(n, *shape))
@@ -140,6 +148,7 @@ class FeatureCache:
         folder: Path,
         log: Any,
         flips: bool = False,
+        disk_reserve: int = 0,
     ):
         self.model = model
         self.flips = flips
@@ -149,6 +158,7 @@ class FeatureCache:
         self.sizes = sizes
         self.max_length = max_length
         self.budget = budget
+        self.disk_reserve = disk_reserve
         self.folder = folder
         self.log = log
         self.split: Split | None = None
@@ -294,6 +304,7 @@ class FeatureCache:
                 feats.dtype,
                 max(0, self.budget - used),
                 self.folder / f"{key}-{self.boundary}.bin",
+                self.disk_reserve,
             )
         return self.stores[key]
 

@@ -36,7 +36,9 @@ def build_feature_cache(
     First, whatever the feature cache does, image datasets get their decoded-input cache.
     """
     hp = spec.hyperparameters
-    for decoded in attach_decoded_cache(data, decoded_budget(settings), run_dir / DECODED_FOLDER):
+    for decoded in attach_decoded_cache(
+        data, decoded_budget(settings), run_dir / DECODED_FOLDER, settings.disk_reserve_bytes
+    ):
         reporter.log(
             "info",
             f"decoded-input cache: {decoded.shape[0]} images of {decoded.shape[2]} px, decoded "
@@ -78,6 +80,7 @@ def build_feature_cache(
         folder=run_dir / CACHE_FOLDER,
         log=reporter.log,
         flips=data.modality == "image" and hp.augment == "flip",
+        disk_reserve=settings.disk_reserve_bytes,
     )
 
 
