@@ -266,3 +266,51 @@ def test_a_holder_stalled_before_its_publish_makes_nothing_visible_after_the_new
         "last",
     ]
     _assert_equal_to_unbroken(stack, job.id, unbroken)
+
+
+def test_redis_outages_longer_than_the_lease_leave_the_job_with_its_live_holder(
+    tmp_path: Path, restartable: RedisServer
+) -> None:
+    client = redis.Redis.from_url(restartable.url, decode_responses=True)
+    stack = Stack(tmp_path, restartable.url, client)
+    for folder in ("data", "models", "datasets"):
+        _mk(tmp_path / folder)
+    _prepare(stack)
+    lease = stack.settings.lease_seconds
+    try:
+        # The holder renews slowly and the other worker sweeps fast: after each outage the
+        # sweeper sees the lapsed lease first.
+        stack.extra_env["THAW_HEARTBEAT_SECONDS"] = "1.5"
+        stack.start_worker("a", preload="slow_steps")
+        job = stack.submit(
+            {**SPEC, "hyperparameters": {**SPEC["hyperparameters"], "batch_size": 8}}
+        )
+        stack.wait_for(job.id, lambda j: j.token == 1)
+        stack.extra_env["THAW_HEARTBEAT_SECONDS"] = "0.5"
+        stack.start_worker("b", preload="slow_steps")
+        for at_step in (4, 30, 56):  # 80 steps; training goes on through each outage
+            stack.wait_for(job.id, lambda j, s=at_step: j.progress.get("step", 0) >= s)
+            restartable.stop()
+            time.sleep(lease + 1.0)  # every lease lapses
+            restartable.start()
+        done = stack.wait_done(job.id)
+        assert done.status == "succeeded", (done.error, stack.log("a"), stack.log("b"))
+        assert (done.attempts, done.token) == (1, 1)
+        events = stack.events.read(job.id, limit=10_000)
+        assert [e.data["status"] for e in events if e.type == "status"] == [
+            "queued",
+            "running",
+            "succeeded",
+        ]
+        assert not any(e.data.get("redispatched") for e in events)
+        assert "Task thaw.train" not in stack.log("b")  # b never got the job
+        index = json.loads(
+            (stack.settings.jobs_dir / job.id / "checkpoints" / "index.json").read_text()
+        )
+        assert ([c["name"] for c in index["checkpoints"]], index["token"]) == (
+            ["epoch-1", "epoch-2"],
+            1,
+        )
+    finally:
+        stack.stop()
+        client.close()
