@@ -294,6 +294,12 @@ def test_onnx_export_of_resnet18_matches_pytorch(trained: Trained, tmp_path: Pat
             assert response.headers["etag"] == f'"{f["sha256"]}"'
             (tmp_path / f["name"]).write_bytes(response.content)
         assert problem(http.get(f"/v1/exports/{export['id']}/files/nope.bin"), 404)
+        model_url = f"/v1/exports/{export['id']}/files/model.onnx"
+        whole = (tmp_path / "model.onnx").read_bytes()
+        part = http.get(model_url, headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and part.content == whole[10:20]
+        stale = http.get(model_url, headers={"Range": "bytes=0-9", "If-Range": '"other"'})
+        assert stale.status_code == 200 and stale.content == whole
     result = export["result"]
     assert result["max_abs_diff"] <= 1e-4
     assert {"model.onnx", "config.json"} <= {f["name"] for f in result["files"]}

@@ -72,7 +72,7 @@ def get_export(export_id: ExportId, stores: StoresDep, tenant: TenantDep) -> dic
     "/v1/exports/{export_id}/files/{file}",
     summary="Download an export's file",
     description="A file the export lists (`model.onnx`, `config.json`, ...). The ETag is its "
-    "sha256; Range, If-Range, If-None-Match and HEAD work as for any static file.",
+    "sha256; Range and If-Range work as for any static file.",
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}},
