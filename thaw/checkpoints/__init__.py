@@ -2,13 +2,16 @@
 
 Layout under a run folder ``R``::
 
-    R/checkpoints/index.json                 listed checkpoints, ``best`` and ``last``
+    R/checkpoints/index.json                 listed checkpoints, ``best``, ``last``, the fence token
     R/checkpoints/best, R/checkpoints/last   relative links to listed epoch folders
     R/checkpoints/epoch-<k>/model.safetensors
     R/checkpoints/epoch-<k>/config.json            Hugging Face's or timm's own, or Thaw's record
     R/checkpoints/epoch-<k>/thaw.json              Thaw's record where config.json is a library's
     R/checkpoints/epoch-<k>/training_state.safetensors
     R/checkpoints/epoch-<k>/meta.json        epoch, step, metrics, files (size, sha256)
+
+A save stages its files in a hidden folder, then publishes them in one fenced step
+(``commit.py``): a writer whose claim is no longer the newest makes nothing visible.
 """
 
 from thaw.checkpoints.commit import publish, raise_fence

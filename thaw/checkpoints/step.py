@@ -76,6 +76,8 @@ def save_step_checkpoint(
         remove_tree(tmp)
         if is_disk_full(exc):
             raise disk_full(run, "a step checkpoint", exc, reserve_bytes) from exc
+        if isinstance(exc, OSError):  # a newer claim may have cleared this staged folder
+            check_fence(run, read_index(run), token)
         raise
     publish(run, token, {step_dir(run): tmp}, confirm=fence)
     return meta

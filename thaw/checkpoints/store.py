@@ -120,6 +120,8 @@ def save_checkpoint(
         remove_tree(tmp)
         if is_disk_full(exc):
             raise disk_full(root, f"checkpoint {name}", exc, reserve_bytes) from exc
+        if isinstance(exc, OSError):  # a newer claim may have cleared this staged folder
+            check_fence(run_dir, read_index(run_dir), token)
         raise
 
     def add(index: Index) -> Index:
