@@ -94,6 +94,34 @@ class Settings(BaseSettings):
         description="Free disk a worker keeps: a checkpoint or a cache spill that would leave "
         "less fails the job with storage_full instead of filling the disk.",
     )
+    max_job_host_memory_bytes: int = Field(
+        default=32 * 1024**3,
+        ge=1,
+        description="Host memory one job may take by its plan (422 at submit beyond); the "
+        "worker fails a run whose memory grows past it as out_of_memory. The in-memory parts "
+        "of the input caches default to a quarter and an eighth of it.",
+    )
+    max_job_gpu_memory_bytes: int = Field(
+        default=80 * 1024**3, ge=1, description="GPU memory one job may take by its plan (422)."
+    )
+    max_job_feature_cache_bytes: int = Field(
+        default=64 * 1024**3, ge=0, description="A job's feature cache, memory and disk (422)."
+    )
+    max_job_decoded_cache_bytes: int = Field(
+        default=64 * 1024**3, ge=0, description="A job's decoded-image cache, memory and disk."
+    )
+    max_job_checkpoint_bytes: int = Field(
+        default=64 * 1024**3, ge=1, description="The checkpoints one job keeps, all told (422)."
+    )
+    max_job_disk_bytes: int = Field(
+        default=128 * 1024**3,
+        ge=1,
+        description="Disk one job may fill on its worker: spilled caches and checkpoints (422).",
+    )
+    max_keep_last: int = Field(default=20, ge=1, description="checkpointing.keep_last (422).")
+    min_checkpoint_every_steps: int = Field(
+        default=50, ge=1, description="The shortest checkpointing.every_steps (422)."
+    )
     supervisor_backoff_seconds: float = Field(
         default=1.0, gt=0, description="First wait before a dead worker process is restarted."
     )

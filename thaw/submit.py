@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from thaw.data.shape import UploadLookup, data_shape
 from thaw.dispatch import Enqueue
 from thaw.errors import SpecError, ThawError
+from thaw.freezing.budget import Budget, check_budget, check_checkpointing, job_budget
 from thaw.freezing.plan import plan_table
 from thaw.freezing.resolve import Resolved, meta_model, resolve_built
 from thaw.freezing.status import PLAN_KEY
@@ -41,13 +42,28 @@ def resolve_spec(
 
     The one path of ``thaw plan``, POST /v1/plans and POST /v1/jobs: ``uploads`` and ``jobs``
     are the caller's own (the CLI has none, so only path and synthetic datasets resolve)."""
+    return _resolve_with_budget(spec, settings, uploads, jobs, tenant)[0]
+
+
+def _resolve_with_budget(
+    spec: JobSpec,
+    settings: Settings,
+    uploads: UploadLookup | None,
+    jobs: JobStore | None,
+    tenant: str | None,
+) -> tuple[Resolved, Budget]:
+    """Resolve, then hold the job's resource budget to the settings (a SpecError naming
+    the field to lower when it does not fit)."""
     if spec.base_model.source == "job" and jobs is not None:
         _check_base_job(jobs, spec.base_model.name, tenant)
     shape = data_shape(spec.dataset, settings, uploads)
     built, index = meta_model(spec.base_model, len(shape.classes), settings)
     resolved = resolve_built(spec, shape, built, index)
     _check_table_size(resolved, settings)
-    return resolved
+    check_checkpointing(resolved, settings)
+    budget = job_budget(resolved, shape, settings)
+    check_budget(budget, resolved, settings)
+    return resolved, budget
 
 
 def _check_table_size(resolved: Resolved, settings: Settings) -> None:
@@ -85,8 +101,8 @@ def plan_spec(
     tenant: str | None = None,
     detail: bool = False,
 ) -> dict[str, Any]:
-    resolved = resolve_spec(spec, settings, uploads=uploads, jobs=jobs, tenant=tenant)
-    return plan_table(resolved, detail=detail)
+    resolved, budget = _resolve_with_budget(spec, settings, uploads, jobs, tenant)
+    return {**plan_table(resolved, detail=detail), "resources": budget.to_dict()}
 
 
 def trainable_summary(table: dict[str, Any]) -> dict[str, Any]:

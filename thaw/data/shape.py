@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DataShape:
-    """What the planner needs to know of a dataset: its classes and its training size."""
+    """What the planner needs to know of a dataset: its classes and its training and
+    validation sizes."""
 
     classes: list[str]
     num_train: int
+    num_val: int = 0
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return max(1, math.ceil(self.num_train / batch_size))
@@ -86,4 +88,4 @@ def data_shape(
     elif ref.validation is not None:
         validation = describe_source(ref.validation, settings, uploads, ("dataset", "validation"))
     counts = count_examples(info, validation)
-    return DataShape(classes=list(info.classes), num_train=counts.train)
+    return DataShape(classes=list(info.classes), num_train=counts.train, num_val=counts.val)

@@ -87,7 +87,7 @@ def plan_cache(
             out.append(off(f"the first layer group ({first}) trains or has BatchNorm training"))
             continue
         if chain is None:
-            chain = _traced(spec, index, modality, device)
+            chain = traced(spec, index, modality, device)
         found: Split | str = "no split"
         first_reason: str | None = None
         while k > 0:
@@ -125,7 +125,7 @@ def plan_cache(
 _TRACES: dict[tuple[Any, ...], Chain] = {}
 
 
-def _traced(spec: JobSpec, index: ModelIndex, modality: str, device: Any) -> Chain:
+def traced(spec: JobSpec, index: ModelIndex, modality: str, device: Any) -> Chain:
     """Traces depend on the architecture and input size only; plans reuse them."""
     ref = spec.base_model
     key = (

@@ -20,6 +20,7 @@ from torch import nn
 
 from thaw.data.decoded import available_memory
 from thaw.disk_space import require_free
+from thaw.freezing.budget import decoded_cache_memory_cap, feature_cache_memory_cap
 from thaw.freezing.cache_plan import PhaseCache
 from thaw.freezing.prefix import Split, call_model, run_prefix, run_rest
 from thaw.freezing.timeline import Timeline
@@ -29,15 +30,17 @@ _NUMPY = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: 
 
 
 def cache_budget(settings: Settings) -> int:
+    """The feature cache's memory: the plan's share, and no more than a quarter of what the
+    host has free when the run starts."""
     if settings.feature_cache_bytes is not None:
         return settings.feature_cache_bytes
-    return available_memory() // 4
+    return min(available_memory() // 4, feature_cache_memory_cap(settings))
 
 
 def decoded_budget(settings: Settings) -> int:
     if settings.decoded_cache_bytes is not None:
         return settings.decoded_cache_bytes
-    return available_memory() // 8
+    return min(available_memory() // 8, decoded_cache_memory_cap(settings))
 
 
 class FeatureStore:

@@ -28,7 +28,7 @@ from thaw.training.feature_cache import CachedBatch, FeatureCache
 from thaw.training.feature_cache_setup import build_feature_cache, cached_batches
 from thaw.training.layer_changes import changed_layers
 from thaw.training.loaders import default_workers, make_loaders
-from thaw.training.memory import OOM_ERRORS, OutOfMemory, is_cpu_oom
+from thaw.training.memory import OOM_ERRORS, MemoryWatch, OutOfMemory, is_cpu_oom
 from thaw.training.reporter import NullReporter, Reporter, StopReason
 from thaw.training.resume import Resumed, restore, save_epoch, save_step, snapshot
 
@@ -55,9 +55,12 @@ def train(
 ) -> TrainResult:
     """Run ``spec`` to the end (or until ``reporter.stop_reason()``), resuming from the
     newest checkpoint in ``run_dir`` if there is one. Running out of memory raises
-    OutOfMemory (``out_of_memory``)."""
+    OutOfMemory (``out_of_memory``), as does host memory growing past
+    THAW_MAX_JOB_HOST_MEMORY_BYTES (checked between steps)."""
+    watch = MemoryWatch(settings.max_job_host_memory_bytes, spec.hyperparameters.batch_size)
     try:
-        return _train(spec, run_dir, settings, reporter, uploads, device)
+        with watch:
+            return _train(spec, run_dir, settings, reporter, uploads, device, watch)
     except OOM_ERRORS:
         pass
     except RuntimeError as exc:
@@ -75,6 +78,7 @@ def _train(
     reporter: Reporter | None,
     uploads: UploadLookup | None,
     device: str | None,
+    watch: MemoryWatch,
 ) -> TrainResult:
     reporter = reporter or NullReporter()
     hp = spec.hyperparameters
@@ -91,6 +95,8 @@ def _train(
         model.to(memory_format=torch.channels_last)
     engine = FreezeEngine.from_resolved(resolved, fused=placement.device.type == "cuda")
     run = _Run(spec, resolved, engine, placement, reporter, settings, run_dir, base)
+    run.watch = watch
+    watch.check()
 
     # Claim the run folder before reading its resume point: no older claim publishes after.
     raise_fence(run_dir, reporter.fence())
@@ -156,6 +162,7 @@ class _Run:
         self._epoch_rng: dict[str, Any] = {}
         self._last_progress: dict[str, Any] = {}
         self.commits = BackgroundCommit()
+        self.watch: MemoryWatch | None = None
 
     def loop(self, train_loader, val_loader, sampler, resumed: Resumed | None) -> TrainResult:
         timeline = self.resolved.timeline
@@ -175,6 +182,8 @@ class _Run:
             for batch, (inputs, labels) in enumerate(
                 self._batches(train_loader, sampler, skip, resumed), start=skip
             ):
+                if self.watch is not None:
+                    self.watch.check()
                 stop = self.reporter.stop_reason()
                 if stop is not None:
                     status = self._stop(stop, epoch, batch, step, metrics)
@@ -348,6 +357,8 @@ class _Run:
         self.model.eval()
         total_loss, correct, count = 0.0, 0, 0
         for inputs, labels in self._epoch_batches(loader, None, "val"):
+            if self.watch is not None:
+                self.watch.check()
             labels = labels.to(self.placement.device, non_blocking=True)
             with self.placement.autocast():
                 logits = self._forward(self._to_device(inputs))
