@@ -93,20 +93,40 @@ class JobList(BaseModel):
     has_more: bool
 
 
-class DatasetOut(BaseModel):
+class _DatasetBase(BaseModel):
     id: str
     name: str
     format: Literal["image_folder", "csv", "jsonl"]
     num_examples: int
-    classes: list[str]
-    class_counts: dict[str, int]
-    size_bytes: int
-    sha256: str
+    size_bytes: int = Field(description="Bytes the dataset takes as stored (extracted).")
+    upload_bytes: int | None = Field(default=None, description="Bytes of the upload itself.")
+    sha256: str = Field(description="Of the upload.")
     created_at: str
 
 
+class DatasetOut(_DatasetBase):
+    classes: list[str]
+    class_counts: dict[str, int]
+
+
+class DatasetSummary(_DatasetBase):
+    """A list entry; the classes are on the dataset's own GET."""
+
+    num_classes: int
+
+
 class DatasetList(BaseModel):
-    data: list[DatasetOut]
+    data: list[DatasetSummary]
+    has_more: bool
+
+
+class DatasetClass(BaseModel):
+    name: str
+    count: int
+
+
+class DatasetClassPage(BaseModel):
+    data: list[DatasetClass]
     has_more: bool
 
 

@@ -71,20 +71,22 @@ def test_upload_digits_zip(
     ds = response.json()
     assert set(ds) == {
         "id", "name", "format", "num_examples", "classes", "class_counts", "size_bytes",
-        "sha256", "created_at",
+        "upload_bytes", "sha256", "created_at",
     }  # fmt: skip
     assert ds["name"] == "digits"
     assert ds["format"] == "image_folder"
     assert ds["classes"] == [str(d) for d in range(10)]
     assert ds["class_counts"] == digit_counts(PER_CLASS)
     assert ds["num_examples"] == 10 * PER_CLASS
-    assert ds["size_bytes"] == len(digits_zip)
+    assert ds["upload_bytes"] == len(digits_zip)
+    stored = api.uploads_dir / ds["id"] / "data"
+    assert ds["size_bytes"] == sum(f.stat().st_size for f in stored.rglob("*") if f.is_file())
     assert ds["sha256"] == hashlib.sha256(digits_zip).hexdigest()
     assert response.headers["location"] == f"/v1/datasets/{ds['id']}"
-    stored = api.uploads_dir / ds["id"] / "data"
     assert sorted(p.name for p in stored.iterdir()) == [str(d) for d in range(10)]
     assert http.get(f"/v1/datasets/{ds['id']}").json() == ds
-    assert [d["id"] for d in http.get("/v1/datasets").json()["data"]] == [ds["id"]]
+    summary = {k: v for k, v in ds.items() if k not in ("classes", "class_counts")}
+    assert http.get("/v1/datasets").json()["data"] == [{**summary, "num_classes": 10}]
 
     plan = http.post("/v1/plans", json=job_body(dataset={"id": ds["id"]}))
     assert plan.status_code == 200, plan.text

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     max_dataset_pixels: int = Field(
         default=20_000_000_000, ge=1, description="Decoded pixels of one uploaded dataset."
     )
+    max_classes: int = Field(
+        default=10_000,
+        ge=2,
+        description="Classes of one dataset (an upload or a spec's dataset; 422 beyond).",
+    )
     page_size_max: int = Field(default=100, ge=1)
     page_size_default: int = Field(default=20, ge=1)
 

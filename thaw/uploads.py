@@ -97,7 +97,8 @@ def check_dataset_quota(
     datasets: DatasetStore, tenant: str, settings: Settings, adding_bytes: int = 0
 ) -> None:
     """Raise DatasetQuotaExceeded unless one more upload of ``adding_bytes`` fits (with
-    ``adding_bytes`` 0: unless the tenant is below both quotas)."""
+    ``adding_bytes`` 0: unless the tenant is below both quotas). Checked with the upload's
+    size before it is unpacked and with its stored size before it is recorded."""
     usage = tenant_usage(datasets, tenant, settings)
     most, max_bytes = settings.max_datasets_per_tenant, settings.max_dataset_bytes_per_tenant
     if usage.datasets >= most:
@@ -112,7 +113,8 @@ def check_dataset_quota(
         )
     if usage.bytes + adding_bytes > max_bytes:
         raise DatasetQuotaExceeded(
-            f"this key's datasets hold {usage.bytes} bytes; this upload of {adding_bytes} bytes "
+            f"this key's datasets hold {usage.bytes} bytes; this upload, {adding_bytes} bytes "
+            "as stored, "
             f"would pass THAW_MAX_DATASET_BYTES_PER_TENANT={max_bytes}; delete datasets or "
             "upload a smaller one"
         )
@@ -225,6 +227,8 @@ def _store(
     try:
         staging.mkdir(parents=True)
         data_path, info = _unpack(spool, kind, staging, settings)
+        stored = stored_bytes(staging)
+        check_dataset_quota(datasets, tenant, settings, stored)
         os.replace(staging, final)
         record = {
             "id": dataset_id,
@@ -233,7 +237,8 @@ def _store(
             "num_examples": info.num_examples,
             "classes": list(info.classes),
             "class_counts": dict(info.class_counts),
-            "size_bytes": spool.size,
+            "size_bytes": stored,
+            "upload_bytes": spool.size,
             "sha256": spool.sha256,
             "path": str((final / data_path.relative_to(staging)).resolve()),
             "filename": Path(filename.replace("\\", "/")).name,
@@ -265,11 +270,22 @@ def _unpack(
             root,
             max_image_pixels=settings.max_image_pixels,
             max_dataset_pixels=settings.max_dataset_pixels,
+            max_classes=settings.max_classes,
         )
     target = staging / f"{DATA_FOLDER}.{kind}"
     os.replace(spool.path, target)
     fmt = "csv" if kind == "csv" else "jsonl"
-    return target, inspect_text_file(target, fmt)
+    return target, inspect_text_file(target, fmt, max_classes=settings.max_classes)
+
+
+def stored_bytes(root: Path) -> int:
+    """Bytes of the files under ``root`` as stored: what an upload holds once extracted,
+    padding inside or after its images included, so the byte quota counts what it takes."""
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            total += os.lstat(os.path.join(folder, name)).st_size
+    return total
 
 
 def tenant_uploads(datasets: DatasetStore, tenant: str) -> UploadLookup:

@@ -12,8 +12,9 @@ from service.multipart import receive_upload
 from service.openapi import V1_RESPONSES, problem_responses
 from service.paging import paging
 from service.problems import not_found
-from service.schemas import DatasetList, DatasetOut, DatasetUpload
+from service.schemas import DatasetClassPage, DatasetList, DatasetOut, DatasetUpload
 from thaw.store.datasets import DATASET_ID
+from thaw.store.errors import InvalidCursor
 from thaw.uploads import (
     check_dataset_quota,
     remove_dataset_files,
@@ -23,6 +24,7 @@ from thaw.uploads import (
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=V1_RESPONSES)
 
 DatasetPageDep = paging(DATASET_ID.pattern, "ds_0123456789abcdef01234567", 67)
+ClassPageDep = paging(r"^.+$", "cat", 10_000, " Classes come in the dataset's class order.")
 DatasetId = Annotated[
     str,
     Path(
@@ -80,11 +82,13 @@ async def upload_dataset(
     "",
     response_model=DatasetList,
     summary="List datasets, newest first",
+    description="Each entry is a summary with `num_classes`; the classes and their counts "
+    "are on GET /v1/datasets/{id} and, paged, on GET /v1/datasets/{id}/classes.",
     responses=problem_responses(422),
 )
 def list_datasets(stores: StoresDep, tenant: TenantDep, page: DatasetPageDep) -> dict[str, Any]:
     datasets, has_more = stores.datasets.list(tenant, limit=page.limit, after=page.after)
-    return {"data": [d.public_dict() for d in datasets], "has_more": has_more}
+    return {"data": [d.summary_dict() for d in datasets], "has_more": has_more}
 
 
 @router.get(
@@ -98,6 +102,31 @@ def get_dataset(dataset_id: DatasetId, stores: StoresDep, tenant: TenantDep) -> 
     if dataset is None:
         raise not_found("dataset", dataset_id)
     return dataset.public_dict()
+
+
+@router.get(
+    "/{dataset_id}/classes",
+    response_model=DatasetClassPage,
+    summary="A dataset's classes and their example counts, paged",
+    responses=problem_responses(404, 422),
+)
+def list_dataset_classes(
+    dataset_id: DatasetId, stores: StoresDep, tenant: TenantDep, page: ClassPageDep
+) -> dict[str, Any]:
+    dataset = stores.datasets.get(dataset_id, tenant)
+    if dataset is None:
+        raise not_found("dataset", dataset_id)
+    start = 0
+    if page.after is not None:
+        try:
+            start = dataset.classes.index(page.after) + 1
+        except ValueError:
+            raise InvalidCursor(page.after, "a class name of this dataset") from None
+    names = dataset.classes[start : start + page.limit]
+    return {
+        "data": [{"name": n, "count": dataset.class_counts.get(n, 0)} for n in names],
+        "has_more": start + page.limit < len(dataset.classes),
+    }
 
 
 @router.delete(

@@ -18,7 +18,7 @@ class DatasetError(ThawError):
     ``code`` is one of: archive_unsafe_path, archive_link, archive_special_file,
     archive_too_many_members, archive_too_large, archive_duplicate_member, bad_format,
     undecodable_image, unsupported_file, too_few_classes, too_few_examples, missing_column,
-    bad_row, unknown_label, empty_dataset, not_found.
+    bad_row, unknown_label, empty_dataset, not_found, too_many_classes.
     """
 
     status = 422

@@ -26,14 +26,22 @@ def inspect_image_folder(
     decode: bool = True,
     max_image_pixels: int | None = None,
     max_dataset_pixels: int | None = None,
+    max_classes: int | None = None,
     within: Sequence[str | os.PathLike[str]] = (),
 ) -> DatasetInfo:
-    """Check an image folder's layout and (with ``decode``) that every image decodes within
-    the pixel limits (settings by default). Links must stay inside ``within``
-    (``list_image_folder``)."""
+    """Check an image folder's layout, its class count and (with ``decode``) that every
+    image decodes within the pixel limits (settings by default). Links must stay inside
+    ``within`` (``list_image_folder``)."""
     listing = list_image_folder(root, within=within)
+    settings = get_settings()
+    limit = max_classes or settings.max_classes
+    if len(listing.classes) > limit:
+        raise DatasetError(
+            f"the image folder has {len(listing.classes)} class folders; at most {limit} "
+            "classes (THAW_MAX_CLASSES); merge classes or split the dataset",
+            code="too_many_classes",
+        )
     if decode:
-        settings = get_settings()
         check_images_decode(
             listing.root,
             [s.path for s in listing.samples],
@@ -43,9 +51,14 @@ def inspect_image_folder(
     return listing.info()
 
 
-def inspect_text_file(path: str | os.PathLike[str], format: Literal["csv", "jsonl"]) -> DatasetInfo:
+def inspect_text_file(
+    path: str | os.PathLike[str],
+    format: Literal["csv", "jsonl"],
+    *,
+    max_classes: int | None = None,
+) -> DatasetInfo:
     """Check a CSV or JSON Lines file of ``text``/``label`` rows and count its labels."""
-    return inspect_rows(path, format)
+    return inspect_rows(path, format, max_classes=max_classes)
 
 
 def inspect_dataset(path: str | os.PathLike[str], format: str) -> DatasetInfo:

@@ -51,9 +51,16 @@ class _Problems:
             self.notes.append(f"line {line}: {note}")
 
 
-def read_text_rows(path: str | os.PathLike[str], format: str) -> TextRows:
-    """Every row's text and label (as a string); raises DatasetError naming bad lines."""
+def read_text_rows(
+    path: str | os.PathLike[str], format: str, *, max_classes: int | None = None
+) -> TextRows:
+    """Every row's text and label (as a string); raises DatasetError naming bad lines, or
+    at the first label past ``max_classes`` distinct ones (THAW_MAX_CLASSES by default)."""
     file = Path(path)
+    if max_classes is None:
+        from thaw.settings import get_settings
+
+        max_classes = get_settings().max_classes
     if format not in ("csv", "jsonl"):
         raise DatasetError(
             f"text format '{format}' is not supported; use 'csv' or 'jsonl'", code="bad_format"
@@ -66,6 +73,7 @@ def read_text_rows(path: str | os.PathLike[str], format: str) -> TextRows:
     problems = _Problems()
     texts: list[str] = []
     labels: list[str] = []
+    seen: set[str] = set()
     try:
         with open(file, encoding="utf-8-sig", newline="") as f:
             source = _csv_rows(f, file.name) if format == "csv" else _jsonl_rows(f)
@@ -74,6 +82,10 @@ def read_text_rows(path: str | os.PathLike[str], format: str) -> TextRows:
                 if note is None:
                     texts.append(str(text))
                     labels.append(_label_text(label))
+                    if labels[-1] not in seen:
+                        seen.add(labels[-1])
+                        if len(seen) > max_classes:
+                            raise too_many_classes(file.name, max_classes, line)
                 else:
                     problems.add(line, *note)
     except UnicodeDecodeError as exc:
@@ -98,7 +110,7 @@ def read_text_rows(path: str | os.PathLike[str], format: str) -> TextRows:
             code="empty_dataset",
             path=file.name,
         )
-    if len(set(labels)) < 2:
+    if len(seen) < 2:
         raise DatasetError(
             f"a classifier needs at least two labels, '{file.name}' has only '{labels[0]}'; "
             "add rows of another class",
@@ -108,8 +120,21 @@ def read_text_rows(path: str | os.PathLike[str], format: str) -> TextRows:
     return TextRows(texts, labels)
 
 
-def inspect_rows(path: str | os.PathLike[str], format: str) -> DatasetInfo:
-    rows = read_text_rows(path, format)
+def too_many_classes(name: str, limit: int, line: int | None = None) -> DatasetError:
+    where = f" (line {line} brings label number {limit + 1})" if line is not None else ""
+    return DatasetError(
+        f"'{name}' has more than {limit} distinct labels{where}; at most {limit} classes "
+        "(THAW_MAX_CLASSES); merge labels or split the dataset",
+        code="too_many_classes",
+        path=name,
+        lines=(line,) if line is not None else (),
+    )
+
+
+def inspect_rows(
+    path: str | os.PathLike[str], format: str, *, max_classes: int | None = None
+) -> DatasetInfo:
+    rows = read_text_rows(path, format, max_classes=max_classes)
     return rows.info("csv" if format == "csv" else "jsonl")
 
 

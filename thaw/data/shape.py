@@ -87,5 +87,12 @@ def data_shape(
         validation = ref.validation.split
     elif ref.validation is not None:
         validation = describe_source(ref.validation, settings, uploads, ("dataset", "validation"))
+    if len(info.classes) > settings.max_classes:
+        raise SpecError(
+            ("dataset",),
+            f"the dataset has {len(info.classes)} classes; at most {settings.max_classes} "
+            "(THAW_MAX_CLASSES)",
+            "use a dataset with fewer classes",
+        )
     counts = count_examples(info, validation)
     return DataShape(classes=list(info.classes), num_train=counts.train, num_val=counts.val)

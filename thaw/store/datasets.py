@@ -73,8 +73,18 @@ class Dataset:
         return {**self.extra, **out}
 
     def public_dict(self) -> dict[str, Any]:
-        """The API's dataset shape: no tenant, no server path."""
-        return {name: getattr(self, name) for name in PUBLIC_FIELDS}
+        """The API's dataset shape: no tenant, no server path. ``size_bytes`` is what the
+        dataset takes as stored; ``upload_bytes`` what was sent (absent on older records)."""
+        out = {name: getattr(self, name) for name in PUBLIC_FIELDS}
+        if "upload_bytes" in self.extra:
+            out["upload_bytes"] = int(self.extra["upload_bytes"])
+        return out
+
+    def summary_dict(self) -> dict[str, Any]:
+        """A list entry: the public shape with ``num_classes`` for the per-class data."""
+        out = self.public_dict()
+        del out["classes"], out["class_counts"]
+        return {**out, "num_classes": len(self.classes)}
 
 
 def _from_hash(fields: dict[str, str]) -> Dataset | None:
