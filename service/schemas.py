@@ -212,10 +212,36 @@ class GroupOut(BaseModel):
     modules: list[str]
 
 
+class CacheBytesOut(BaseModel):
+    bytes: int
+    memory_bytes: int
+    disk_bytes: int
+
+
+class CheckpointBytesOut(BaseModel):
+    bytes_per_save: int
+    saves_kept: int
+    bytes: int
+    saves_written: int
+
+
+class ResourcesOut(BaseModel):
+    """What the job is expected to take; each figure is held to a THAW_MAX_JOB_* setting."""
+
+    host_memory_bytes: int
+    host_memory_limit: int
+    gpu_memory_bytes: int
+    feature_cache: CacheBytesOut
+    decoded_cache: CacheBytesOut
+    checkpoints: CheckpointBytesOut
+    disk_bytes: int
+
+
 class PlanOut(_Open):
     groups: list[GroupOut]
     epochs: list[EpochOut]
     warnings: list[str]
+    resources: ResourcesOut | None = None
 
 
 class LayerStatusOut(BaseModel):

@@ -135,6 +135,12 @@ def test_the_byte_quota_refuses_what_would_be_stored(
 ) -> None:
     settings = Settings(data_dir=tmp_path, max_dataset_bytes_per_tenant=PADDING)
     datasets = DatasetStore(redis_client)
+    small = UploadSpool(settings)
+    small.write(labels_csv(2, 4))
+    kept = store_upload(
+        small, filename="s.csv", name=None, tenant="t", settings=settings, datasets=datasets
+    )
+    assert datasets.usage("t", 10) == (1, kept.size_bytes)
     spool = UploadSpool(settings)
     spool.write(padded_zip())
     with pytest.raises(DatasetQuotaExceeded) as caught:
@@ -142,6 +148,6 @@ def test_the_byte_quota_refuses_what_would_be_stored(
             spool, filename="p.zip", name=None, tenant="t", settings=settings, datasets=datasets
         )
     assert "as stored" in str(caught.value) and caught.value.status == 429
-    assert datasets.list("t") == ([], False)
-    assert sorted(p.name for p in settings.uploads_dir.iterdir()) == [".incoming"]
+    assert [d.id for d in datasets.list("t")[0]] == [kept.id]
+    assert sorted(p.name for p in settings.uploads_dir.iterdir()) == [".incoming", kept.id]
     assert list((settings.uploads_dir / ".incoming").iterdir()) == []

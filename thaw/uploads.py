@@ -87,10 +87,8 @@ class TenantUsage:
 
 def tenant_usage(datasets: DatasetStore, tenant: str, settings: Settings) -> TenantUsage:
     """The tenant's stored uploads and their bytes, read no further than the count quota."""
-    records, more = datasets.list(tenant, limit=settings.max_datasets_per_tenant)
-    return TenantUsage(
-        len(records) + (1 if more else 0), sum(record.size_bytes for record in records)
-    )
+    count, stored = datasets.usage(tenant, settings.max_datasets_per_tenant)
+    return TenantUsage(count, stored)
 
 
 def check_dataset_quota(

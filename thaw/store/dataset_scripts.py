@@ -15,7 +15,7 @@ CREATE = script(
 local id, tenant = ARGV[3], ARGV[4]
 local k = key_dataset(id)
 if redis.call('EXISTS', k) == 1 then return 0 end
-redis.call('HSET', k, 'tenant', tenant, 'record', ARGV[5])
+redis.call('HSET', k, 'tenant', tenant, 'record', ARGV[5], 'size_bytes', ARGV[6])
 redis.call('ZADD', key_datasets_by_tenant(tenant), 0, id)
 return 1
 """

@@ -118,7 +118,7 @@ class DatasetStore:
         if not DATASET_ID.match(str(full["id"])):
             raise ValueError(f"dataset id {full['id']!r} must be ds_ followed by hex digits")
         dataset = Dataset.from_record(tenant, full)
-        if not self._run(self._create, dataset.id, tenant, dumps(full)):
+        if not self._run(self._create, dataset.id, tenant, dumps(full), str(dataset.size_bytes)):
             raise DatasetExists(dataset.id)
         return dataset
 
@@ -141,6 +141,25 @@ class DatasetStore:
         index = self.keys.datasets_by_tenant(tenant)
         ids = [text(i) or "" for i in self.redis.zrevrangebylex(index, upper, "-", 0, limit + 1)]
         return self._load_many(ids[:limit]), len(ids) > limit
+
+    def usage(self, tenant: str, limit: int) -> tuple[int, int]:
+        """How many datasets the tenant has (counted up to ``limit + 1``) and the stored
+        bytes of the first ``limit``, read without parsing the records' class lists."""
+        index = self.keys.datasets_by_tenant(tenant)
+        ids = [text(i) or "" for i in self.redis.zrevrangebylex(index, "+", "-", 0, limit + 1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for dataset_id in ids[:limit]:
+            pipe.hmget(self.keys.dataset(dataset_id), "size_bytes", "tenant")
+        total = 0
+        for dataset_id, (size, owner) in zip(ids, pipe.execute(), strict=False):
+            if owner is None:
+                continue
+            if size is None:  # a record stored before the field existed
+                old = self.get(dataset_id)
+                total += old.size_bytes if old is not None else 0
+            else:
+                total += int(size)
+        return len(ids), total
 
     def _load_many(self, ids: Sequence[str]) -> list[Dataset]:
         pipe = self.redis.pipeline(transaction=False)
