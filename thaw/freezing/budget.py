@@ -23,6 +23,7 @@ activations inside a block each keep their own)."""
 _PER_EXAMPLE_BYTES = 256
 """Bookkeeping of one example: its label, path or row, index entries."""
 
+_UNTRACED_FACTOR = 64
 _TRACE_TOKENS = 8  # the traced text input's length (prefix.example_inputs)
 _OPTIMIZER_SLOTS = {"adamw": 2, "sgd": 1}
 
@@ -160,13 +161,17 @@ def _activation_bytes(resolved: Resolved, element: int) -> int:
     """Per sample: the outputs of the traced group calls, times what a block keeps inside."""
     spec = resolved.spec
     modality = resolved.built.modality
-    chain = traced(spec, resolved.index, modality, "meta")
-    elements = sum(math.prod(c.output_shape[1:]) for c in chain.calls if c.output_shape)
     if modality == "text":
-        elements = elements * spec.hyperparameters.max_length // _TRACE_TOKENS
         inputs = spec.hyperparameters.max_length * 8 * 2
     else:
         inputs = 3 * spec.hyperparameters.image_size**2 * 4
+    try:
+        chain = traced(spec, resolved.index, modality, "meta")
+    except Exception:  # a forward the tracer cannot follow: the input's size, scaled
+        return inputs * _UNTRACED_FACTOR
+    elements = sum(math.prod(c.output_shape[1:]) for c in chain.calls if c.output_shape)
+    if modality == "text":
+        elements = elements * spec.hyperparameters.max_length // _TRACE_TOKENS
     return elements * element * ACTIVATION_FACTOR + inputs
 
 
