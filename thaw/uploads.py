@@ -111,8 +111,7 @@ def check_dataset_quota(
         )
     if usage.bytes + adding_bytes > max_bytes:
         raise DatasetQuotaExceeded(
-            f"this key's datasets hold {usage.bytes} bytes; this upload, {adding_bytes} bytes "
-            "as stored, "
+            f"this key's datasets hold {usage.bytes} bytes; this upload of {adding_bytes} bytes "
             f"would pass THAW_MAX_DATASET_BYTES_PER_TENANT={max_bytes}; delete datasets or "
             "upload a smaller one"
         )
