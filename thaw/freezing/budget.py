@@ -23,6 +23,7 @@ activations inside a block each keep their own)."""
 _PER_EXAMPLE_BYTES = 256
 """Bookkeeping of one example: its label, path or row, index entries."""
 
+_CHECKPOINT_EXTRA = 64 * 1024  # config.json, meta.json, random states
 _UNTRACED_FACTOR = 64
 _TRACE_TOKENS = 8  # the traced text input's length (prefix.example_inputs)
 _OPTIMIZER_SLOTS = {"adamw": 2, "sgd": 1}
@@ -136,7 +137,7 @@ def job_budget(resolved: Resolved, shape: DataShape, settings: Settings) -> Budg
         + feature.memory
         + decoded.memory
     )
-    per_save = model_bytes + trainable * 4 * _OPTIMIZER_SLOTS.get(hp.optimizer, 2) + 64 * 1024
+    per_save = model_bytes + optimizer_bytes + _CHECKPOINT_EXTRA
     ck = spec.checkpointing
     epochs = resolved.timeline.epochs
     kept = min(ck.keep_last, math.ceil(epochs / ck.every_epochs)) + 1  # + the best
