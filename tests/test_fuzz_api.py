@@ -37,6 +37,7 @@ OPERATIONS = (
     "GET /v1/datasets",
     "GET /v1/datasets/{dataset_id}",
     "DELETE /v1/datasets/{dataset_id}",
+    "GET /v1/datasets/{dataset_id}/classes",
     "POST /v1/jobs",
     "GET /v1/jobs",
     "GET /v1/jobs/{job_id}",
