@@ -10,8 +10,10 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load_model(folder: Any, device: str = "cpu") -> nn.Module:
-    """Rebuild a fine-tuned model from a checkpoint folder (``.../checkpoints/best``)."""
+def load_model(folder: Any, device: str = "cpu", settings: Any = None) -> nn.Module:
+    """Rebuild a fine-tuned model from a checkpoint folder (``.../checkpoints/best``), or
+    from its ``adapter/`` folder: the base model (found through ``settings``, by default
+    the environment's) with the adapter on it, as a PEFT model."""
     from thaw.models.rebuild import load_model as _load
 
-    return _load(folder, device)
+    return _load(folder, device, settings)

@@ -18,6 +18,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -148,17 +149,85 @@ class FreezeRule(_Strict):
     trainable: bool
 
 
+def _bounded_rank(value: int) -> int:
+    limit = get_settings().lora_max_rank
+    if value > limit:
+        raise ValueError(f"r is {value}; at most {limit} (THAW_LORA_MAX_RANK)")
+    return value
+
+
+class AdapterSpec(_Strict):
+    """LoRA adapters beside the Linear and Conv2d layers the targets select."""
+
+    r: Annotated[int, Field(ge=1), AfterValidator(_bounded_rank)] = Field(
+        default=8, description="Rank of each adapter."
+    )
+    alpha: float = Field(default=16.0, gt=0.0, le=1e6, description="Scale: alpha / r.")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout on adapter inputs.")
+    targets: list[Selector] = Field(
+        min_length=1,
+        max_length=100,
+        description="Selectors of the layers that carry adapters; the Linear and Conv2d "
+        "layers among what each one selects.",
+    )
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
 class FreezeSpec(_Strict):
-    default: Literal["frozen", "trainable"] = "frozen"
+    default: Literal["frozen", "trainable"] = Field(
+        default="frozen",
+        description="The starting state; with method 'lora' it is the adapters' (base "
+        "parameters start frozen) and defaults to 'trainable'.",
+    )
     rules: list[FreezeRule] = Field(default_factory=list, max_length=200)
     batchnorm: Literal["follow", "frozen", "trainable"] = "follow"
-    method: Literal["requires_grad", "zero_lr"] = "requires_grad"
+    adapter: AdapterSpec | None = Field(
+        default=None,
+        description="With method 'lora': rank, alpha, dropout and targets.",
+        exclude_if=lambda value: value is None,  # specs without adapters normalize as before
+    )
+    method: Literal["requires_grad", "zero_lr", "lora"] = Field(
+        default="requires_grad",
+        validate_default=True,
+        description="requires_grad: frozen parameters get no gradient; zero_lr: they sit in "
+        "a group with lr 0; lora: base parameters stay frozen and low-rank adapters train "
+        "beside the layers freeze.adapter.targets selects.",
+    )
     dropout: Literal["follow", "active"] = Field(
         default="follow",
         description="follow: dropout and stochastic depth inside a layer group whose "
         "parameters are all frozen run in eval mode (a frozen part in eval, as a hand-written "
         "loop does); active: they stay in train mode wherever the model trains.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lora_default(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("method") == "lora" and "default" not in value:
+            return {**value, "default": "trainable"}
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _adapter_with_lora(cls, method: str, info: ValidationInfo) -> str:
+        if "adapter" not in info.data:
+            return method  # the adapter itself failed; its own error says why
+        adapter = info.data["adapter"]
+        if method == "lora" and adapter is None:
+            raise ValueError(
+                "method 'lora' needs freeze.adapter with its targets, e.g. "
+                '{"r": 8, "alpha": 16, "targets": ["re:.*(query|value)"]}'
+            )
+        if method != "lora" and adapter is not None:
+            raise ValueError(
+                f"freeze.adapter goes with method 'lora', not {method!r} (zero_lr cannot be "
+                "combined with adapters); set freeze.method to 'lora' or drop freeze.adapter"
+            )
+        return method
 
 
 def _as_list(value: Any) -> Any:
@@ -306,6 +375,7 @@ class JobSpec(_Strict):
     @model_validator(mode="after")
     def _selector_count(self) -> JobSpec:
         count = len(self.freeze.rules) + len(self.hyperparameters.param_groups)
+        count += len(self.freeze.adapter.targets) if self.freeze.adapter else 0
         count += sum(
             len(e.unfreeze) + len(e.freeze) for e in self.schedule if isinstance(e, ScheduleEvent)
         )

@@ -20,8 +20,9 @@ from thaw.checkpoints.layout import NAME_PATTERN
 
 router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"], responses=V1_RESPONSES)
 
-# A printable ASCII name with no slash or backslash, not starting with a dot.
-FILE_PATTERN = r"^[\x20-\x2d\x30-\x5b\x5d-\x7e][\x20-\x2e\x30-\x5b\x5d-\x7e]*$"
+# A printable ASCII name with no slash or backslash, not starting with a dot; a lora
+# checkpoint's adapter files are the same under "adapter/".
+FILE_PATTERN = r"^(adapter/)?[\x20-\x2d\x30-\x5b\x5d-\x7e][\x20-\x2e\x30-\x5b\x5d-\x7e]*$"
 _CHUNK = 1024 * 1024
 
 
@@ -37,7 +38,7 @@ def get_checkpoints(job: JobDep, settings: SettingsDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/{job_id}/checkpoints/{name}/{file}",
+    "/{job_id}/checkpoints/{name}/{file:path}",
     summary="Download a checkpoint file",
     description="`name` is `best`, `last` or `epoch-<k>`. The ETag is the file's sha256; "
     "`If-None-Match` answers 304 and a single `Range` answers 206.",
@@ -64,7 +65,8 @@ def download_checkpoint_file(
     file: Annotated[
         str,
         PathParam(
-            description="A file the checkpoint lists: model.safetensors, config.json, ...",
+            description="A file the checkpoint lists: model.safetensors, config.json, "
+            "adapter/adapter_model.safetensors, ...",
             json_schema_extra={"pattern": FILE_PATTERN},
         ),
     ],
@@ -90,7 +92,7 @@ def download_checkpoint_file(
             code="range_not_satisfiable",
             headers={"Content-Range": f"bytes */{exc.size}", **headers},
         ) from exc
-    headers["Content-Disposition"] = f'attachment; filename="{file}"'
+    headers["Content-Disposition"] = f'attachment; filename="{file.rpartition("/")[2]}"'
     if span is None:
         headers["Content-Length"] = str(size)
         return StreamingResponse(_read_span(path, 0, size - 1), media_type=media, headers=headers)

@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from thaw.checkpoints.adapter import ADAPTER_DIR, AdapterExport, write_adapter
 from thaw.checkpoints.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
 from thaw.checkpoints.commit import check_fence, publish
 from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint, InvalidCheckpointName
@@ -72,6 +73,7 @@ def save_checkpoint(
     library_config: Mapping[str, Any] | None = None,
     fence: Callable[[], int | None] | None = None,
     reserve_bytes: int = 0,
+    adapter: AdapterExport | None = None,
 ) -> CheckpointInfo:
     """Write checkpoint ``epoch-<epoch>``, make it ``last``, update ``best`` and prune.
 
@@ -83,7 +85,8 @@ def save_checkpoint(
     before the run folder is touched and again by the publish, under the commit lock; it raises when
     the caller no longer holds the run and returns its fencing token (kept in meta.json),
     which the publish compares with the run's fence (see ``thaw.checkpoints.commit``).
-    StorageFull when the files would leave less than ``reserve_bytes`` free.
+    StorageFull when the files would leave less than ``reserve_bytes`` free. With
+    ``adapter``, the folder also holds ``adapter/`` in PEFT's layout.
     """
     token = fence() if fence is not None else None
     name = checkpoint_name(epoch)
@@ -99,6 +102,7 @@ def save_checkpoint(
     clean_incomplete(run_dir)
     clean_metrics = _json_metrics(metrics)
     needed = tensor_bytes(model_state) + tensor_bytes(training_state)
+    needed += tensor_bytes(adapter.tensors) if adapter is not None else 0
     require_free(root, needed, reserve_bytes, f"checkpoint {name}")
 
     tmp = root / f".{name}.tmp-{secrets.token_hex(6)}"
@@ -115,6 +119,7 @@ def save_checkpoint(
             clean_metrics,
             library_config,
             token,
+            adapter,
         )
     except BaseException as exc:
         remove_tree(tmp)
@@ -284,6 +289,7 @@ def _write_checkpoint_folder(
     metrics: dict[str, Any],
     library_config: Mapping[str, Any] | None = None,
     token: int | None = None,
+    adapter: AdapterExport | None = None,
 ) -> Entry:
     with atomic_path(folder / MODEL_FILE) as tmp:
         save_file(storable_tensors(model_state), str(tmp), metadata={"format": "pt"})
@@ -295,6 +301,9 @@ def _write_checkpoint_folder(
         atomic_write_json(folder / RECORD_FILE, dict(config))
         names.insert(2, RECORD_FILE)
     save_training_state(folder / TRAINING_STATE_FILE, training_state)
+    if adapter is not None:
+        names += write_adapter(folder, adapter)
+        fsync_dir(folder / ADAPTER_DIR)
     files = [
         FileInfo(name=n, size=(folder / n).stat().st_size, sha256=sha256_file(folder / n))
         for n in names
@@ -342,6 +351,9 @@ def _info(root: Path, entry: Entry, index: Index) -> CheckpointInfo:
 
 
 def _is_plain_file_name(file: object) -> bool:
+    """A file of the checkpoint folder itself, or one of its ``adapter/`` folder."""
+    if isinstance(file, str) and file.startswith(f"{ADAPTER_DIR}/"):
+        file = file[len(ADAPTER_DIR) + 1 :]
     return (
         isinstance(file, str)
         and file.isascii()

@@ -138,10 +138,10 @@ class ThawClient:
             if file["name"] == RESUME_STATE_FILE and not with_resume_state:
                 continue
             url = f"/v1/jobs/{job_id}/checkpoints/{entry['name']}/{file['name']}"
+            dest = out / file["name"]
+            dest.parent.mkdir(exist_ok=True)  # adapter/ of a lora checkpoint
             done.append(
-                download_file(
-                    self.http, url, out / file["name"], size=file["size"], sha256=file["sha256"]
-                )
+                download_file(self.http, url, dest, size=file["size"], sha256=file["sha256"])
             )
         return done
 

@@ -135,6 +135,7 @@ def traced(spec: JobSpec, index: ModelIndex, modality: str, device: Any) -> Chai
         modality,
         spec.hyperparameters.image_size,
         tuple(g.modules for g in index.groups),
+        tuple(index.adapters),
     )
     if ref.source == "job" or key not in _TRACES:
         chain = trace(index, example_inputs(modality, spec.hyperparameters.image_size, device))

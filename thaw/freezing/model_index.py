@@ -31,6 +31,8 @@ class ModelIndex:
     batchnorms: list[str] = field(default_factory=list)
     norm_modules: set[str] = field(default_factory=set)
     no_decay: set[str] = field(default_factory=set)
+    adapters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """With method lora: each adapter-carrying layer and its adapter parameters' names."""
 
     def group_params(self, index: int) -> list[str]:
         return [n for n, g in self.param_group.items() if g == index]
@@ -42,13 +44,8 @@ class ModelIndex:
 
 def index_model(model: nn.Module, head: str) -> ModelIndex:
     params = dict(model.named_parameters())
-    owner: dict[str, str] = {}
-    module_params: dict[str, list[str]] = {}
-    for name in params:
-        parts = name.split(".")
-        owner[name] = ".".join(parts[:-1])
-        for depth in range(1, len(parts)):
-            module_params.setdefault(".".join(parts[:depth]), []).append(name)
+    owner = {name: name.rpartition(".")[0] for name in params}
+    module_params = modules_of(params)
     types: dict[str, str] = {}
     batchnorms: list[str] = []
     norms: set[str] = set()
@@ -76,6 +73,16 @@ def index_model(model: nn.Module, head: str) -> ModelIndex:
         norm_modules=norms,
         no_decay=_declared_no_decay(model, params),
     )
+
+
+def modules_of(params: dict[str, nn.Parameter]) -> dict[str, list[str]]:
+    """Every module path (each prefix of a parameter name) and the parameters under it."""
+    module_params: dict[str, list[str]] = {}
+    for name in params:
+        parts = name.split(".")
+        for depth in range(1, len(parts)):
+            module_params.setdefault(".".join(parts[:depth]), []).append(name)
+    return module_params
 
 
 def _declared_no_decay(model: nn.Module, params: dict[str, nn.Parameter]) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from thaw.freezing.adapters import adapter_params
 from thaw.freezing.cache_plan import plan_cache
 from thaw.freezing.resolve import Resolved
 from thaw.freezing.status import epoch_entry, planned_view
@@ -63,6 +64,25 @@ def plan_table(
         "epochs": epochs,
         "feature_cache": cache_section(resolved, num_samples),
         "warnings": list(resolved.warnings),
+        **adapter_section(resolved),
+    }
+
+
+def adapter_section(resolved: Resolved) -> dict[str, Any]:
+    """With method lora: the adapters' shape, where they sit and what is saved beside them."""
+    adapters = resolved.adapters
+    if adapters is None:
+        return {}
+    index = resolved.index
+    return {
+        "adapter": {
+            "r": adapters.r,
+            "alpha": adapters.alpha,
+            "dropout": adapters.dropout,
+            "targets": list(adapters.targets),
+            "params": sum(index.params[p].numel() for p in adapter_params(index)),
+            "saved_modules": list(resolved.saved_modules),
+        }
     }
 
 

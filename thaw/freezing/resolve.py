@@ -9,8 +9,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from torch import nn
+
 from thaw.data.shape import DataShape
 from thaw.errors import SpecError
+from thaw.freezing.adapters import (
+    Adapters,
+    adapted_copy,
+    add_adapters,
+    resolve_targets,
+    saved_modules,
+)
 from thaw.freezing.model_index import ModelIndex, index_model
 from thaw.freezing.param_options import (
     ParamOptions,
@@ -35,6 +44,9 @@ class Resolved:
     options: list[dict[str, ParamOptions | None]]
     thawed_in: list[dict[str, int | None]]
     warnings: list[str] = field(default_factory=list)
+    adapters: Adapters | None = None
+    saved_modules: list[str] = field(default_factory=list)
+    """With adapters: the base modules that train in some phase, saved whole beside them."""
 
 
 def resolve(spec: JobSpec, settings: Settings, shape: DataShape, *, meta: bool = True) -> Resolved:
@@ -98,6 +110,12 @@ def resolve_built(
         built.image_size = hp.image_size
     else:
         built.max_length = hp.max_length
+    adapters = None
+    if spec.freeze.adapter is not None:
+        adapters = resolve_targets(index, spec.freeze.adapter)
+        if _on_meta(built.model):
+            built.model = adapted_copy(built.model)
+        index = add_adapters(built.model, index, adapters)
     timeline = resolve_timeline(
         index,
         spec.freeze,
@@ -113,4 +131,11 @@ def resolve_built(
         options=options_by_phase(timeline, base_options(index, hp), hp),
         thawed_in=thawed_in_by_phase(timeline),
         warnings=[*built.warnings, *timeline.warnings],
+        adapters=adapters,
+        saved_modules=saved_modules(index, timeline) if adapters else [],
     )
+
+
+def _on_meta(model: nn.Module) -> bool:
+    """A model on ``meta`` may be the shared cached one; a real one is the caller's own."""
+    return next(model.parameters()).is_meta

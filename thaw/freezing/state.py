@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from thaw.freezing.adapters import lora_start, steer
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.selectors import select
 from thaw.spec import FreezeSpec
@@ -17,10 +18,15 @@ TrainableMap = dict[str, bool]
 
 
 def initial_state(index: ModelIndex, spec: FreezeSpec) -> TrainableMap:
-    """``default`` for every parameter, then each rule in order (the last match wins)."""
-    state = dict.fromkeys(index.params, spec.default == "trainable")
+    """``default`` for every parameter, then each rule in order (the last match wins).
+    With adapters, see ``thaw.freezing.adapters``: the default is the adapters' and rules
+    reaching a target act on its adapter."""
+    if index.adapters:
+        state = lora_start(index, spec.default)
+    else:
+        state = dict.fromkeys(index.params, spec.default == "trainable")
     for i, rule in enumerate(spec.rules):
-        for name in select(index, rule.match, ("freeze", "rules", i, "match")):
+        for name in steer(index, select(index, rule.match, ("freeze", "rules", i, "match"))):
             state[name] = rule.trainable
     return enforce_batchnorm_policy(index, state, spec.batchnorm)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from thaw.errors import ThawError
+from thaw.freezing.adapters import adapter_fields
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.param_options import ParamOptions
 from thaw.freezing.state import module_modes, stochastic_modules
@@ -54,6 +55,7 @@ def layer_rows(index: ModelIndex, view: StateView, *, detail: bool = False) -> l
             "lr": view.lr.get(first),
             "mode": "train" if view.training.get(module, True) else "eval",
             "thawed_in": view.thawed_in.get(trained[0]) if trained else None,
+            **adapter_fields(index, name, owned, view.trainable),
         }
         if detail:
             row["parameters"] = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from thaw.errors import SpecError, format_loc
+from thaw.freezing.adapters import steer
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.selectors import select
 from thaw.freezing.state import TrainableMap, enforce_batchnorm_policy, initial_state
@@ -214,7 +215,9 @@ def _apply(
 def _select_all(index: ModelIndex, selectors, loc: tuple, source: str) -> set[str]:
     names: set[str] = set()
     for j, selector in enumerate(selectors):
-        names.update(select(index, selector, (*loc, j) if source == "event" else loc[:-1]))
+        names.update(
+            steer(index, select(index, selector, (*loc, j) if source == "event" else loc[:-1]))
+        )
     return names
 
 

@@ -10,6 +10,7 @@ from torch import nn
 from thaw.errors import ModelError
 from thaw.models import huggingface_source, timm_source, torchvision_source
 from thaw.models.heads import replace_head
+from thaw.settings import Settings, get_settings
 
 
 def rebuild_architecture(config: dict[str, Any], folder: Path) -> nn.Module:
@@ -36,12 +37,39 @@ def rebuild_architecture(config: dict[str, Any], folder: Path) -> nn.Module:
     raise ModelError(("base_model",), f"checkpoint config has an unknown source {source!r}")
 
 
-def load_model(folder: str | Path, device: str = "cpu") -> nn.Module:
-    """A fine-tuned model from a checkpoint folder, in eval mode, in one call."""
+def load_model(
+    folder: str | Path, device: str = "cpu", settings: Settings | None = None
+) -> nn.Module:
+    """A fine-tuned model from a checkpoint folder, in eval mode, in one call; from a
+    checkpoint's ``adapter/`` folder, its base model with the adapter on it."""
     from thaw.checkpoints import load_model_state, read_config
+    from thaw.checkpoints.adapter import ADAPTER_CONFIG
 
     folder = Path(folder)
+    if (folder / ADAPTER_CONFIG).is_file():
+        return load_adapter_model(folder, settings or get_settings()).to(device).eval()
     config = read_config(folder)
     model = rebuild_architecture(config, folder)
     model.load_state_dict(load_model_state(folder, device="cpu"), strict=True)
     return model.to(device).eval()
+
+
+def load_adapter_model(folder: Path, settings: Settings) -> nn.Module:
+    """``PeftModel.from_pretrained`` on the base model the checkpoint's record names (its
+    weights found as a job would find them) with the checkpoint's classes."""
+    from peft import PeftModel
+
+    from thaw.checkpoints import read_config
+    from thaw.models.registry import build_model
+    from thaw.spec import BaseModelRef
+
+    config = read_config(folder.parent)
+    record = config.get("adapter")
+    if not isinstance(record, dict) or "base_model" not in record:
+        raise ModelError(("base_model",), f"{folder.parent} records no adapter base model")
+    ref = BaseModelRef.model_validate(record["base_model"])
+    classes = [str(c) for c in config.get("classes", [])]
+    built = build_model(
+        ref, int(config["num_classes"]), settings, meta=False, classes=classes or None
+    )
+    return PeftModel.from_pretrained(built.model, str(folder))

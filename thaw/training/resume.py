@@ -12,15 +12,19 @@ then restores the random state of the step (see ``_Run._batches``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from thaw.errors import ThawError
+from thaw.freezing.adapters import Adapters
 from thaw.freezing.engine import FreezeEngine
+
+if TYPE_CHECKING:
+    from thaw.checkpoints.adapter import AdapterExport
 
 Fence = Callable[[], int | None]
 
@@ -51,6 +55,9 @@ class Snapshot:
 
     model_state: dict[str, torch.Tensor]
     training_state: dict[str, Any]
+    adapter: AdapterExport | None = None
+    """With adapters: ``model_state`` merged, and the PEFT adapter (see
+    ``thaw.checkpoints.adapter``)."""
 
 
 def _training_state(
@@ -79,16 +86,29 @@ def snapshot(
     metrics: dict[str, float],
     batch: int = 0,
     epoch_rng: dict[str, Any] | None = None,
+    adapters: Adapters | None = None,
+    saved_modules: Sequence[str] = (),
 ) -> Snapshot:
     """The run's state after ``epoch`` (``batch`` 0) or after ``batch`` batches of
-    ``epoch`` (a step checkpoint, with the random state the epoch started from)."""
+    ``epoch`` (a step checkpoint, with the random state the epoch started from).
+
+    With ``adapters`` (an epoch's checkpoint of a lora run): the merged weights, and the
+    adapter with the ``saved_modules`` beside it; a step checkpoint keeps the model as is."""
+    from thaw.checkpoints.adapter import AdapterExport, export_adapter, merged_state
     from thaw.checkpoints.tensors import cpu_snapshot
 
     state = _training_state(engine, epoch - 1 if batch else epoch, step, fingerprint, metrics)
     if batch:
         state["batch"] = batch
         state["epoch_rng"] = epoch_rng
-    return Snapshot(cpu_snapshot(engine.model.state_dict()), cpu_snapshot(state))
+    if adapters is None:
+        return Snapshot(cpu_snapshot(engine.model.state_dict()), cpu_snapshot(state))
+    adapter = export_adapter(engine.model, adapters, saved_modules)
+    return Snapshot(
+        cpu_snapshot(merged_state(engine.model, adapters)),
+        cpu_snapshot(state),
+        AdapterExport(adapter.config, cpu_snapshot(adapter.tensors)),
+    )
 
 
 def save_epoch(
@@ -118,6 +138,7 @@ def save_epoch(
         library_config=library_config,
         fence=fence,
         reserve_bytes=reserve_bytes,
+        adapter=snap.adapter,
     )
     return info.to_dict()
 
@@ -148,7 +169,11 @@ def save_step(
 
 
 def restore(
-    run_dir: Path, engine: FreezeEngine, device: torch.device, fingerprint: str
+    run_dir: Path,
+    engine: FreezeEngine,
+    device: torch.device,
+    fingerprint: str,
+    adapters: Adapters | None = None,
 ) -> Resumed | None:
     """Load the newest resume point (an epoch or a step checkpoint) into ``engine``.
 
@@ -162,6 +187,7 @@ def restore(
         resolve_checkpoint,
         restore_rng_state,
     )
+    from thaw.checkpoints.adapter import has_adapter
     from thaw.checkpoints.step import read_step_meta, step_dir
 
     try:
@@ -177,7 +203,10 @@ def restore(
     state = load_checkpoint_training_state(folder)
     if state.get("spec_fingerprint") != fingerprint:
         raise ResumeMismatch(f"{folder.name} was written by another spec; refusing to resume")
-    engine.model.load_state_dict(load_model_state(folder, device=str(device)), strict=True)
+    if adapters is not None and has_adapter(folder):
+        _load_adapter(engine, folder, adapters, device)
+    else:
+        engine.model.load_state_dict(load_model_state(folder, device=str(device)), strict=True)
     engine.load_state_dict(state["engine"])
     actual = {n: p.requires_grad for n, p in engine.index.params.items()}
     names = [g["name"] for g in engine.optimizer.param_groups]
@@ -196,3 +225,21 @@ def restore(
         epoch_rng=state["epoch_rng"],
         step_rng=state["rng"],
     )
+
+
+def _load_adapter(
+    engine: FreezeEngine, folder: Path, adapters: Adapters, device: torch.device
+) -> None:
+    """An epoch checkpoint of a lora run holds merged weights; the run goes on from its
+    adapter (adapters and the base modules that trained), the rest being the frozen base
+    the model was built with."""
+    from thaw.checkpoints.adapter import load_adapter_state
+
+    state = load_adapter_state(folder, adapters.targets, device=str(device))
+    result = engine.model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if any(f".{p}." in k for p in ("lora_A", "lora_B"))]
+    if result.unexpected_keys or missing:
+        raise ResumeMismatch(
+            f"{folder.name}: its adapter does not fit the model "
+            f"({len(result.unexpected_keys)} unexpected, {len(missing)} missing tensors)"
+        )

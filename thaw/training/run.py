@@ -13,9 +13,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from thaw.checkpoints.adapter import base_state
 from thaw.checkpoints.commit import raise_fence
 from thaw.data.shape import DataShape, UploadLookup
 from thaw.errors import ThawError
+from thaw.freezing.adapters import adapter_record
 from thaw.freezing.engine import FreezeEngine
 from thaw.freezing.resolve import Resolved, resolve
 from thaw.freezing.status import epoch_entry, live_view
@@ -88,6 +90,8 @@ def _train(
     resolved = resolve(spec, settings, shape, meta=False)
     built = resolved.built
     base = {k: v.detach().to("cpu", copy=True) for k, v in built.model.state_dict().items()}
+    if resolved.adapters is not None:  # compared with merged checkpoints, by base names
+        base = base_state(base, resolved.adapters)
 
     placement = choose_placement(hp.precision, built.convolutional, device)
     model = built.model.to(placement.device)
@@ -100,7 +104,7 @@ def _train(
 
     # Claim the run folder before reading its resume point: no older claim publishes after.
     raise_fence(run_dir, reporter.fence())
-    resumed = restore(run_dir, engine, placement.device, spec.fingerprint())
+    resumed = restore(run_dir, engine, placement.device, spec.fingerprint(), resolved.adapters)
     if resumed is not None and resumed.batch:
         reporter.log(
             "info",
@@ -388,6 +392,7 @@ class _Run:
         checkpoint event and the epoch's layer status follow the commit."""
         config = {
             **self.resolved.built.config(),
+            **adapter_record(self.spec, self.resolved.adapters),
             "spec_fingerprint": self.spec.fingerprint(),
         }
         self.commits.wait()
@@ -397,6 +402,8 @@ class _Run:
             step=step,
             fingerprint=self.spec.fingerprint(),
             metrics=metrics,
+            adapters=self.resolved.adapters,
+            saved_modules=self.resolved.saved_modules,
         )
         entry = self._layer_entry(epoch)
         library_config = self.resolved.built.library_config()
