@@ -75,7 +75,8 @@ def download_checkpoint_file(
     if_range: Annotated[str | None, Header()] = None,
 ) -> Response:
     path = resolve_checkpoint_file(settings.jobs_dir / job.id, name, file)
-    listed = {f.name: f for f in read_meta(path.parent).files}
+    folder = path.parents[file.count("/")]  # the checkpoint's own, above adapter/
+    listed = {f.name: f for f in read_meta(folder).files}
     etag = f'"{listed[file].sha256}"'
     headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "private, no-cache"}
     if if_none_match and _matches(if_none_match, etag):
