@@ -16,8 +16,28 @@ const LayerMap = (() => {
     return lrs.length ? lrs.map((lr) => fmtNumber(lr, 3)).join(", ") : "–";
   }
 
+  // With freeze.method lora: "on" when an adapter among rows trains, "off" when they all
+  // carry frozen ones, null for rows without adapters.
+  function adapterState(rows) {
+    const carrying = rows.filter((r) => r.adapter);
+    if (!carrying.length) return null;
+    return carrying.some((r) => r.adapter.trainable) ? "on" : "off";
+  }
+
+  function adapterText(rows) {
+    const carrying = rows.filter((r) => r.adapter);
+    if (!carrying.length) return "";
+    const ranks = [...new Set(carrying.map((r) => r.adapter.r))].join(", ");
+    const params = carrying.reduce((sum, r) => sum + r.adapter.params, 0);
+    const training = carrying.filter((r) => r.adapter.trainable).length;
+    const base = rows.some((r) => r.base_trains) ? "; base weights train" : "; base weights frozen";
+    return "\nLoRA on " + carrying.length + " layer(s), r " + ranks + ", " + fmtNumber(params) +
+      " adapter params, " + training + " training" + base;
+  }
+
   function cell(rows, epoch, label) {
     const state = combine(rows.map((r) => r.trainable));
+    const adapter = adapterState(rows);
     const source = epoch.source || "planned";
     const changed = rows.some((r) => r.changed === true);
     const trainable = rows.reduce((sum, r) => sum + r.trainable_params, 0);
@@ -26,18 +46,22 @@ const LayerMap = (() => {
     const title =
       label + " · epoch " + epoch.epoch + " (" + source + ", phase " + epoch.phase + ")\n" +
       "trainable " + fmtNumber(trainable) + " / " + fmtNumber(total) + " params\n" +
-      "lr " + lrText(rows) + " · mode " + modes + (changed ? "\nweights changed in this epoch" : "");
+      "lr " + lrText(rows) + " · mode " + modes + adapterText(rows) +
+      (changed ? "\nweights changed in this epoch" : "");
     return el(
       "td",
       {
-        class: "cell state-" + state + " source-" + source + (changed ? " changed" : ""),
+        class:
+          "cell state-" + state + " source-" + source + (changed ? " changed" : "") +
+          (adapter ? " adapter adapter-" + adapter : ""),
         "data-epoch": epoch.epoch,
         "data-trainable": state,
+        "data-adapter": adapter,
         "data-source": source,
         "data-lr": lrText(rows),
         title,
       },
-      changed ? "●" : "",
+      (adapter ? "A" : "") + (changed ? "●" : ""),
     );
   }
 
@@ -94,6 +118,7 @@ const LayerMap = (() => {
       el("span", { class: "swatch state-partial source-recorded" }), " partly ",
       el("span", { class: "swatch state-false source-recorded" }), " frozen ",
       el("span", { class: "swatch state-true source-planned" }), " planned (not yet recorded) ",
+      epochs.some((e) => e.layers.some((r) => r.adapter)) ? [el("span", { class: "swatch adapter adapter-on" }), " A LoRA adapters (outlined: training) "] : [],
       "● weights changed in that epoch · hover a cell for its lr",
     );
     container.replaceChildren(el("table", { class: "layer-map" }, el("thead", {}, head), el("tbody", {}, body)), legend);
