@@ -16,13 +16,13 @@ from service.problems import Problem
 from service.ranges import RangeNotSatisfiable, parse_range
 from service.schemas import CheckpointList
 from thaw.checkpoints import list_checkpoints, read_meta, resolve_checkpoint_file
+from thaw.checkpoints.adapter import ADAPTER_DIR
 from thaw.checkpoints.layout import NAME_PATTERN
 
 router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"], responses=V1_RESPONSES)
 
-# A printable ASCII name with no slash or backslash, not starting with a dot; a lora
-# checkpoint's adapter files are the same under "adapter/".
-FILE_PATTERN = r"^(adapter/)?[\x20-\x2d\x30-\x5b\x5d-\x7e][\x20-\x2e\x30-\x5b\x5d-\x7e]*$"
+# A printable ASCII name with no slash or backslash, not starting with a dot.
+FILE_PATTERN = r"^[\x20-\x2d\x30-\x5b\x5d-\x7e][\x20-\x2e\x30-\x5b\x5d-\x7e]*$"
 _CHUNK = 1024 * 1024
 
 
@@ -38,7 +38,7 @@ def get_checkpoints(job: JobDep, settings: SettingsDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/{job_id}/checkpoints/{name}/{file:path}",
+    "/{job_id}/checkpoints/{name}/{file}",
     summary="Download a checkpoint file",
     description="`name` is `best`, `last` or `epoch-<k>`. The ETag is the file's sha256; "
     "`If-None-Match` answers 304 and a single `Range` answers 206.",
@@ -65,8 +65,7 @@ def download_checkpoint_file(
     file: Annotated[
         str,
         PathParam(
-            description="A file the checkpoint lists: model.safetensors, config.json, "
-            "adapter/adapter_model.safetensors, ...",
+            description="A file the checkpoint lists: model.safetensors, config.json, ...",
             json_schema_extra={"pattern": FILE_PATTERN},
         ),
     ],
@@ -105,6 +104,54 @@ def download_checkpoint_file(
         status_code=status.HTTP_206_PARTIAL_CONTENT,
         media_type=media,
         headers=headers,
+    )
+
+
+@router.get(
+    "/{job_id}/checkpoints/{name}/adapter/{file}",
+    summary="Download a file of a lora checkpoint's adapter",
+    description="The files of `adapter/` (PEFT's layout: adapter_config.json, "
+    "adapter_model.safetensors) of a job trained with freeze.method lora; as for any "
+    "checkpoint file, with ETag and Range.",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        206: {"description": "Partial content", "content": {"application/octet-stream": {}}},
+        304: {"description": "Not modified"},
+        **problem_responses(
+            404, 416, e400="A checkpoint or file name that is not one of the accepted forms."
+        ),
+    },
+)
+def download_adapter_file(
+    job: JobDep,
+    settings: SettingsDep,
+    name: Annotated[
+        str,
+        PathParam(
+            description="best, last or epoch-<k>; other forms are a 400.",
+            json_schema_extra={"pattern": NAME_PATTERN},
+        ),
+    ],
+    file: Annotated[
+        str,
+        PathParam(
+            description="adapter_config.json or adapter_model.safetensors",
+            json_schema_extra={"pattern": FILE_PATTERN},
+        ),
+    ],
+    range_: Annotated[str | None, Header(alias="range")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+    if_range: Annotated[str | None, Header()] = None,
+) -> Response:
+    return download_checkpoint_file(
+        job,
+        settings,
+        name,
+        f"{ADAPTER_DIR}/{file}",
+        range_=range_,
+        if_none_match=if_none_match,
+        if_range=if_range,
     )
 
 
