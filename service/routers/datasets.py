@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from service.deps import SettingsDep, StoresDep, TenantDep
 from service.multipart import receive_upload
@@ -13,7 +14,7 @@ from service.openapi import V1_RESPONSES, problem_responses
 from service.paging import paging
 from service.problems import not_found
 from service.schemas import DatasetClassPage, DatasetList, DatasetOut, DatasetUpload
-from thaw.store.datasets import DATASET_ID
+from thaw.store.datasets import DATASET_ID, Dataset
 from thaw.store.errors import InvalidCursor
 from thaw.uploads import (
     check_dataset_quota,
@@ -54,11 +55,10 @@ DatasetId = Annotated[
 )
 async def upload_dataset(
     request: Request,
-    response: Response,
     settings: SettingsDep,
     stores: StoresDep,
     tenant: TenantDep,
-) -> dict[str, Any]:
+) -> JSONResponse:
     await run_in_threadpool(check_dataset_quota, stores.datasets, tenant, settings)
     form = await receive_upload(request, settings)
     assert form.spool is not None and form.filename is not None
@@ -74,8 +74,14 @@ async def upload_dataset(
         )
     finally:
         form.spool.discard()
-    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
-    return dataset.public_dict()
+    # Rendered off the event loop: a dataset carries up to THAW_MAX_CLASSES classes.
+    return await run_in_threadpool(_created, dataset)
+
+
+def _created(dataset: Dataset) -> JSONResponse:
+    body = DatasetOut.model_validate(dataset.public_dict()).model_dump(mode="json")
+    headers = {"Location": f"/v1/datasets/{dataset.id}"}
+    return JSONResponse(body, status_code=status.HTTP_201_CREATED, headers=headers)
 
 
 @router.get(
