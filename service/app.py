@@ -28,6 +28,7 @@ from service.routers import (
     models,
     plans,
     predictions,
+    webhooks,
     workers,
 )
 from service.spec_pool import SpecPool
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(JsonBodyLimit, limit=settings.max_json_body_bytes)
     routers = (health, models, plans, datasets, jobs, events, checkpoints, workers)
-    for module in (*routers, evaluations, predictions, exports):
+    for module in (*routers, evaluations, predictions, exports, webhooks):
         app.include_router(module.router)
     install_pages(app)
     install_openapi(app, settings, keys_enabled=api_keys.enabled)

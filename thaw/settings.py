@@ -199,6 +199,50 @@ class Settings(BaseSettings):
         default=1e-3, gt=0, description="Largest |onnxruntime - PyTorch| logit an export passes."
     )
 
+    webhooks_allow_private: bool = Field(
+        default=False,
+        description="Let webhook URLs resolve to private, loopback, link-local or other "
+        "non-public addresses (a receiver on this host or network).",
+    )
+    max_webhooks_per_tenant: int = Field(default=20, ge=1, description="Webhooks (429 beyond).")
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Connect, send and answer limit of one delivery."
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="Tries of one delivery before it is marked failed."
+    )
+    webhook_backoff_seconds: float = Field(
+        default=5.0, gt=0, description="Wait before the second try; doubles with each try."
+    )
+    webhook_backoff_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two tries of a delivery."
+    )
+    webhook_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A delivery a dispatcher claimed and did not settle (it died) is tried "
+        "again after this; keep it above three times webhook_timeout_seconds.",
+    )
+    webhook_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often a dispatcher looks for due deliveries."
+    )
+    webhook_deliveries_kept: int = Field(
+        default=500, ge=1, description="Delivery records kept per webhook, newest first."
+    )
+    integration_uris: str = Field(
+        default="",
+        description="Comma-separated URI prefixes a spec's integrations may send to (such as "
+        "https://mlflow.example.com/,file:///srv/mlruns/); empty: integrations are refused.",
+    )
+    mlflow_credentials: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='Per-tenant MLflow credentials as JSON: {"tenant": {"username": ..., '
+        '"password": ...} or {"token": ...}}; never taken from a spec.',
+    )
+    integration_close_seconds: float = Field(
+        default=30.0, gt=0, description="Wait for an integration to send its last metrics."
+    )
+
     @property
     def redispatch_period(self) -> float:
         return self.redispatch_seconds or 2 * self.lease_seconds

@@ -17,6 +17,7 @@ from celery.signals import worker_init, worker_ready, worker_shutdown, worker_sh
 
 from thaw.dispatch import CHECKPOINT_TASKS, TRAIN_TASK
 from thaw.store import connect
+from thaw.webhooks.dispatcher import Dispatcher
 from worker.celery_app import app, settings
 from worker.checkpoint_work import run_checkpoint_task
 from worker.job_runner import run_job
@@ -42,6 +43,11 @@ def client() -> redis.Redis:
 @lru_cache(maxsize=1)
 def maintenance() -> Maintenance:
     return Maintenance(settings, client(), WORKER_ID, enqueue)
+
+
+@lru_cache(maxsize=1)
+def webhooks() -> Dispatcher:
+    return Dispatcher(client(), settings, WORKER_ID)
 
 
 @app.task(name=TRAIN_TASK, ignore_result=True)
@@ -75,6 +81,7 @@ def _pin_threads(**_: object) -> None:
 @worker_ready.connect
 def _start_maintenance(**_: object) -> None:
     maintenance().start()
+    webhooks().start()
 
 
 @worker_shutting_down.connect
@@ -85,4 +92,5 @@ def _preempt(**_: object) -> None:
 
 @worker_shutdown.connect
 def _stop_maintenance(**_: object) -> None:
+    webhooks().stop()
     maintenance().stop()

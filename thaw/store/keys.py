@@ -27,6 +27,12 @@ KEY_FORMS: dict[str, str] = {
     "checkpoint_task": "ctask:{0}",
     "checkpoint_task_done": "ctask:{0}:done",
     "job_checkpoint_tasks": "job:{0}:ctasks:{1}",
+    "webhook": "webhook:{0}",
+    "webhooks_by_tenant": "webhooks:by-tenant:{0}",
+    "webhook_deliveries": "webhook:{0}:deliveries",
+    "webhook_delivery": "webhook:{0}:delivery:{1}",
+    "webhook_feed": "webhooks:feed",
+    "webhooks_due": "webhooks:due",
 }
 _PART = re.compile(r"\{(\d)\}")
 
@@ -105,3 +111,23 @@ class Keys:
 
     def job_checkpoint_tasks(self, job_id: str, kind: str) -> str:
         return self._key("job_checkpoint_tasks", job_id, kind)
+
+    def webhook(self, webhook_id: str) -> str:
+        return self._key("webhook", webhook_id)
+
+    def webhooks_by_tenant(self, tenant: str) -> str:
+        return self._key("webhooks_by_tenant", tenant)
+
+    def webhook_deliveries(self, webhook_id: str) -> str:
+        return self._key("webhook_deliveries", webhook_id)
+
+    def webhook_delivery(self, webhook_id: str, event_id: str) -> str:
+        return self._key("webhook_delivery", webhook_id, event_id)
+
+    @property
+    def webhook_feed(self) -> str:
+        return self._key("webhook_feed")
+
+    @property
+    def webhooks_due(self) -> str:
+        return self._key("webhooks_due")

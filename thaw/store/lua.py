@@ -72,10 +72,17 @@ local function index_status(id, tenant, from, to)
   redis.call('ZADD', key_jobs_by_tenant_status(tenant, to), 0, id)
 end
 
+-- A status event also goes to the webhook feed when the job's tenant has a webhook, in
+-- the same script, so no transition is ever missed by the webhook dispatcher.
 local function emit(id, data, level)
-  local token = redis.call('HGET', key_job(id), 'token') or '0'
-  redis.call('XADD', key_job_events(id), 'MAXLEN', '~', MAXLEN, '*',
-    'type', 'status', 'level', level or 'info', 'data', cjson.encode(data), 'token', token)
+  local h = redis.call('HMGET', key_job(id), 'token', 'tenant')
+  local encoded = cjson.encode(data)
+  local eid = redis.call('XADD', key_job_events(id), 'MAXLEN', '~', MAXLEN, '*',
+    'type', 'status', 'level', level or 'info', 'data', encoded, 'token', h[1] or '0')
+  if h[2] and redis.call('EXISTS', key_webhooks_by_tenant(h[2])) == 1 then
+    redis.call('XADD', key_webhook_feed(), 'MAXLEN', '~', 100000, '*',
+      'job', id, 'tenant', h[2], 'event', eid, 'data', encoded)
+  end
 end
 
 -- Fencing: a write of a job's holder names its worker and the claim's token (the

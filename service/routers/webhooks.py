@@ -1,0 +1,179 @@
+"""Webhooks: register, list, read and delete a tenant's endpoints, and their deliveries."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.deps import SettingsDep, TenantDep
+from service.openapi import V1_RESPONSES, problem_responses
+from service.paging import paging
+from service.problems import not_found
+from thaw.webhooks import JOB_EVENT_TYPES, Webhook, WebhookStore
+from thaw.webhooks.address import MAX_URL_CHARS, resolve_target
+from thaw.webhooks.store import WEBHOOK_ID
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=V1_RESPONSES)
+
+WebhookEvent = Literal["job.queued", "job.running", "job.succeeded", "job.failed", "job.cancelled"]
+DELIVERY_ID = r"^evt_[0-9a-f]{24}_[0-9]{1,20}_[0-9]{1,20}$"
+DeliveryPageDep = paging(DELIVERY_ID, "evt_0123456789abcdef01234567_1700000000000_0", 72)
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=1,
+        max_length=MAX_URL_CHARS,
+        description="An http(s) URL; its host must resolve to public addresses unless "
+        "THAW_WEBHOOKS_ALLOW_PRIVATE is set. Redirects are not followed.",
+        examples=["https://ci.example.com/hooks/thaw"],
+    )
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: list(JOB_EVENT_TYPES),
+        min_length=1,
+        max_length=20,
+        description="The event types to send (default: every job event).",
+    )
+    description: str = Field(default="", max_length=200)
+
+
+class WebhookLinks(BaseModel):
+    deliveries: str
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    created_at: str
+    links: WebhookLinks
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="The signing secret (whsec_...), shown only in this answer: verify the "
+        "webhook-signature header with it."
+    )
+
+
+class WebhookList(BaseModel):
+    data: list[WebhookOut]
+    has_more: bool
+
+
+class DeliveryTryOut(BaseModel):
+    attempt: int | None
+    at: str | None
+    status_code: int | None
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    id: str = Field(description="The event id, sent as webhook-id on every try.")
+    webhook_id: str
+    type: str
+    job_id: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    response_status: int | None
+    error: str | None
+    created_at: str | None
+    last_attempt_at: str | None
+    next_attempt_at: str | None
+    tries: list[DeliveryTryOut]
+    payload: dict[str, Any]
+
+
+class DeliveryList(BaseModel):
+    data: list[DeliveryOut]
+    has_more: bool
+
+
+def _store(request: Request) -> WebhookStore:
+    return WebhookStore(request.app.state.stores.client)
+
+
+def _owned(request: Request, webhook_id: str, tenant: str) -> Webhook:
+    hook = _store(request).get(webhook_id, tenant)
+    if hook is None:
+        raise not_found("webhook", webhook_id)
+    return hook
+
+
+WebhookId = Annotated[
+    str,
+    Path(
+        description="A webhook id such as wh_0123456789abcdef01234567.",
+        json_schema_extra={"pattern": WEBHOOK_ID.pattern},
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WebhookCreated,
+    summary="Register a webhook",
+    description="Job events are POSTed to the URL, signed in the Standard Webhooks format "
+    "(webhook-id, webhook-timestamp, webhook-signature). The secret is shown once.",
+    responses=problem_responses(
+        422, e429="The key has THAW_MAX_WEBHOOKS_PER_TENANT webhooks already."
+    ),
+)
+def create_webhook(
+    body: WebhookIn, request: Request, response: Response, settings: SettingsDep, tenant: TenantDep
+) -> dict[str, Any]:
+    resolve_target(body.url, settings.webhooks_allow_private)
+    events = list(dict.fromkeys(body.events))
+    hook = _store(request).create(
+        tenant, body.url, events, body.description, settings.max_webhooks_per_tenant
+    )
+    response.headers["Location"] = f"/v1/webhooks/{hook.id}"
+    return {**hook.to_dict(), "secret": hook.secret}
+
+
+@router.get("", response_model=WebhookList, summary="List webhooks, newest first")
+def list_webhooks(request: Request, tenant: TenantDep) -> dict[str, Any]:
+    return {"data": [h.to_dict() for h in _store(request).list(tenant)], "has_more": False}
+
+
+@router.get(
+    "/{webhook_id}",
+    response_model=WebhookOut,
+    summary="Read a webhook",
+    responses=problem_responses(404),
+)
+def get_webhook(webhook_id: WebhookId, request: Request, tenant: TenantDep) -> dict[str, Any]:
+    return _owned(request, webhook_id, tenant).to_dict()
+
+
+@router.delete(
+    "/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a webhook and its delivery records",
+    responses=problem_responses(404),
+)
+def delete_webhook(webhook_id: WebhookId, request: Request, tenant: TenantDep) -> Response:
+    if not _store(request).delete(webhook_id, tenant):
+        raise not_found("webhook", webhook_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{webhook_id}/deliveries",
+    response_model=DeliveryList,
+    summary="A webhook's deliveries, newest first",
+    description="Each event sent (or being sent) with its tries: attempt, time, answer.",
+    responses=problem_responses(404, 422),
+)
+def list_deliveries(
+    webhook_id: WebhookId, request: Request, tenant: TenantDep, page: DeliveryPageDep
+) -> dict[str, Any]:
+    hook = _owned(request, webhook_id, tenant)
+    found, has_more = _store(request).deliveries(hook.id, page.limit, page.after)
+    return {"data": [d.to_dict() for d in found], "has_more": has_more}
