@@ -340,6 +340,19 @@ class Checkpointing(_Strict):
     )
 
 
+class MlflowIntegration(_Strict):
+    """Send the run's curves to an MLflow tracking server; credentials come from the
+    server's settings for the caller's tenant, never from here."""
+
+    type: Literal["mlflow"]
+    tracking_uri: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="One of the URIs the server allows (THAW_INTEGRATION_URIS).",
+    )
+    experiment: str = Field(default="thaw", min_length=1, max_length=250)
+
+
 class JobSpec(_Strict):
     name: str = Field(default="job", min_length=1, max_length=120)
     base_model: BaseModelRef
@@ -350,6 +363,12 @@ class JobSpec(_Strict):
     checkpointing: Checkpointing = Field(default_factory=Checkpointing)
     metadata: dict[Annotated[str, Field(max_length=100)], str | int | float | bool | None] = Field(
         default_factory=dict, max_length=50
+    )
+    integrations: list[MlflowIntegration] = Field(
+        default_factory=list,
+        max_length=4,
+        description="Where else the run reports; a failing integration is a warning event, "
+        "never a failed job.",
     )
 
     @field_validator("metadata", mode="before")
@@ -391,6 +410,9 @@ class JobSpec(_Strict):
         return self.model_dump(mode="json")
 
     def fingerprint(self) -> str:
-        """sha256 of the normalized spec, stable across key order."""
-        body = json.dumps(self.normalized(), sort_keys=True, separators=(",", ":"))
+        """sha256 of the normalized spec, stable across key order; integrations report the
+        run without changing it, so they are left out."""
+        normalized = self.normalized()
+        normalized.pop("integrations", None)
+        body = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()

@@ -14,6 +14,7 @@ from thaw.freezing.plan import plan_table
 from thaw.freezing.resolve import Resolved, meta_model, resolve_built
 from thaw.freezing.status import PLAN_KEY
 from thaw.freezing.stored_status import compact_plan
+from thaw.integrations import check_integrations
 from thaw.spec import JobSpec
 from thaw.store import DatasetStore, Job, JobStatus, JobStore
 from thaw.uploads import tenant_uploads
@@ -54,6 +55,7 @@ def _resolve_with_budget(
 ) -> tuple[Resolved, Budget]:
     """Resolve, then hold the job's resource budget to the settings (a SpecError naming
     the field to lower when it does not fit)."""
+    check_integrations(spec.integrations, settings)
     if spec.base_model.source == "job" and jobs is not None:
         _check_base_job(jobs, spec.base_model.name, tenant)
     shape = data_shape(spec.dataset, settings, uploads)

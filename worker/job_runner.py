@@ -84,7 +84,7 @@ def _train(
 
         spec = JobSpec.model_validate(job.spec)
         run_dir = settings.jobs_dir / job.id
-        result = train(spec, run_dir, settings, reporter, uploads=uploads)
+        result = train(spec, run_dir, settings, reporter, uploads=uploads, tenant=job.tenant)
     except FencedOut:  # the lease, or the run folder's fence, says a newer claim holds it
         return "lost", None
     except StoreUnreachable:

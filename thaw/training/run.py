@@ -15,6 +15,7 @@ from torch import nn
 
 from thaw.checkpoints.adapter import base_state
 from thaw.checkpoints.commit import raise_fence
+from thaw.checkpoints.errors import FencedOut
 from thaw.data.shape import DataShape, UploadLookup
 from thaw.errors import ThawError
 from thaw.freezing.adapters import adapter_record
@@ -31,6 +32,7 @@ from thaw.training.feature_cache_setup import build_feature_cache, cached_batche
 from thaw.training.layer_changes import changed_layers
 from thaw.training.loaders import default_workers, make_loaders
 from thaw.training.memory import OOM_ERRORS, MemoryWatch, OutOfMemory, is_cpu_oom
+from thaw.training.observers import observed
 from thaw.training.reporter import NullReporter, Reporter, StopReason
 from thaw.training.resume import Resumed, restore, save_epoch, save_step, snapshot
 
@@ -54,11 +56,38 @@ def train(
     *,
     uploads: UploadLookup | None = None,
     device: str | None = None,
+    tenant: str | None = None,
 ) -> TrainResult:
     """Run ``spec`` to the end (or until ``reporter.stop_reason()``), resuming from the
     newest checkpoint in ``run_dir`` if there is one. Running out of memory raises
     OutOfMemory (``out_of_memory``), as does host memory growing past
-    THAW_MAX_JOB_HOST_MEMORY_BYTES (checked between steps)."""
+    THAW_MAX_JOB_HOST_MEMORY_BYTES (checked between steps). TensorBoard files go to
+    ``run_dir/tensorboard`` and the spec's integrations get the same curves (``tenant``
+    picks their credentials)."""
+    sinks = observed(reporter or NullReporter(), spec, run_dir, settings, tenant)
+    try:
+        result = _train_or_oom(spec, run_dir, settings, sinks, uploads, device)
+    except FencedOut:
+        sinks.close("lost")
+        raise
+    except Exception:
+        sinks.close("failed")
+        raise
+    except BaseException:
+        sinks.close("lost")
+        raise
+    sinks.close(result.status)
+    return result
+
+
+def _train_or_oom(
+    spec: JobSpec,
+    run_dir: Path,
+    settings: Settings,
+    reporter: Reporter,
+    uploads: UploadLookup | None,
+    device: str | None,
+) -> TrainResult:
     watch = MemoryWatch(settings.max_job_host_memory_bytes, spec.hyperparameters.batch_size)
     try:
         with watch:
@@ -454,6 +483,7 @@ class _Run:
         }
         if loss is not None and math.isfinite(loss):
             progress["loss"] = round(loss, 6)
+        progress["lr"] = [float(g["lr"]) for g in self.engine.optimizer.param_groups]
         self._last_progress = progress
         self.reporter.progress(progress)
 
