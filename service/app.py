@@ -24,6 +24,7 @@ from service.routers import (
     events,
     exports,
     health,
+    job_metrics,
     jobs,
     models,
     plans,
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.stream_slots = StreamSlots(settings.sse_max_streams_per_tenant)
     install_problem_handlers(app)
     app.add_middleware(JsonBodyLimit, limit=settings.max_json_body_bytes)
-    routers = (health, models, plans, datasets, jobs, events, checkpoints, workers)
+    routers = (health, models, plans, datasets, jobs, job_metrics, events, checkpoints, workers)
     for module in (*routers, evaluations, predictions, exports, webhooks):
         app.include_router(module.router)
     install_pages(app)

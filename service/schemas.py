@@ -66,6 +66,8 @@ class JobLinks(BaseModel):
     layers: str
     checkpoints: str
     cancel: str
+    metrics: str
+    tensorboard: str
 
 
 class JobOut(BaseModel):

@@ -69,6 +69,10 @@ def test_a_digits_job_on_the_jobs_list_and_the_job_page(page, live: Live, artifa
     sha = page.locator("#checkpoints code.sha256").first.inner_text()
     assert sha == checkpoints[0]["files"][0]["sha256"]
 
+    csv_link = page.locator("#metrics-csv")
+    assert csv_link.get_attribute("href") == f"/v1/jobs/{job_id}/metrics?format=csv"
+    assert csv_link.get_attribute("download") == f"{job_id}-metrics.csv"
+
     page.screenshot(path=str(artifacts / "job-page.png"), full_page=True)
     page.goto(live.url + "/")
     page.locator(f'tr[data-job-id="{job_id}"][data-status="succeeded"]').wait_for()

@@ -53,6 +53,8 @@ def job_out(job: Job) -> dict[str, Any]:
         "predictions": f"{base}/predictions",
         "exports": f"{base}/exports",
         "cancel": f"{base}/cancel",
+        "metrics": f"{base}/metrics",
+        "tensorboard": f"{base}/tensorboard",
     }
     return body
 

@@ -163,6 +163,22 @@
     drawCharts();
   }
 
+  // A download link that sends the API key as a header when one is set.
+  function keyedDownload(link, url, filename) {
+    link.href = url;
+    link.download = filename;
+    link.addEventListener("click", (event) => {
+      if (!Thaw.apiKey()) return;
+      event.preventDefault();
+      Thaw.download(url, filename).catch((error) => Thaw.showProblem($("problem"), error));
+    });
+    return link;
+  }
+
+  keyedDownload($("metrics-csv"), base + "/metrics?format=csv", jobId + "-metrics.csv");
+  keyedDownload($("metrics-json"), base + "/metrics?format=json", jobId + "-metrics.json");
+  keyedDownload($("tensorboard"), base + "/tensorboard", jobId + "-tensorboard.tar.gz");
+
   async function loadCheckpoints() {
     const list = await json(base + "/checkpoints");
     $("checkpoints").querySelector("tbody").replaceChildren(
@@ -179,12 +195,7 @@
             {},
             c.files.map((f) => {
               const url = base + "/checkpoints/" + encodeURIComponent(c.name) + "/" + encodeURIComponent(f.name);
-              const link = el("a", { href: url, class: "download", download: f.name }, f.name);
-              link.addEventListener("click", (event) => {
-                if (!Thaw.apiKey()) return;
-                event.preventDefault();
-                Thaw.download(url, f.name).catch((error) => Thaw.showProblem($("problem"), error));
-              });
+              const link = keyedDownload(el("a", { class: "download" }, f.name), url, f.name);
               return el("div", { class: "file" }, link, " " + fmtBytes(f.size) + " ", el("code", { class: "sha256", title: "sha256" }, f.sha256));
             }),
           ),
