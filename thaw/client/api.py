@@ -79,6 +79,31 @@ class ThawClient:
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         return self._json("GET", f"/v1/jobs/{job_id}/checkpoints")["data"]
 
+    def metrics(self, job_id: str, format: str = "json") -> str:
+        """The job's metrics export as text (JSON or CSV)."""
+        response = self.http.get(f"/v1/jobs/{job_id}/metrics", params={"format": format})
+        raise_for_problem(response)
+        return response.text
+
+    # webhooks
+    def add_webhook(
+        self, url: str, events: list[str] | None = None, description: str = ""
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"url": url, "description": description}
+        if events:
+            body["events"] = events
+        return self._json("POST", "/v1/webhooks", json=body)
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/webhooks")["data"]
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._json("DELETE", f"/v1/webhooks/{webhook_id}")
+
+    def deliveries(self, webhook_id: str, limit: int | None = None) -> dict[str, Any]:
+        params = {"limit": limit} if limit else {}
+        return self._json("GET", f"/v1/webhooks/{webhook_id}/deliveries", params=params)
+
     # events
     def events(self, job_id: str) -> Iterator[dict[str, Any]]:
         """Every event recorded so far, oldest first, page by page."""

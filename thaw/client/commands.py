@@ -1,5 +1,5 @@
-"""The ``thaw`` client commands: submit, jobs, logs, layers, download, datasets, and
-evaluate, predict and export of a trained checkpoint.
+"""The ``thaw`` client commands: submit, jobs, logs, layers, download, datasets, metrics,
+webhooks, and evaluate, predict and export of a trained checkpoint.
 
 Each talks to the API over HTTP (``--api-url``/``THAW_API_URL``, ``--api-key``/
 ``THAW_API_KEY``). A problem response prints as ``title: detail`` and exits 1."""
@@ -105,6 +105,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     upload.add_argument("file", type=Path)
     upload.add_argument("--name")
     upload.set_defaults(run=_client_command(_datasets_upload))
+
+    metrics = sub.add_parser("metrics", parents=[common], help="a job's curves as JSON or CSV")
+    metrics.add_argument("job")
+    metrics.add_argument("--format", choices=["json", "csv"], default="csv")
+    metrics.add_argument("-o", "--out", type=Path, help="write to this file (default: stdout)")
+    metrics.set_defaults(run=_client_command(_metrics))
+
+    webhooks = sub.add_parser("webhooks", help="signed webhooks on job events")
+    webhooks_sub = webhooks.add_subparsers(required=True, metavar="ACTION")
+    add = webhooks_sub.add_parser(
+        "add", parents=[common], help="register a URL; prints its signing secret once"
+    )
+    add.add_argument("url")
+    add.add_argument(
+        "--events", help="comma-separated, such as job.succeeded,job.failed (default: all)"
+    )
+    add.add_argument("--description", default="")
+    add.set_defaults(run=_client_command(_webhooks_add))
+    listing = webhooks_sub.add_parser("list", parents=[common], help="this key's webhooks")
+    listing.add_argument("--json", action="store_true", help="the API's JSON")
+    listing.set_defaults(run=_client_command(_webhooks_list))
+    remove = webhooks_sub.add_parser("rm", parents=[common], help="delete a webhook")
+    remove.add_argument("webhook")
+    remove.set_defaults(run=_client_command(_webhooks_rm))
+    sent = webhooks_sub.add_parser(
+        "deliveries", parents=[common], help="a webhook's deliveries, newest first"
+    )
+    sent.add_argument("webhook")
+    sent.add_argument("--limit", type=int, default=20)
+    sent.add_argument("--json", action="store_true", help="the API's JSON")
+    sent.set_defaults(run=_client_command(_webhooks_deliveries))
 
 
 Handler = Callable[[Any, argparse.Namespace], int]
@@ -320,4 +351,53 @@ def _export(client: Any, args: argparse.Namespace) -> int:
           f"{task['result']['max_abs_diff']:.3g}")  # fmt: skip
     for f in client.download_export(task, args.out):
         print(f"{f.path}  {f.size} bytes  sha256 {f.sha256} ok")
+    return 0
+
+
+def _metrics(client: Any, args: argparse.Namespace) -> int:
+    text = client.metrics(args.job, args.format)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.out.write_text(text)
+    except OSError as exc:
+        raise _InputError(f"cannot write {args.out}: {exc.strerror}") from exc
+    print(f"{args.out}  {len(text.encode())} bytes")
+    return 0
+
+
+def _webhooks_add(client: Any, args: argparse.Namespace) -> int:
+    events = [e.strip() for e in args.events.split(",") if e.strip()] if args.events else None
+    hook = client.add_webhook(args.url, events, args.description)
+    _print_json(hook)
+    print("keep the secret: it is not shown again", file=sys.stderr)
+    return 0
+
+
+def _webhooks_list(client: Any, args: argparse.Namespace) -> int:
+    from thaw.client.render import webhooks_table
+
+    hooks = client.list_webhooks()
+    if args.json:
+        _print_json({"data": hooks, "has_more": False})
+    else:
+        print(webhooks_table(hooks))
+    return 0
+
+
+def _webhooks_rm(client: Any, args: argparse.Namespace) -> int:
+    client.delete_webhook(args.webhook)
+    print(f"{args.webhook} deleted")
+    return 0
+
+
+def _webhooks_deliveries(client: Any, args: argparse.Namespace) -> int:
+    from thaw.client.render import deliveries_table
+
+    page = client.deliveries(args.webhook, limit=args.limit)
+    if args.json:
+        _print_json(page)
+    else:
+        print(deliveries_table(page["data"]))
     return 0

@@ -139,3 +139,24 @@ def predictions_text(rows: Sequence[dict[str, Any]]) -> str:
             for r in rows
         ],
     )
+
+
+def webhooks_table(hooks: Sequence[dict[str, Any]]) -> str:
+    rows = [[h["id"], h["url"], ",".join(h["events"]), h["created_at"]] for h in hooks]
+    return table(["ID", "URL", "EVENTS", "CREATED"], rows)
+
+
+def deliveries_table(deliveries: Sequence[dict[str, Any]]) -> str:
+    rows = [
+        [
+            d["created_at"],
+            d["type"],
+            d["job_id"],
+            d["status"],
+            d["attempts"],
+            d["response_status"],
+            d["error"] or "",
+        ]
+        for d in deliveries
+    ]
+    return table(["CREATED", "TYPE", "JOB", "STATUS", "TRIES", "ANSWER", "ERROR"], rows)
