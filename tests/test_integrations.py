@@ -138,6 +138,16 @@ def test_integration_uris_outside_the_allow_list_are_refused_at_plan(tmp_path: P
     assert "THAW_INTEGRATION_URIS" in str(refused.value)
     with pytest.raises(SpecError):
         plan_spec(_spec(f"file://{tmp_path}/x"), _settings(tmp_path, integration_uris=""))
+    host = _settings(tmp_path, integration_uris="https://mlflow.example.com")
+    for uri, why in (
+        (f"file://{tmp_path}/runs/../../etc", "'..'"),
+        (f"file://{tmp_path}/runs/%2e%2e/x", "'..'"),
+        ("https://user:pw@mlflow.example.com/", "credentials"),
+        ("https://mlflow.example.com.evil.org/", "not a URI this server sends to"),
+    ):
+        with pytest.raises(SpecError, match=why):
+            plan_spec(_spec(uri), _settings(tmp_path) if uri.startswith("file") else host)
+    plan_spec(_spec("https://mlflow.example.com/api"), host)
     plan_spec(_spec(f"file://{tmp_path}/mlruns"), settings)
 
 
