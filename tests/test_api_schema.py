@@ -106,7 +106,7 @@ def test_with_keys_every_v1_operation_requires_a_bearer_key(keyed: ApiServer) ->
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     ops = operations(doc)
     v1 = [label for label in ops if label.split()[1].startswith("/v1/")]
-    assert len(v1) == 29
+    assert len(v1) == 36
     for label in v1:
         assert ops[label]["security"] == [{"HTTPBearer": []}], label
         assert {401, 429} <= statuses(ops[label]), label

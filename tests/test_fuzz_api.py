@@ -58,6 +58,13 @@ OPERATIONS = (
     "GET /v1/jobs/{job_id}/exports",
     "GET /v1/exports/{export_id}",
     "GET /v1/exports/{export_id}/files/{file}",
+    "GET /v1/jobs/{job_id}/metrics",
+    "GET /v1/jobs/{job_id}/tensorboard",
+    "POST /v1/webhooks",
+    "GET /v1/webhooks",
+    "GET /v1/webhooks/{webhook_id}",
+    "DELETE /v1/webhooks/{webhook_id}",
+    "GET /v1/webhooks/{webhook_id}/deliveries",
 )
 
 # positive_data_acceptance expects a 2xx for every schema-valid request. These operations
@@ -65,7 +72,7 @@ OPERATIONS = (
 # an upload's bytes are a readable dataset; such a request is refused with a 422 naming the
 # field, which is the documented answer, not a failure.
 # So does an event cursor with a part above 2**64 - 1: the description says so, a pattern
-# cannot.
+# cannot; and a webhook URL whose host does not resolve to a public address.
 SEMANTIC_422 = (
     "GET /v1/models/layers",
     "POST /v1/plans",
@@ -76,6 +83,7 @@ SEMANTIC_422 = (
     "POST /v1/jobs/{job_id}/evaluations",
     "POST /v1/jobs/{job_id}/predictions",
     "POST /v1/jobs/{job_id}/exports",
+    "POST /v1/webhooks",
 )
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
 
