@@ -60,11 +60,12 @@ class MlflowSink:
         self.error: str | None = None
         self.dropped = 0
         self.thread = threading.Thread(target=self._run, name="thaw-mlflow", daemon=True)
-        self.thread.start()
 
     # Called from the training thread: never blocks. ---------------------------------------
 
     def _put(self, item: Any) -> None:
+        if not self.thread.is_alive() and self.thread.ident is None:
+            self.thread.start()  # at the first metric: a run that never trains logs nothing
         try:
             self.queue.put_nowait(item)
         except queue.Full:
@@ -90,6 +91,8 @@ class MlflowSink:
         return self.error
 
     def close(self, status: str) -> None:
+        if self.thread.ident is None:
+            return
         self._put((_END, status))
         self.thread.join(self.close_timeout)
         if self.thread.is_alive() and self.error is None:

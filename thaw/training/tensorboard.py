@@ -20,7 +20,15 @@ class TensorBoardSink:
     def __init__(self, run_dir: Path):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR))
+        self._open = lambda: SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR))
+        self._writer: SummaryWriter | None = None
+
+    @property
+    def writer(self) -> Any:
+        """Opened at the first scalar, so a run that fails before training leaves no folder."""
+        if self._writer is None:
+            self._writer = self._open()
+        return self._writer
 
     def progress(self, progress: dict[str, Any]) -> None:
         if "loss" not in progress:
@@ -46,4 +54,5 @@ class TensorBoardSink:
         return None
 
     def close(self, status: str) -> None:
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
