@@ -18,6 +18,7 @@ from webhook_receiver import receiver
 
 from thaw.settings import Settings
 from thaw.store import JobStore
+from thaw.store.checkpoint_tasks import CheckpointTaskStore
 from thaw.webhooks import WebhookStore
 from thaw.webhooks.address import resolve_target
 from thaw.webhooks.dispatcher import Dispatcher
@@ -111,6 +112,36 @@ def test_only_subscribed_events_of_the_owning_tenant_are_sent(redis_url: str, re
             queued.id,
             "cancelled",
         )
+
+
+def test_a_finished_evaluation_and_export_are_sent_and_a_prediction_is_not(
+    redis_url: str, redis_client
+):
+    hooks = WebhookStore(redis_client)
+    tasks = CheckpointTaskStore(redis_client)
+    job, _ = JobStore(redis_client).create("default", SPEC)
+    with receiver() as rx:
+        hook = hooks.create("default", rx.url, ["evaluation.succeeded", "export.failed"], "", 20)
+        evaluation = tasks.create("evaluation", "default", job.id, "best", {})
+        tasks.start(evaluation.id)
+        tasks.finish(evaluation.id, result={"accuracy": 0.75, "confusion_matrix": [[3, 1]]})
+        export = tasks.create("export", "default", job.id, "last", {})
+        tasks.finish(export.id, error={"code": "export_mismatch", "message": "too far"})
+        prediction = tasks.create("prediction", "default", job.id, "best", {})
+        tasks.finish(prediction.id, result={"predictions": []})
+        dispatcher = Dispatcher(redis_client, _settings(redis_url))
+        _tick_until(dispatcher, lambda: len(rx.received) >= 2)
+        dispatcher.tick()
+        bodies = [r.verified(hook.secret) for r in rx.received]
+    assert [(b["type"], b["data"]["id"]) for b in bodies] == [
+        ("evaluation.succeeded", evaluation.id),
+        ("export.failed", export.id),
+    ]
+    assert bodies[0]["data"]["result"] == {"accuracy": 0.75}
+    assert bodies[0]["data"]["job_id"] == job.id
+    assert bodies[1]["data"]["error"]["code"] == "export_mismatch"
+    records, _ = hooks.deliveries(hook.id, 10)
+    assert {d.id for d in records} == {r.id for r in rx.received}
 
 
 @pytest.mark.parametrize(

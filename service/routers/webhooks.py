@@ -11,14 +11,14 @@ from service.deps import SettingsDep, TenantDep
 from service.openapi import V1_RESPONSES, problem_responses
 from service.paging import paging
 from service.problems import not_found
-from thaw.webhooks import JOB_EVENT_TYPES, Webhook, WebhookStore
+from thaw.webhooks import EVENT_TYPES, Webhook, WebhookStore
 from thaw.webhooks.address import MAX_URL_CHARS, resolve_target
 from thaw.webhooks.store import WEBHOOK_ID
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=V1_RESPONSES)
 
-WebhookEvent = Literal["job.queued", "job.running", "job.succeeded", "job.failed", "job.cancelled"]
-DELIVERY_ID = r"^evt_[0-9a-f]{24}_[0-9]{1,20}_[0-9]{1,20}$"
+WebhookEvent = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+DELIVERY_ID = r"^evt_(e[vx]_)?[0-9a-f]{24}_[0-9]{1,20}_[0-9]{1,20}$"
 DeliveryPageDep = paging(DELIVERY_ID, "evt_0123456789abcdef01234567_1700000000000_0", 72)
 
 
@@ -33,10 +33,10 @@ class WebhookIn(BaseModel):
         examples=["https://ci.example.com/hooks/thaw"],
     )
     events: list[WebhookEvent] = Field(
-        default_factory=lambda: list(JOB_EVENT_TYPES),
+        default_factory=lambda: list(EVENT_TYPES),
         min_length=1,
         max_length=20,
-        description="The event types to send (default: every job event).",
+        description="The event types to send (default: all of them).",
     )
     description: str = Field(default="", max_length=200)
 

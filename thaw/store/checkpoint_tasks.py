@@ -17,12 +17,13 @@ from typing import Any, Literal
 import redis
 
 from thaw.store.codec import decoded, dumps, iso, loads, text
-from thaw.store.keys import Keys
+from thaw.store.keys import WEBHOOK_FEED_MAXLEN, Keys
 
 TaskKind = Literal["evaluation", "prediction", "export"]
 ID_PREFIXES: dict[str, str] = {"evaluation": "ev_", "prediction": "pr_", "export": "ex_"}
 TASK_ID = {kind: re.compile(rf"^{prefix}[0-9a-f]{{24}}$") for kind, prefix in ID_PREFIXES.items()}
 TERMINAL = frozenset({"succeeded", "failed", "expired"})
+WEBHOOK_KINDS = frozenset({"evaluation", "export"})
 DONE_SIGNAL_TTL_S = 300
 LIST_LIMIT = 100
 WAIT_SLICE_S = 10.0
@@ -175,8 +176,24 @@ class CheckpointTaskStore:
             pipe = self.redis.pipeline(transaction=True)
             pipe.rpush(done, status)
             pipe.expire(done, DONE_SIGNAL_TTL_S)
+            self._to_webhook_feed(pipe, task_id, status)
             pipe.execute()
         return moved
+
+    def _to_webhook_feed(self, pipe: Any, task_id: str, status: str) -> None:
+        """A finished evaluation or export goes to the webhook feed when its tenant has a
+        webhook (``thaw.webhooks`` turns it into deliveries)."""
+        tenant, kind, job_id = (
+            text(v) or ""
+            for v in self.redis.hmget(
+                self.keys.checkpoint_task(task_id), "tenant", "kind", "job_id"
+            )
+        )
+        if kind not in WEBHOOK_KINDS or not self.redis.exists(self.keys.webhooks_by_tenant(tenant)):
+            return
+        entry = {"task": task_id, "kind": kind, "job": job_id, "tenant": tenant,
+                 "data": dumps({"status": status})}  # fmt: skip
+        pipe.xadd(self.keys.webhook_feed, entry, maxlen=WEBHOOK_FEED_MAXLEN, approximate=True)
 
     def expire(self, task_id: str) -> bool:
         """Queued to expired (its deadline passed before a worker took it)."""

@@ -34,6 +34,8 @@ KEY_FORMS: dict[str, str] = {
     "webhook_feed": "webhooks:feed",
     "webhooks_due": "webhooks:due",
 }
+WEBHOOK_FEED_MAXLEN = 100_000
+"""Entries the webhook feed keeps (approximately) while no dispatcher reads it."""
 _PART = re.compile(r"\{(\d)\}")
 
 

@@ -5,13 +5,14 @@ the Redis server clock, so workers on hosts with skewed clocks agree on leases.
 
 from __future__ import annotations
 
-from thaw.store.keys import lua_key_functions
+from thaw.store.keys import WEBHOOK_FEED_MAXLEN, lua_key_functions
 
 PRELUDE = (
     r"""
 local P = ARGV[1]
 local MAXLEN = ARGV[2]
 """
+    + f"local FEED_MAXLEN = {WEBHOOK_FEED_MAXLEN}\n"
     + lua_key_functions()
     + r"""
 
@@ -80,7 +81,7 @@ local function emit(id, data, level)
   local eid = redis.call('XADD', key_job_events(id), 'MAXLEN', '~', MAXLEN, '*',
     'type', 'status', 'level', level or 'info', 'data', encoded, 'token', h[1] or '0')
   if h[2] and redis.call('EXISTS', key_webhooks_by_tenant(h[2])) == 1 then
-    redis.call('XADD', key_webhook_feed(), 'MAXLEN', '~', 100000, '*',
+    redis.call('XADD', key_webhook_feed(), 'MAXLEN', '~', FEED_MAXLEN, '*',
       'job', id, 'tenant', h[2], 'event', eid, 'data', encoded)
   end
 end

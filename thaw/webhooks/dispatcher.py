@@ -20,9 +20,17 @@ import redis
 
 from thaw.settings import Settings, get_settings
 from thaw.store import JobStore, connect
-from thaw.webhooks.events import event_id, event_type, payload
+from thaw.store.checkpoint_tasks import CheckpointTaskStore
+from thaw.webhooks.events import (
+    event_id,
+    event_type,
+    payload,
+    task_event_id,
+    task_event_type,
+    task_payload,
+)
 from thaw.webhooks.sender import send
-from thaw.webhooks.store import Claimed, WebhookStore
+from thaw.webhooks.store import Claimed, Webhook, WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,7 @@ class Dispatcher:
         self.settings = settings
         self.store = WebhookStore(client)
         self.jobs = JobStore(client)
+        self.tasks = CheckpointTaskStore(client)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._group_ready = False
         self._stop = threading.Event()
@@ -47,34 +56,48 @@ class Dispatcher:
             self._group_ready = True
         lease_ms = int(self.settings.webhook_lease_seconds * 1000)
         entries = self.store.read_feed(self.name, FEED_BATCH, lease_ms)
-        for _, fields in entries:
-            self._deliveries_for(fields)
+        for entry_id, fields in entries:
+            if "task" in fields:
+                self._task_deliveries(entry_id, fields)
+            else:
+                self._job_deliveries(fields)
         self.store.ack_feed([entry_id for entry_id, _ in entries])
         return len(entries)
 
-    def _deliveries_for(self, fields: dict[str, str]) -> None:
+    def _hooks(self, tenant: str, kind: str, event_ms: int) -> list[Webhook]:
+        """The tenant's webhooks that take ``kind`` and existed when the event happened
+        (both times from the Redis clock; a stream id has whole milliseconds)."""
+        return [
+            h
+            for h in self.store.list(tenant)
+            if kind in h.events and int(h.created_ts * 1000) <= event_ms
+        ]
+
+    def _job_deliveries(self, fields: dict[str, str]) -> None:
         job_id, tenant, stream_id = fields.get("job", ""), fields.get("tenant", ""), fields["event"]
         data = json.loads(fields.get("data") or "{}")
         kind = event_type(data)
         if kind is None:
             return
-        event_ms = int(stream_id.split("-", 1)[0])
-        hooks = [
-            h
-            for h in self.store.list(tenant)
-            if kind in h.events and h.created_ts * 1000 <= event_ms
-        ]
-        if not hooks:
+        hooks = self._hooks(tenant, kind, int(stream_id.split("-", 1)[0]))
+        if hooks:
+            body = payload(kind, stream_id, job_id, data, self.jobs.get(job_id))
+            self._add(hooks, event_id(job_id, stream_id), kind, job_id, body)
+
+    def _task_deliveries(self, entry_id: str, fields: dict[str, str]) -> None:
+        task_id, job_id = fields["task"], fields.get("job", "")
+        kind = task_event_type(fields.get("kind", ""), json.loads(fields.get("data") or "{}"))
+        if kind is None:
             return
-        body = payload(kind, stream_id, job_id, data, self.jobs.get(job_id))
+        hooks = self._hooks(fields.get("tenant", ""), kind, int(entry_id.split("-", 1)[0]))
+        if hooks:
+            body = task_payload(kind, entry_id, self.tasks.get(task_id), task_id)
+            self._add(hooks, task_event_id(task_id, entry_id), kind, job_id, body)
+
+    def _add(self, hooks: list[Webhook], event: str, kind: str, job_id: str, body: str) -> None:
         for hook in hooks:
             self.store.add_delivery(
-                hook.id,
-                event_id(job_id, stream_id),
-                kind,
-                job_id,
-                body,
-                self.settings.webhook_deliveries_kept,
+                hook.id, event, kind, job_id, body, self.settings.webhook_deliveries_kept
             )
 
     def deliver_due(self) -> int:

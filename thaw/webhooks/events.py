@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from thaw.store import Job
+from thaw.store.checkpoint_tasks import CheckpointTask
 from thaw.store.codec import iso
 
 JOB_EVENT_TYPES = (
@@ -16,6 +17,13 @@ JOB_EVENT_TYPES = (
     "job.failed",
     "job.cancelled",
 )
+TASK_EVENT_TYPES = (
+    "evaluation.succeeded",
+    "evaluation.failed",
+    "export.succeeded",
+    "export.failed",
+)
+EVENT_TYPES = JOB_EVENT_TYPES + TASK_EVENT_TYPES
 
 
 def event_type(status_data: dict[str, Any]) -> str | None:
@@ -54,3 +62,32 @@ def payload(kind: str, stream_id: str, job_id: str, data: dict[str, Any], job: J
 
 def _non_finite(value: Any) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
+
+
+def task_event_type(kind: str, status_data: dict[str, Any]) -> str | None:
+    """``evaluation.succeeded`` and the like, for a finished evaluation or export."""
+    name = f"{kind}.{status_data.get('status')}"
+    return name if name in TASK_EVENT_TYPES else None
+
+
+def task_event_id(task_id: str, feed_id: str) -> str:
+    """The stable id of a task's end: its feed entry is written once, with the transition."""
+    return f"evt_{task_id}_{feed_id.replace('-', '_')}"
+
+
+def task_payload(name: str, feed_id: str, task: CheckpointTask | None, task_id: str) -> str:
+    """The body for an evaluation's or export's end: its record with the scalar results
+    (accuracy, F1, the ONNX difference), not the tables."""
+    millis = int(feed_id.split("-", 1)[0])
+    kind = name.split(".", 1)[0]
+    body: dict[str, Any] = {"id": task_id, "object": kind, "status": name.split(".", 1)[1]}
+    if task is not None:
+        body.update(job_id=task.job_id, checkpoint=task.checkpoint, error=task.error)
+        body["result"] = {
+            k: v
+            for k, v in (task.result or {}).items()
+            if isinstance(v, str | int | float) and not _non_finite(v)
+        }
+    body["links"] = {"self": f"/v1/{kind}s/{task_id}"}
+    document = {"type": name, "timestamp": iso(millis / 1000), "data": body}
+    return json.dumps(document, separators=(",", ":"), allow_nan=False)
