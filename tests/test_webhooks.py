@@ -94,6 +94,18 @@ def test_a_delivery_stops_after_the_last_allowed_try(redis_url: str, redis_clien
         assert len(rx.received) == 2
 
 
+def test_a_redirect_is_not_followed_and_counts_as_a_failed_try(redis_url: str, redis_client):
+    hooks = WebhookStore(redis_client)
+    with receiver([307]) as rx:
+        hook = hooks.create("default", rx.url, ["job.queued"], "", 20)
+        JobStore(redis_client).create("default", SPEC)
+        dispatcher = Dispatcher(redis_client, _settings(redis_url, webhook_max_attempts=1))
+        _tick_until(dispatcher, lambda: _status(hooks, hook.id) == "failed")
+        [delivery], _ = hooks.deliveries(hook.id, 10)
+        assert (delivery.response_status, delivery.error) == (307, "the receiver answered 307")
+        assert len(rx.received) == 1
+
+
 def test_only_subscribed_events_of_the_owning_tenant_are_sent(redis_url: str, redis_client):
     hooks = WebhookStore(redis_client)
     jobs = JobStore(redis_client)

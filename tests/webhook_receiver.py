@@ -64,6 +64,8 @@ def receiver(statuses: list[int] | None = None) -> Iterator[Receiver]:
             if first and state.hold is not None:
                 state.hold.wait(60)
             self.send_response(code)
+            if 300 <= code < 400:  # following it would reach this receiver again
+                self.send_header("location", state.url + "/moved")
             self.send_header("content-length", "0")
             self.end_headers()
 
