@@ -407,14 +407,11 @@ class _Run:
             return {}
         return {"val_loss": total_loss / count, "val_accuracy": correct / count}
 
-    def _layer_entry(self, epoch: int, changed: set[str] | None = None) -> dict[str, Any]:
+    def _layer_entry(self, epoch: int) -> dict[str, Any]:
         view = live_view(self.engine, self.resolved.thawed_in[self.engine.phase])
-        entry = epoch_entry(
+        return epoch_entry(
             self.engine.index, view, epoch=epoch, phase=self.engine.phase, detail=True
         )
-        if changed is not None:
-            _mark_changed(entry, changed)
-        return entry
 
     def _checkpoint(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
         """Snapshot now, write and commit in the background (after the previous save); the
