@@ -3,6 +3,8 @@ and a lora checkpoint lists and serves its adapter/ files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import redis
 import torch
@@ -85,7 +87,7 @@ def test_targets_matching_nothing_or_no_linear_or_conv_are_named(http: httpx.Cli
 
 
 def test_lora_checkpoint_lists_and_serves_its_adapter_files(
-    api: ApiServer, http: httpx.Client
+    api: ApiServer, http: httpx.Client, tmp_path: Path
 ) -> None:
     job_id = http.post("/v1/jobs", json=job_body(freeze=LORA, schedule=[])).json()["id"]
     export = AdapterExport(
@@ -116,3 +118,15 @@ def test_lora_checkpoint_lists_and_serves_its_adapter_files(
     assert config["peft_type"] == "LORA" and config["modules_to_save"] == ["fc"]
     for trick in ("adapter/../meta.json", "adapter/.hidden", "other/adapter_config.json"):
         assert http.get(f"{base}/{trick}").status_code in (400, 404), trick
+    from thaw.client.api import ThawClient
+
+    with ThawClient(api.url) as client:
+        files = client.download(job_id, "last", tmp_path / "out")
+    fetched = sorted(str(f.path.relative_to(tmp_path / "out")) for f in files)
+    assert fetched == [
+        "adapter/adapter_config.json", "adapter/adapter_model.safetensors",
+        "config.json", "model.safetensors",
+    ]  # fmt: skip
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").read_bytes() == (
+        on_disk.read_bytes()
+    )
