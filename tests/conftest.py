@@ -6,9 +6,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 from redis_server import RedisServer
+from seaweedfs import s3_env, seaweedfs
 from worker_fixtures import stack
 
-__all__ = ["stack"]
+__all__ = ["s3_env", "seaweedfs", "stack"]
 
 pytest.register_assert_rewrite("api_fixtures")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -241,6 +241,39 @@ class Settings(BaseSettings):
     )
     integration_close_seconds: float = Field(
         default=30.0, gt=0, description="Wait for an integration to send its last metrics."
+    )
+
+    artifacts_url: str = Field(
+        default="",
+        description="Where checkpoints, resume points and uploaded datasets live: empty keeps "
+        "them under data_dir (one host or a shared mount); s3://bucket/prefix puts them in an "
+        "S3-compatible object store.",
+    )
+    artifacts_endpoint: str | None = Field(
+        default=None,
+        description="The object store's URL (http://seaweedfs:8333); empty: AWS S3.",
+    )
+    artifacts_region: str = Field(default="us-east-1", description="The object store's region.")
+    artifacts_access_key_id: str | None = Field(
+        default=None,
+        description="Access key of the object store; empty: the credentials file, else AWS_* "
+        "variables and boto3's usual chain.",
+    )
+    artifacts_secret_access_key: SecretStr | None = Field(
+        default=None, description="Secret of the access key."
+    )
+    artifacts_credentials_file: Path | None = Field(
+        default=None,
+        description="An AWS-style credentials file ([default] aws_access_key_id, "
+        "aws_secret_access_key), read when the two settings above are empty.",
+    )
+    artifacts_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to reach the object store before a try fails."
+    )
+    artifacts_multipart_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=5 * 1024**2,
+        description="Files above this are uploaded in parts of this size.",
     )
 
     @property

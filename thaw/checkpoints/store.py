@@ -49,6 +49,7 @@ from thaw.checkpoints.layout import (
     is_temp_name,
     validate_name,
 )
+from thaw.checkpoints.remote import StoreRun, publish_to_store
 from thaw.checkpoints.resume_state import load_training_state, save_training_state
 from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
 from thaw.disk_space import disk_full, is_disk_full, require_free
@@ -74,6 +75,7 @@ def save_checkpoint(
     fence: Callable[[], int | None] | None = None,
     reserve_bytes: int = 0,
     adapter: AdapterExport | None = None,
+    remote: StoreRun | None = None,
 ) -> CheckpointInfo:
     """Write checkpoint ``epoch-<epoch>``, make it ``last``, update ``best`` and prune.
 
@@ -86,7 +88,9 @@ def save_checkpoint(
     the caller no longer holds the run and returns its fencing token (kept in meta.json),
     which the publish compares with the run's fence (see ``thaw.checkpoints.commit``).
     StorageFull when the files would leave less than ``reserve_bytes`` free. With
-    ``adapter``, the folder also holds ``adapter/`` in PEFT's layout.
+    ``adapter``, the folder also holds ``adapter/`` in PEFT's layout. With ``remote``, the
+    published checkpoint then goes to the artifact store under the same fence
+    (``thaw.checkpoints.remote``).
     """
     token = fence() if fence is not None else None
     name = checkpoint_name(epoch)
@@ -130,20 +134,28 @@ def save_checkpoint(
         raise
 
     def add(index: Index) -> Index:
-        entries = [*index.entries, entry]
-        best = choose_best(entries, monitor, mode)
-        recent = entries if keep_last is None else entries[-keep_last:]
-        keep = {e.name for e in recent} | {best}
-        return Index(
-            entries=[e for e in entries if e.name in keep],
-            best=best,
-            last=name,
-            monitor=monitor,
-            mode=mode,
-        )
+        return add_entry(index, entry, monitor, mode, keep_last)
 
     new_index = publish(run_dir, token, {root / name: tmp}, add, confirm=fence)
+    if remote is not None:
+        publish_to_store(remote.store, remote.prefix, token, root / name, add, confirm=fence)
     return _info(root, entry, new_index)
+
+
+def add_entry(index: Index, entry: Entry, monitor: str, mode: str, keep_last: int | None) -> Index:
+    """``index`` with ``entry`` as ``last`` (replacing one of its name), ``best`` chosen
+    again, and all but the ``keep_last`` newest and the best one dropped."""
+    entries = [*(e for e in index.entries if e.name != entry.name), entry]
+    best = choose_best(entries, monitor, mode)
+    recent = entries if keep_last is None else entries[-keep_last:]
+    keep = {e.name for e in recent} | {best}
+    return Index(
+        entries=[e for e in entries if e.name in keep],
+        best=best,
+        last=entry.name,
+        monitor=monitor,
+        mode=mode,
+    )
 
 
 def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:

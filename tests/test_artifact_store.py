@@ -1,0 +1,197 @@
+"""The artifact store contract and fenced checkpoint commits, on a local folder and on a real
+S3 server (SeaweedFS): the same tests, the same guarantees."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from seaweedfs import SeaweedFS
+
+from thaw.artifacts import (
+    ArtifactNotFound,
+    ArtifactStore,
+    BucketMissing,
+    LocalStore,
+    StoreCredentialsRejected,
+    StoreUnreachable,
+    VersionConflict,
+    open_store,
+)
+from thaw.checkpoints import FencedOut, load_model_state, save_checkpoint
+from thaw.checkpoints.remote import (
+    StoreRun,
+    fetch_checkpoint,
+    raise_store_fence,
+    read_store_index,
+    run_prefix,
+)
+from thaw.settings import Settings
+
+
+@pytest.fixture(params=["local", "s3"])
+def artifact_store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    if request.param == "local":
+        return open_store(Settings(data_dir=tmp_path / "data"))
+    server: SeaweedFS = request.getfixturevalue("seaweedfs")
+    return open_store(Settings(data_dir=tmp_path / "data", **_s3_settings(server)))
+
+
+def _s3_settings(server: SeaweedFS, bucket: str | None = None, secret: str | None = None) -> dict:
+    return {
+        "artifacts_url": f"s3://{bucket or server.bucket}/{server.new_prefix()}/p",
+        "artifacts_endpoint": server.endpoint,
+        "artifacts_access_key_id": server.access_key,
+        "artifacts_secret_access_key": secret or server.secret_key,
+    }
+
+
+def test_conditional_put_is_compare_and_set(artifact_store: ArtifactStore) -> None:
+    first = artifact_store.put("a/index.json", b"one", if_absent=True)
+    with pytest.raises(VersionConflict):
+        artifact_store.put("a/index.json", b"two", if_absent=True)
+    second = artifact_store.put("a/index.json", b"two", if_version=first)
+    with pytest.raises(VersionConflict):
+        artifact_store.put("a/index.json", b"three", if_version=first)
+    got = artifact_store.get("a/index.json")
+    assert (got.data, got.version) == (b"two", second)
+    with pytest.raises(ArtifactNotFound):
+        artifact_store.get("a/missing.json")
+
+
+def test_files_ranges_listing_and_delete(artifact_store: ArtifactStore, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 40
+    (tmp_path / "f.bin").write_bytes(data)
+    artifact_store.upload_file("x/y/f.bin", tmp_path / "f.bin")
+    artifact_store.put("x/z.txt", b"z")
+    assert artifact_store.list("x/") == ["x/y/f.bin", "x/z.txt"]
+    assert artifact_store.size("x/y/f.bin") == len(data)
+    assert artifact_store.read_range("x/y/f.bin", 10, 19) == data[10:20]
+    artifact_store.download_file("x/y/f.bin", tmp_path / "back" / "f.bin")
+    assert (tmp_path / "back" / "f.bin").read_bytes() == data
+    artifact_store.delete_prefix("x/y/")
+    assert artifact_store.list("x/") == ["x/z.txt"]
+
+
+def _state(seed: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return {"w": torch.randn(4, 3), "b": torch.randn(3)}
+
+
+def _save(run_dir: Path, remote: StoreRun, epoch: int, loss: float, token: int | None = None):
+    state = _state(epoch)
+    save_checkpoint(
+        run_dir,
+        epoch=epoch,
+        step=epoch * 10,
+        model_state=state,
+        config={"name": "tiny"},
+        training_state={"epoch": epoch},
+        metrics={"val_loss": loss},
+        keep_last=2,
+        fence=(lambda: token) if token is not None else None,
+        remote=remote,
+    )
+    return state
+
+
+def test_checkpoints_round_trip_through_the_store(
+    artifact_store: ArtifactStore, tmp_path: Path
+) -> None:
+    remote = StoreRun(artifact_store, run_prefix("job-1"))
+    states = {
+        e: _save(tmp_path / "writer", remote, e, loss)
+        for e, loss in [(1, 0.5), (2, 0.9), (3, 0.7), (4, 0.8)]
+    }
+    index, version = read_store_index(artifact_store, remote.prefix)
+    assert version is not None
+    assert (index.names(), index.best, index.last) == (
+        ["epoch-1", "epoch-3", "epoch-4"],
+        "epoch-1",
+        "epoch-4",
+    )
+    # A host with no copy rebuilds the folder from the store, bit for bit.
+    folder = fetch_checkpoint(artifact_store, remote.prefix, "last", tmp_path / "reader")
+    assert folder.name == "epoch-4"
+    loaded = load_model_state(folder)
+    assert all(torch.equal(loaded[k], states[4][k]) for k in states[4])
+    best = fetch_checkpoint(artifact_store, remote.prefix, "best", tmp_path / "reader")
+    assert torch.equal(load_model_state(best)["w"], states[1]["w"])
+    # epoch-2's blobs went with it: only the listed checkpoints' files remain.
+    wanted = {f.sha256 for e in index.entries for f in e.files}
+    blobs = {k.rsplit("/", 1)[1] for k in artifact_store.list(f"{remote.prefix}/blobs/")}
+    assert blobs == wanted
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    assert digest in blobs
+
+
+def test_a_stale_token_commit_is_refused(artifact_store: ArtifactStore, tmp_path: Path) -> None:
+    remote = StoreRun(artifact_store, run_prefix("job-2"))
+    _save(tmp_path / "old", remote, 1, 0.5, token=1)
+    raise_store_fence(artifact_store, remote.prefix, 2)  # a newer claim takes the run over
+    before = artifact_store.get(f"{remote.prefix}/index.json")
+    with pytest.raises(FencedOut):
+        _save(tmp_path / "old", remote, 2, 0.4, token=1)
+    assert artifact_store.get(f"{remote.prefix}/index.json").data == before.data
+    index, _ = read_store_index(artifact_store, remote.prefix)
+    assert (index.names(), index.token) == (["epoch-1"], 2)
+    _save(tmp_path / "new", remote, 2, 0.4, token=2)
+    index, _ = read_store_index(artifact_store, remote.prefix)
+    assert (index.names(), index.last, index.token) == (["epoch-1", "epoch-2"], "epoch-2", 2)
+
+
+def test_a_wrong_secret_is_a_clear_error(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    store = open_store(Settings(**_s3_settings(seaweedfs, secret="not-the-secret")))
+    with pytest.raises(StoreCredentialsRejected) as caught:
+        store.check()
+    assert caught.value.code == "artifact_store_credentials"
+    assert caught.value.status == 503
+    with pytest.raises(StoreCredentialsRejected):
+        store.put("k", b"v")
+
+
+def test_a_missing_bucket_is_a_clear_error(seaweedfs: SeaweedFS) -> None:
+    store = open_store(Settings(**_s3_settings(seaweedfs, "thaw-no-such-bucket")))
+    with pytest.raises(BucketMissing) as caught:
+        store.check()
+    assert caught.value.code == "artifact_store_bucket_missing"
+    assert "thaw-no-such-bucket" in str(caught.value)
+
+
+def test_an_unreachable_endpoint_is_a_clear_error(seaweedfs: SeaweedFS) -> None:
+    settings = _s3_settings(seaweedfs, "thaw-any")
+    settings["artifacts_endpoint"] = "http://127.0.0.1:9"  # the discard port: nothing listens
+    store = open_store(Settings(artifacts_connect_timeout=1, **settings))
+    with pytest.raises(StoreUnreachable) as caught:
+        store.check()
+    assert caught.value.code == "artifact_store_unreachable"
+    assert "THAW_ARTIFACTS_ENDPOINT" in str(caught.value)
+
+
+def test_credentials_come_from_a_file(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    creds = tmp_path / "credentials"
+    creds.write_text(
+        f"[default]\naws_access_key_id = {seaweedfs.access_key}\n"
+        f"aws_secret_access_key = {seaweedfs.secret_key}\n"
+    )
+    store = open_store(
+        Settings(
+            artifacts_url=f"s3://{seaweedfs.bucket}/creds",
+            artifacts_endpoint=seaweedfs.endpoint,
+            artifacts_credentials_file=creds,
+        )
+    )
+    store.check()
+    store.put("k", b"v")
+    assert (
+        seaweedfs.client().get_object(Bucket=seaweedfs.bucket, Key="creds/k")["Body"].read() == b"v"
+    )
+
+
+def test_the_default_store_is_a_folder_under_data_dir(tmp_path: Path) -> None:
+    store = open_store(Settings(data_dir=tmp_path))
+    assert isinstance(store, LocalStore)
+    store.put("runs/j/checkpoints/index.json", b"{}")
+    assert (tmp_path / "artifacts" / "runs" / "j" / "checkpoints" / "index.json").is_file()
