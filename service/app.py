@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.auth import ApiKeys, FailureThrottle
 from service.body_limit import JsonBodyLimit
+from service.head import HeadAsGet
 from service.metrics import install_metrics
 from service.openapi import install_openapi
 from service.pages import install_pages
@@ -32,6 +33,7 @@ from service.routers import (
     webhooks,
     workers,
 )
+from service.security_headers import SecurityHeaders
 from service.spec_pool import SpecPool
 from service.sse import StreamSlots, async_client
 from service.stores import Stores
@@ -100,4 +102,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_pages(app)
     install_openapi(app, settings, keys_enabled=api_keys.enabled)
     install_metrics(app, app.state.stores, settings.queue)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(SecurityHeaders)
     return app

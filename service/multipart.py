@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+from python_multipart.multipart import (
+    MAX_BOUNDARY_LENGTH,
+    MultipartParser,
+    MultipartState,
+    parse_options_header,
+)
 
 from service.problems import Problem
 from thaw.settings import Settings
@@ -110,6 +115,11 @@ async def receive_upload(request: Request, settings: Settings) -> UploadForm:
             415,
             "send the dataset as multipart/form-data with a 'file' part",
             code="unsupported_media_type",
+        )
+    if len(boundary) > MAX_BOUNDARY_LENGTH:
+        raise _bad(
+            f"the multipart boundary is {len(boundary)} characters; at most "
+            f"{MAX_BOUNDARY_LENGTH} (RFC 2046 asks for 70 or fewer)"
         )
     declared = request.headers.get("content-length")
     if (

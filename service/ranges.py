@@ -5,12 +5,22 @@ from __future__ import annotations
 import re
 
 _SPEC = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.ASCII)
+# More digits than this (after leading zeros) is past any file this server holds.
+_DIGITS_MAX = 18
 
 
 class RangeNotSatisfiable(Exception):
     def __init__(self, size: int):
         self.size = size
         super().__init__(f"range not satisfiable for {size} bytes")
+
+
+def _number(digits: str, ceiling: int) -> int:
+    """``int(digits)``, at most ``ceiling``, without converting a number of any length."""
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > _DIGITS_MAX:
+        return ceiling
+    return min(int(digits), ceiling)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -25,12 +35,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:
-        suffix = int(last)
+        suffix = _number(last, size)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable(size)
-        return max(0, size - suffix), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+        return size - suffix, size - 1
+    start = _number(first, size)
+    end = _number(last, size) if last else size - 1
     if last and end < start:
         return None
     if start >= size:

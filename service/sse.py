@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from service.finite import finite
 from service.problems import Problem
 from thaw.store import Event
-from thaw.store.events import event_from_entry, stream_entries
+from thaw.store.events import after_start, event_from_entry, stream_entries
 from thaw.store.job_record import TERMINAL_STATUSES
 from thaw.store.keys import Keys
 from thaw.store.redis_conn import READ_TIMEOUT_S
@@ -145,7 +145,10 @@ async def _drain(
     client: aioredis.Redis, keys: Keys, job_id: str, cursor: str
 ) -> AsyncIterator[str]:
     while True:
-        entries = await client.xrange(keys.job_events(job_id), f"({cursor}", "+", count=BATCH)
+        start = after_start(cursor)
+        if start is None:
+            return
+        entries = await client.xrange(keys.job_events(job_id), start, "+", count=BATCH)
         for eid, fields in entries:
             event = event_from_entry(eid, fields)
             cursor = event.id

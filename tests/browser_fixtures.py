@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+CSP_VIOLATION = "Content Security Policy"
+# ReDoc's bundle links its vendor logo from a CDN; the docs policy blocks it on purpose.
+CSP_BLOCKED_ON_PURPOSE = "'https://cdn.redoc.ly/"
 CHROMIUM = os.environ.get("THAW_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(
     os.environ.get("THAW_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts")
@@ -48,12 +51,21 @@ def browser() -> Iterator[object]:
 def page(browser, artifacts: Path, request: pytest.FixtureRequest) -> Iterator[object]:
     """A fresh context (empty sessionStorage) per test; a screenshot of the last page after it.
 
-    Uncaught JavaScript errors fail the test."""
+    Uncaught JavaScript errors and Content-Security-Policy violations fail the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(20_000)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda msg: (
+            violations.append(msg.text)
+            if CSP_VIOLATION in msg.text and CSP_BLOCKED_ON_PURPOSE not in msg.text
+            else None
+        ),
+    )
     try:
         yield page
     finally:
@@ -63,3 +75,4 @@ def page(browser, artifacts: Path, request: pytest.FixtureRequest) -> Iterator[o
         finally:
             context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert violations == [], f"Content-Security-Policy violations: {violations}"

@@ -11,6 +11,7 @@ from service.deps import JobDep, SettingsDep, StoresDep, TenantDep
 from service.finite import finite
 from service.openapi import V1_RESPONSES, problem_responses
 from service.paging import paging
+from service.problems import Problem
 from service.schemas import EventPage
 from service.sse import StreamSlots, job_event_stream
 from thaw.store.events import EVENT_ID, valid_event_id
@@ -21,6 +22,28 @@ SSE_MEDIA_TYPE = "text/event-stream"
 EventPageDep = paging(
     EVENT_ID.pattern, "1700000000000-0", 41, " Each part is at most 18446744073709551615."
 )
+
+
+def _checked_last_event_id(value: str) -> str:
+    """``Last-Event-ID`` follows ``?after=``: an id that is not an event id is a 422."""
+    if valid_event_id(value.strip()):
+        return value.strip()
+    message = "is not an event id such as 1700000000000-0 (each part at most 18446744073709551615)"
+    raise Problem(
+        422,
+        f"Last-Event-ID: {message}",
+        code="invalid_cursor",
+        title="Invalid request",
+        errors=[
+            {
+                "loc": "Last-Event-ID",
+                "message": message,
+                "hint": "send the id of the last event received, or no Last-Event-ID to "
+                "replay from the start",
+                "closest": [],
+            }
+        ],
+    )
 
 
 def wants_stream(accept: str | None) -> bool:
@@ -51,12 +74,15 @@ def get_events(
     tenant: TenantDep,
     page: EventPageDep,
     accept: Annotated[str | None, Header()] = None,
-    last_event_id: Annotated[str | None, Header(max_length=41)] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(description="Resume a stream after this event id; the same rule as ?after=."),
+    ] = None,
 ) -> Any:
     after = page.after
     if wants_stream(accept):
-        if after is None and last_event_id and valid_event_id(last_event_id):
-            after = last_event_id
+        if after is None and last_event_id:
+            after = _checked_last_event_id(last_event_id)
         if after is not None:
             stores.events.read(job.id, after, 1)
         slots: StreamSlots = request.app.state.stream_slots

@@ -155,6 +155,8 @@ const Thaw = (() => {
     for (const [name, value] of Object.entries(attrs || {})) {
       if (value === null || value === undefined || value === false) continue;
       if (name === "class") node.className = value;
+      // Through the CSSOM: the pages' Content-Security-Policy refuses style attributes.
+      else if (name === "style") node.style.cssText = value;
       else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
       else node.setAttribute(name, value === true ? "" : value);
     }

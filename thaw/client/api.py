@@ -6,10 +6,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from thaw.client.download import DownloadedFile, download_file
+from thaw.client.download import DownloadedFile, destination, download_file
 from thaw.client.errors import ApiError, raise_for_problem
 from thaw.client.settings import ClientSettings
 from thaw.client.sse import SseEvent, parse_sse
@@ -157,16 +158,22 @@ class ThawClient:
         """The files of ``checkpoint`` (``best``, ``last`` or ``epoch-<k>``) into ``out``,
         each resumed if partly there and checked against the listed sha256."""
         entry = pick_checkpoint(self.checkpoints(job_id), checkpoint)
+        files = [f for f in entry["files"] if with_resume_state or f["name"] != RESUME_STATE_FILE]
         out.mkdir(parents=True, exist_ok=True)
+        # Every listed name is checked before anything is written.
+        targets = [destination(out, str(f["name"])) for f in files]
+        base = f"/v1/jobs/{job_id}/checkpoints/{quote(str(entry['name']), safe='')}"
         done = []
-        for file in entry["files"]:
-            if file["name"] == RESUME_STATE_FILE and not with_resume_state:
-                continue
-            url = f"/v1/jobs/{job_id}/checkpoints/{entry['name']}/{file['name']}"
-            dest = out / file["name"]
+        for f, dest in zip(files, targets, strict=True):
             dest.parent.mkdir(exist_ok=True)  # adapter/ of a lora checkpoint
             done.append(
-                download_file(self.http, url, dest, size=file["size"], sha256=file["sha256"])
+                download_file(
+                    self.http,
+                    f"{base}/{quote(str(f['name']), safe='/')}",
+                    dest,
+                    size=f["size"],
+                    sha256=f["sha256"],
+                )
             )
         return done
 

@@ -146,7 +146,7 @@ def _client_command(handler: Handler) -> Callable[[argparse.Namespace], int]:
         import httpx
 
         from thaw.client.api import ThawClient
-        from thaw.client.download import ChecksumMismatch
+        from thaw.client.download import ChecksumMismatch, UnsafeFileName
         from thaw.client.errors import ApiError
 
         try:
@@ -157,7 +157,7 @@ def _client_command(handler: Handler) -> Callable[[argparse.Namespace], int]:
                     return _error(f"cannot reach the API at {client.api_url}: {exc}")
         except ApiError as exc:
             return _error(str(exc))
-        except (ChecksumMismatch, _InputError) as exc:
+        except (ChecksumMismatch, UnsafeFileName, _InputError) as exc:
             return _error(str(exc))
 
     return run

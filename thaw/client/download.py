@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import httpx
 
@@ -21,6 +21,47 @@ class ChecksumMismatch(Exception):
             f"{path.name}: sha256 {actual} does not match the server's {expected}; "
             "the download was removed, run the command again"
         )
+
+
+class UnsafeFileName(Exception):
+    """A file name the server listed that is not a plain name inside the output folder."""
+
+    def __init__(self, name: str, out: Path):
+        super().__init__(
+            f"refusing the listed file name {name[:100]!r}: not a plain file name inside {out} "
+            "(absolute, with a backslash, '..', a control character or more than one folder); "
+            "nothing was written"
+        )
+
+
+FOLDERS_MAX = 1
+"""A listed name may sit in one folder below -o (a lora checkpoint's ``adapter/``)."""
+
+
+def _plain(part: str) -> bool:
+    return (
+        bool(part)
+        and ".." not in part
+        and part != "."
+        and "\\" not in part
+        and not any(ord(c) < 32 or ord(c) == 127 for c in part)
+        and not PureWindowsPath(part).drive
+    )
+
+
+def destination(out: Path, name: str) -> Path:
+    """``out / name`` when ``name`` is a relative path of plain parts, at most FOLDERS_MAX
+    folders deep, that stays in ``out`` (no symlink out of it either); raises
+    UnsafeFileName otherwise."""
+    parts = name.split("/")
+    if len(parts) > FOLDERS_MAX + 1 or not all(_plain(part) for part in parts):
+        raise UnsafeFileName(name, out)
+    folder = out.resolve()
+    dest = out.joinpath(*parts)
+    for path in (dest, dest.with_name(dest.name + PART_SUFFIX)):
+        if folder not in path.resolve().parents:
+            raise UnsafeFileName(name, out)
+    return dest
 
 
 @dataclass(frozen=True)

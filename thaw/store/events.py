@@ -54,6 +54,15 @@ def valid_event_id(value: str) -> bool:
     )
 
 
+def after_start(after: str) -> str | None:
+    """The exclusive XRANGE start for events after ``after``; ``None`` when no id can follow
+    it (the largest id, which Redis refuses as an exclusive start)."""
+    parts = after.split("-")
+    if len(parts) == 2 and all(int(part) == _ID_PART_MAX for part in parts):
+        return None
+    return f"({after}"
+
+
 def event_from_entry(entry_id: bytes | str, fields: Mapping[Any, Any]) -> Event:
     eid = text(entry_id) or ""
     values = decoded(dict(fields))
@@ -98,7 +107,9 @@ class EventLog:
         start = "-"
         if after is not None:
             _check_cursor(after)
-            start = f"({after}"
+            start = after_start(after)
+            if start is None:
+                return []
         entries = self.redis.xrange(self.keys.job_events(job_id), start, "+", count=limit)
         return [event_from_entry(eid, fields) for eid, fields in entries]
 

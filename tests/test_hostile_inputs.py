@@ -1,0 +1,133 @@
+"""Inputs that once answered 500 or were taken silently, each against a live API on
+127.0.0.1: a long multipart boundary, the largest event cursor, a Range of 5000 digits,
+an invalid Last-Event-ID, and HEAD wherever GET answers."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import torch
+from api_fixtures import ApiServer, job_body, problem
+
+from thaw.checkpoints import save_checkpoint
+
+pytest_plugins = ("api_fixtures",)
+
+LARGEST_EVENT_ID = "18446744073709551615-18446744073709551615"
+
+
+def test_a_257_character_multipart_boundary_is_a_422(api: ApiServer, http: httpx.Client) -> None:
+    boundary = "b" * 257
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.csv"\r\n'
+        f"\r\ntext,label\r\n--{boundary}--\r\n"
+    ).encode()
+    response = http.post(
+        "/v1/datasets",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    err = problem(response, 422)
+    assert err["code"] == "invalid_upload"
+    assert err["detail"] == (
+        "the multipart boundary is 257 characters; at most 256 (RFC 2046 asks for 70 or fewer)"
+    )
+    assert not (api.uploads_dir / ".incoming").exists() or not any(
+        (api.uploads_dir / ".incoming").iterdir()
+    )
+
+
+def test_the_largest_event_cursor_reads_nothing_in_a_page_and_a_stream(
+    http: httpx.Client,
+) -> None:
+    job_id = http.post("/v1/jobs", json=job_body()).json()["id"]
+    http.post(f"/v1/jobs/{job_id}/cancel").raise_for_status()
+    url = f"/v1/jobs/{job_id}/events"
+    assert http.get(url, params={"after": LARGEST_EVENT_ID}).json() == {
+        "data": [],
+        "has_more": False,
+    }
+    for headers, params in (
+        ({"Last-Event-ID": LARGEST_EVENT_ID}, {}),
+        ({}, {"after": LARGEST_EVENT_ID}),
+    ):
+        stream = http.get(url, params=params, headers={"Accept": "text/event-stream", **headers})
+        assert stream.status_code == 200
+        assert stream.text == "retry: 2000\n\n"  # nothing follows the largest id; it ends
+
+
+@pytest.mark.parametrize("value", ["abc", "-1-0", "18446744073709551616", "1-2-3", "9" * 60])
+def test_an_invalid_last_event_id_is_a_422_like_after(http: httpx.Client, value: str) -> None:
+    job_id = http.post("/v1/jobs", json=job_body()).json()["id"]
+    response = http.get(
+        f"/v1/jobs/{job_id}/events",
+        headers={"Accept": "text/event-stream", "Last-Event-ID": value},
+    )
+    err = problem(response, 422)
+    assert err["code"] == "invalid_cursor"
+    assert err["errors"][0]["loc"] == "Last-Event-ID"
+    assert err["detail"] == (
+        "Last-Event-ID: is not an event id such as 1700000000000-0 "
+        "(each part at most 18446744073709551615)"
+    )
+    page = http.get(f"/v1/jobs/{job_id}/events", params={"after": value})
+    assert problem(page, 422)["code"] in ("invalid_cursor", "invalid_request")
+
+
+@pytest.fixture
+def checkpoint_url(api: ApiServer, http: httpx.Client) -> str:
+    job_id = http.post("/v1/jobs", json=job_body()).json()["id"]
+    save_checkpoint(
+        api.jobs_dir / job_id,
+        epoch=1,
+        step=4,
+        model_state={"w": torch.arange(256, dtype=torch.float32)},
+        config={"source": "torchvision", "name": "resnet18", "num_classes": 4},
+        training_state={"epoch": 1},
+        metrics={"val_loss": 0.5},
+        keep_last=1,
+    )
+    return f"/v1/jobs/{job_id}/checkpoints/last/model.safetensors"
+
+
+def test_a_range_of_5000_digits_is_clamped_not_a_500(
+    http: httpx.Client, checkpoint_url: str
+) -> None:
+    whole = http.get(checkpoint_url).content
+    size = len(whole)
+    tail = http.get(checkpoint_url, headers={"Range": "bytes=0-" + "9" * 5000})
+    assert tail.status_code == 206
+    assert tail.headers["content-range"] == f"bytes 0-{size - 1}/{size}"
+    assert tail.content == whole
+    suffix = http.get(checkpoint_url, headers={"Range": "bytes=-" + "9" * 5000})
+    assert suffix.status_code == 206 and suffix.content == whole
+    err = problem(http.get(checkpoint_url, headers={"Range": "bytes=" + "9" * 5000 + "-"}), 416)
+    assert err["code"] == "range_not_satisfiable"
+    assert err["detail"].endswith(f"is outside the file's {size} bytes")
+
+
+def test_head_answers_wherever_get_does(http: httpx.Client, checkpoint_url: str) -> None:
+    job_path = checkpoint_url.split("/checkpoints/")[0]
+    for path in (
+        checkpoint_url,
+        job_path,
+        f"{job_path}/events",
+        "/v1/jobs",
+        "/healthz",
+        "/",
+        "/static/thaw.js",
+        "/openapi.json",
+    ):
+        got = http.get(path)
+        head = http.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        if "content-length" in got.headers:
+            assert head.headers["content-length"] == got.headers["content-length"], path
+    head = http.head(checkpoint_url)
+    assert head.headers["etag"] == http.get(checkpoint_url).headers["etag"]
+    partial = http.head(checkpoint_url, headers={"Range": "bytes=0-9"})
+    assert partial.status_code == 206 and partial.headers["content-length"] == "10"
+    missing = http.head(f"{job_path}x")
+    assert missing.status_code == 404
