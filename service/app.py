@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from service.auth import ApiKeys, FailureThrottle
+from service.auth import ApiKeys
+from service.auth_throttle import FailureThrottle
 from service.body_limit import JsonBodyLimit
 from service.head import HeadAsGet
 from service.metrics import install_metrics
@@ -62,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The API never contacts a model hub; only workers download (THAW_ALLOW_HUB_DOWNLOADS).
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    api_keys = ApiKeys.parse(settings.api_keys)
+    api_keys = ApiKeys.parse(settings.api_keys, settings.admin_keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,15 +87,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.api_keys = api_keys
-    app.state.auth_failures = FailureThrottle(
-        settings.auth_failures_max, settings.auth_failure_window_seconds
-    )
+    app.state.auth_failures = FailureThrottle(settings)
     app.state.stores = Stores.open(settings)
     app.state.enqueue = enqueuer(settings)
     app.state.send_task = task_sender(settings)
     app.state.spec_pool = SpecPool(settings)
     app.state.aredis = async_client(settings.redis_url)
-    app.state.stream_slots = StreamSlots(settings.sse_max_streams_per_tenant)
+    app.state.stream_slots = StreamSlots(
+        app.state.stores.client,
+        app.state.aredis,
+        settings.sse_max_streams_per_tenant,
+        settings.sse_keepalive_seconds,
+    )
     install_problem_handlers(app)
     app.add_middleware(JsonBodyLimit, limit=settings.max_json_body_bytes)
     routers = (health, models, plans, datasets, jobs, job_metrics, events, checkpoints, workers)
@@ -104,4 +109,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_metrics(app, app.state.stores, settings.queue)
     app.add_middleware(HeadAsGet)
     app.add_middleware(SecurityHeaders)
+    if settings.trusted_proxies.strip():
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app

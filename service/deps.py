@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.auth import DEFAULT_TENANT, ApiKeys, FailureThrottle
+from service.auth import ALL_SEEING, ApiKeys, Caller
+from service.auth_throttle import FailureThrottle
 from service.problems import Problem, not_found
 from service.spec_pool import SpecPool
 from service.stores import Stores
@@ -27,13 +28,14 @@ def get_stores(request: Request) -> Stores:
     return request.app.state.stores
 
 
-def get_tenant(
+def get_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
+) -> Caller:
+    """The caller of a valid key (401 without one); everyone sees everything without keys."""
     keys: ApiKeys = request.app.state.api_keys
     if not keys.enabled:
-        return DEFAULT_TENANT
+        return ALL_SEEING
     challenge = {"WWW-Authenticate": 'Bearer realm="thaw"'}
     if credentials is None:
         raise Problem(
@@ -42,32 +44,43 @@ def get_tenant(
             code="unauthorized",
             headers=challenge,
         )
-    tenant = _checked_key(request, credentials.credentials)
-    if tenant is None:
+    caller = _checked_key(request, credentials.credentials)
+    if caller is None:
         raise Problem(401, "invalid API key", code="unauthorized", headers=challenge)
-    return tenant
+    return caller
 
 
-def _checked_key(request: Request, key: str) -> str | None:
-    """The key's tenant; an address with too many failed keys gets a 429 before its key
-    is even compared, and every invalid key counts against it."""
+def get_tenant(caller: Annotated[Caller, Depends(get_caller)]) -> str:
+    if caller.tenant is None:
+        raise Problem(
+            403,
+            "an admin key (THAW_ADMIN_KEYS) reads /metrics, /v1/workers and /readyz only; "
+            "use a tenant's key from THAW_API_KEYS for jobs, plans and datasets",
+            code="admin_key_not_a_tenant",
+        )
+    return caller.tenant
+
+
+def _checked_key(request: Request, key: str) -> Caller | None:
+    """The key's caller. A valid key always passes; an invalid one counts against its
+    address and its prefix, and once either is over the limit the answer is a 429."""
+    caller = request.app.state.api_keys.caller_for(key)
+    if caller is not None:
+        return caller
     throttle: FailureThrottle = request.app.state.auth_failures
     settings: Settings = request.app.state.settings
-    client = request.client.host if request.client else "unknown"
-    wait = throttle.retry_after(client)
+    wait = throttle.failed(request.client.host if request.client else "unknown", key)
     if wait is not None:
         raise Problem(
             429,
-            f"too many invalid API keys from this address (THAW_AUTH_FAILURES_MAX="
-            f"{settings.auth_failures_max} in THAW_AUTH_FAILURE_WINDOW_SECONDS="
-            f"{settings.auth_failure_window_seconds:g}); retry in {wait} s with a valid key",
+            f"too many invalid API keys from this address or with this key's first "
+            f"characters (THAW_AUTH_FAILURES_MAX={settings.auth_failures_max} in "
+            f"THAW_AUTH_FAILURE_WINDOW_SECONDS={settings.auth_failure_window_seconds:g}); "
+            f"retry in {wait} s with a valid key",
             code="too_many_auth_failures",
             headers={"Retry-After": str(wait)},
         )
-    tenant = request.app.state.api_keys.tenant_for(key)
-    if tenant is None:
-        throttle.failed(client)
-    return tenant
+    return None
 
 
 def get_enqueue(request: Request) -> Enqueue:
@@ -78,14 +91,16 @@ def get_send_task(request: Request) -> SendTask:
     return request.app.state.send_task
 
 
-def get_known_tenant(
+def get_known_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str | None:
-    """The caller's tenant when keys are configured and it sent a valid one, else None;
-    for public endpoints that show more to a known caller."""
+) -> Caller | None:
+    """The caller of a valid key, everyone without keys, else None; for public endpoints
+    that show more to a known caller. An invalid key counts as a failure here too."""
     keys: ApiKeys = request.app.state.api_keys
-    if not keys.enabled or credentials is None:
+    if not keys.enabled:
+        return ALL_SEEING
+    if credentials is None:
         return None
     return _checked_key(request, credentials.credentials)
 
@@ -97,7 +112,8 @@ def get_spec_pool(request: Request) -> SpecPool:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
 TenantDep = Annotated[str, Depends(get_tenant)]
-KnownTenantDep = Annotated[str | None, Depends(get_known_tenant)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+KnownCallerDep = Annotated[Caller | None, Depends(get_known_caller)]
 EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
 SendTaskDep = Annotated[SendTask, Depends(get_send_task)]
 SpecPoolDep = Annotated[SpecPool, Depends(get_spec_pool)]

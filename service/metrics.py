@@ -1,12 +1,13 @@
 """Prometheus ``/metrics``: requests by route and status with their latency, counted as
 they pass; queue depth, jobs by status and the workers' heartbeats, read from Redis at
-each scrape. With API keys configured, a scrape needs one (any tenant's)."""
+each scrape. With API keys configured, a scrape needs one: a tenant's key shows that
+tenant's jobs and the workers running them, an admin key (THAW_ADMIN_KEYS) everything."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import redis
 from fastapi import Depends, FastAPI, Response
@@ -16,7 +17,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.deps import get_tenant
+from service.auth import Caller
+from service.deps import get_caller
+from service.routers.workers import runs_for
 from service.stores import Stores
 from thaw.dispatch import broker_queue_keys
 from thaw.store.job_record import JobStatus
@@ -25,11 +28,13 @@ UNMATCHED = "unmatched"
 
 
 class StoreCollector(Collector):
-    """Gauges read from the job store and the broker when Prometheus scrapes."""
+    """Gauges read from the job store and the broker when Prometheus scrapes: cluster-wide,
+    or (``tenant`` given) only that tenant's jobs and the workers running them."""
 
-    def __init__(self, stores: Stores, queue: str):
+    def __init__(self, stores: Stores, queue: str, tenant: str | None = None):
         self.stores = stores
         self.queue = queue
+        self.tenant = tenant
 
     def collect(self) -> Iterator[Any]:
         up = GaugeMetricFamily("thaw_store_up", "1 when Redis answered this scrape.")
@@ -50,24 +55,32 @@ class StoreCollector(Collector):
         return sum(int(n) for n in pipe.execute())
 
     def _from_store(self) -> Iterator[Any]:
-        depth = GaugeMetricFamily(
-            "thaw_queue_depth", "Messages waiting in the training queue.", labels=["queue"]
-        )
-        depth.add_metric([self.queue], self._queue_depth())
-        yield depth
+        keys = self.stores.jobs.keys
+        if self.tenant is None:
+            depth = GaugeMetricFamily(
+                "thaw_queue_depth", "Messages waiting in the training queue.", labels=["queue"]
+            )
+            depth.add_metric([self.queue], self._queue_depth())
+            yield depth
 
         jobs = GaugeMetricFamily("thaw_jobs", "Jobs in the store by status.", labels=["status"])
         pipe = self.stores.client.pipeline(transaction=False)
         for status in JobStatus:
-            pipe.zcard(self.stores.jobs.keys.jobs_by_status(status.value))
+            if self.tenant is None:
+                pipe.zcard(keys.jobs_by_status(status.value))
+            else:
+                pipe.zcard(keys.jobs_by_tenant_status(self.tenant, status.value))
         for status, count in zip(JobStatus, pipe.execute(), strict=True):
             jobs.add_metric([status.value], int(count))
         yield jobs
 
         live = self.stores.workers.live()
-        count = GaugeMetricFamily("thaw_workers_live", "Workers with a live heartbeat.")
-        count.add_metric([], len(live))
-        yield count
+        if self.tenant is None:
+            count = GaugeMetricFamily("thaw_workers_live", "Workers with a live heartbeat.")
+            count.add_metric([], len(live))
+            yield count
+        else:
+            live = [(i, info) for i, info in live if runs_for(info, Caller(self.tenant))]
         yield from _worker_families(live)
 
 
@@ -163,6 +176,11 @@ def install_metrics(app: FastAPI, stores: Stores, queue: str) -> None:
     app.state.metrics = state
     app.add_middleware(MetricsMiddleware, metrics=state)
 
-    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(get_tenant)])
-    def scrape() -> Response:
-        return Response(render(state.registry), media_type=CONTENT_TYPE_LATEST)
+    @app.get("/metrics", include_in_schema=False)
+    def scrape(caller: Annotated[Caller, Depends(get_caller)]) -> Response:
+        if caller.admin:
+            return Response(render(state.registry), media_type=CONTENT_TYPE_LATEST)
+        assert caller.tenant is not None
+        own = CollectorRegistry(auto_describe=False)
+        own.register(StoreCollector(stores, queue, tenant=caller.tenant))
+        return Response(render(own), media_type=CONTENT_TYPE_LATEST)

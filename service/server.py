@@ -27,7 +27,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, settings: Settings) -> None:
-    if ApiKeys.parse(settings.api_keys).enabled or is_loopback(host):
+    if ApiKeys.parse(settings.api_keys, settings.admin_keys).enabled or is_loopback(host):
         return
     raise UnsafeBind(
         f"refusing to listen on {host!r} without API keys: anyone who can reach it could "

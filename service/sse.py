@@ -7,13 +7,15 @@ thread. A stream that loses Redis ends cleanly; the client reconnects with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import threading
+import secrets
+import time
 import weakref
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
+import anyio
 import redis
 import redis.asyncio as aioredis
 
@@ -49,44 +51,74 @@ def async_client(url: str) -> aioredis.Redis:
     )
 
 
+_TAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
 class StreamSlots:
-    """Open streams per tenant, at most ``limit`` each (in this API process)."""
+    """Open streams per tenant, at most ``limit`` across every API process: a sorted set in
+    Redis of stream ids scored by when their lease ends. An open stream renews its lease at
+    each keepalive, so the slots of a process that died come free after ``lease_s``."""
 
-    def __init__(self, limit: int):
+    def __init__(
+        self, client: redis.Redis, aclient: aioredis.Redis, limit: int, keepalive_s: float
+    ):
+        self.client = client
+        self.aclient = aclient
         self.limit = limit
-        self._open: Counter[str] = Counter()
-        self._lock = threading.Lock()
+        self.lease_s = 3 * keepalive_s + 5
+        self.keys = Keys()
+        self._take = client.register_script(_TAKE)
 
-    def take(self, tenant: str) -> Callable[[], None]:
-        """A slot for ``tenant`` (429 when all are in use) and the call that frees it once."""
-        with self._lock:
-            if self._open[tenant] >= self.limit:
-                raise Problem(
-                    429,
-                    f"this key has {self.limit} event streams open, the most allowed "
-                    "(THAW_SSE_MAX_STREAMS_PER_TENANT); close one or poll "
-                    "GET /v1/jobs/{id}/events?after=",
-                    code="too_many_streams",
-                    headers={"Retry-After": "5"},
-                )
-            self._open[tenant] += 1
-        freed = threading.Event()
-
-        def free() -> None:
-            with self._lock:
-                if freed.is_set():
-                    return
-                freed.set()
-
-                self._open[tenant] -= 1
-                if self._open[tenant] <= 0:
-                    del self._open[tenant]
-
-        return free
+    def take(self, tenant: str) -> StreamSlot:
+        """A slot for ``tenant``, or a 429 when all are in use."""
+        key, member, now = self.keys.streams(tenant), secrets.token_hex(12), time.time()
+        args = [now, now + self.lease_s, self.limit, member, int(self.lease_s * 1000) + 1000]
+        if not self._take(keys=[key], args=args):
+            raise Problem(
+                429,
+                f"this key has {self.limit} event streams open, the most allowed "
+                "(THAW_SSE_MAX_STREAMS_PER_TENANT); close one or poll "
+                "GET /v1/jobs/{id}/events?after=",
+                code="too_many_streams",
+                headers={"Retry-After": "5"},
+            )
+        return StreamSlot(self, key, member)
 
     def open_count(self, tenant: str) -> int:
-        with self._lock:
-            return self._open[tenant]
+        return int(self.client.zcount(self.keys.streams(tenant), time.time(), "+inf"))
+
+
+class StreamSlot:
+    """One open stream's place in its tenant's count; released once, however it ends."""
+
+    def __init__(self, slots: StreamSlots, key: str, member: str):
+        self.slots = slots
+        self.key = key
+        self.member = member
+        self.released = False
+
+    async def renew(self) -> None:
+        score = time.time() + self.slots.lease_s
+        await self.slots.aclient.zadd(self.key, {self.member: score}, xx=True)
+
+    async def release(self) -> None:
+        if not self.released:
+            self.released = True
+            with contextlib.suppress(redis.RedisError, OSError):
+                await self.slots.aclient.zrem(self.key, self.member)
+
+    def release_now(self) -> None:
+        """From a finalizer, for a stream that was never iterated."""
+        if not self.released:
+            self.released = True
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.slots.client.zrem(self.key, self.member)
 
 
 def job_event_stream(
@@ -94,11 +126,11 @@ def job_event_stream(
     job_id: str,
     after: str | None,
     keepalive_s: float,
-    free: Callable[[], None],
+    slot: StreamSlot,
 ) -> AsyncIterator[str]:
-    """The stream's frames; ``free`` runs when it ends, however it ends."""
-    stream = _frames(client, Keys(), job_id, after, keepalive_s, free)
-    weakref.finalize(stream, free)
+    """The stream's frames; ``slot`` is released when it ends, however it ends."""
+    stream = _frames(client, Keys(), job_id, after, keepalive_s, slot)
+    weakref.finalize(stream, slot.release_now)
     return stream
 
 
@@ -108,7 +140,7 @@ async def _frames(
     job_id: str,
     after: str | None,
     keepalive_s: float,
-    free: Callable[[], None],
+    slot: StreamSlot,
 ) -> AsyncIterator[str]:
     """Events after ``after`` as SSE frames; a comment every ``keepalive_s`` of silence.
 
@@ -121,6 +153,7 @@ async def _frames(
             reply = await client.xread(
                 {keys.job_events(job_id): cursor}, count=BATCH, block=block_ms
             )
+            await slot.renew()
             events = [event_from_entry(eid, f) for eid, f in stream_entries(reply)]
             for event in events:
                 cursor = event.id
@@ -138,7 +171,8 @@ async def _frames(
         log.warning("event stream of %s ended: the job store is unreachable (%s)", job_id, exc)
         yield ": the job store is unreachable; reconnect with Last-Event-ID\n\n"
     finally:
-        free()
+        with anyio.CancelScope(shield=True):  # a client that left cancels the stream's task
+            await slot.release()
 
 
 async def _drain(

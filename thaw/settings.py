@@ -17,6 +17,16 @@ class Settings(BaseSettings):
     models_dir: Path = Path("./models")
     datasets_dir: Path = Path("./datasets")
     api_keys: str = Field(default="", description="Comma-separated tenant:key pairs.")
+    admin_keys: str = Field(
+        default="",
+        description="Comma-separated keys that read cluster-wide figures (every job count, "
+        "every worker, request counters) in /metrics, /v1/workers and /readyz; they own no jobs.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of reverse proxies; only a request "
+        "from one of them has its client address taken from X-Forwarded-For.",
+    )
     queue: str = "gpu"
     allow_hub_downloads: bool = Field(
         default=False,
@@ -164,7 +174,10 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Longest wait for the next chunk of an upload (408)."
     )
     auth_failures_max: int = Field(
-        default=20, ge=1, description="Invalid API keys per client address in the window (429)."
+        default=20,
+        ge=1,
+        description="Invalid API keys per client address, and per key prefix, in the window "
+        "(429 for further invalid keys; a valid key always passes).",
     )
     auth_failure_window_seconds: float = Field(
         default=60.0, gt=0, description="The window of auth_failures_max."

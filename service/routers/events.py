@@ -86,10 +86,10 @@ def get_events(
         if after is not None:
             stores.events.read(job.id, after, 1)
         slots: StreamSlots = request.app.state.stream_slots
-        free = slots.take(tenant)
+        slot = slots.take(tenant)
         return StreamingResponse(
             job_event_stream(
-                request.app.state.aredis, job.id, after, settings.sse_keepalive_seconds, free
+                request.app.state.aredis, job.id, after, settings.sse_keepalive_seconds, slot
             ),
             media_type=SSE_MEDIA_TYPE,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -7,7 +7,7 @@ from typing import Any
 import redis
 from fastapi import APIRouter
 
-from service.deps import KnownTenantDep, StoresDep
+from service.deps import KnownCallerDep, StoresDep
 from service.openapi import problem_responses
 from service.problems import Problem
 from service.schemas import HealthOut
@@ -25,20 +25,27 @@ async def healthz() -> dict[str, Any]:
     response_model=HealthOut,
     response_model_exclude_none=True,
     summary="Ready when Redis answers and a worker heartbeat is live",
-    description="Counts the live workers; their ids (host and pid) only with a valid API key.",
+    description="Without a key, only ready (200) or not (503). With a tenant's key, the "
+    "reason and the number of live workers; with an admin key (THAW_ADMIN_KEYS) also their "
+    "ids (host and pid).",
     responses=problem_responses(
-        e503="Redis is unreachable (`store_unavailable`) or no worker heartbeats (`no_workers`)."
+        e503="Not ready (`not_ready` without a key): Redis is unreachable "
+        "(`store_unavailable`) or no worker heartbeats (`no_workers`)."
     ),
 )
-def readyz(stores: StoresDep, known: KnownTenantDep) -> dict[str, Any]:
+def readyz(stores: StoresDep, known: KnownCallerDep) -> dict[str, Any]:
     try:
         stores.client.ping()
         workers = stores.workers.live_workers()
     except redis.RedisError as exc:
+        if known is None:
+            raise _NOT_READY from exc
         raise Problem(
             503, f"Redis is unreachable: {exc}", code="store_unavailable", redis=False
         ) from exc
     if not workers:
+        if known is None:
+            raise _NOT_READY
         raise Problem(
             503,
             "no live worker heartbeat; start one with 'thaw worker'",
@@ -46,7 +53,14 @@ def readyz(stores: StoresDep, known: KnownTenantDep) -> dict[str, Any]:
             redis=True,
             workers=0,
         )
+    if known is None:
+        return {"status": "ok"}
     ready: dict[str, Any] = {"status": "ok", "redis": True, "workers": len(workers)}
-    if known is not None:
+    if known.admin:
         ready["worker_ids"] = workers
     return ready
+
+
+_NOT_READY = Problem(
+    503, "not ready; send an API key for the reason", code="not_ready", headers={"Retry-After": "5"}
+)

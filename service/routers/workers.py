@@ -6,15 +6,23 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from service.deps import StoresDep, TenantDep
+from service.auth import Caller
+from service.deps import CallerDep, StoresDep
 from service.openapi import V1_RESPONSES
 from service.schemas import WorkerList
 
 router = APIRouter(prefix="/v1", tags=["workers"], responses=V1_RESPONSES)
 
 
-def worker_view(worker_id: str, info: dict[str, Any], tenant: str) -> dict[str, Any]:
-    """One heartbeat as the API shows it: the job only to its own tenant."""
+def runs_for(info: dict[str, Any], caller: Caller) -> bool:
+    """Whether ``caller`` may see this worker: an admin sees every one, a tenant only those
+    running one of its jobs."""
+    job = info.get("job") or None
+    return caller.admin or bool(job and job.get("tenant") == caller.tenant)
+
+
+def worker_view(worker_id: str, info: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    """One heartbeat as the API shows it: the job to its own tenant or an admin."""
     job = info.get("job") or None
     return {
         "id": worker_id,
@@ -26,7 +34,7 @@ def worker_view(worker_id: str, info: dict[str, Any], tenant: str) -> dict[str, 
         "torch": info.get("torch"),
         "cuda": info.get("cuda"),
         "busy": job is not None,
-        "job": job["id"] if job and job.get("tenant") == tenant else None,
+        "job": job["id"] if job and (caller.admin or job.get("tenant") == caller.tenant) else None,
         "jobs_done": int(info.get("jobs_done") or 0),
         "samples_per_s": info.get("samples_per_s"),
         "step_time_s": info.get("step_time_s"),
@@ -39,8 +47,10 @@ def worker_view(worker_id: str, info: dict[str, Any], tenant: str) -> dict[str, 
 @router.get(
     "/workers",
     response_model=WorkerList,
-    summary="Live workers: host, device, pin, the caller's job they run, speed and memory",
+    summary="Live workers running the caller's jobs: host, device, pin, job, speed and memory",
+    description="A tenant sees only the workers that run one of its jobs; an admin key "
+    "(THAW_ADMIN_KEYS) sees every worker.",
 )
-def list_workers(stores: StoresDep, tenant: TenantDep) -> dict[str, Any]:
-    live = stores.workers.live()
-    return {"data": [worker_view(i, info, tenant) for i, info in live], "has_more": False}
+def list_workers(stores: StoresDep, caller: CallerDep) -> dict[str, Any]:
+    live = [(i, info) for i, info in stores.workers.live() if runs_for(info, caller)]
+    return {"data": [worker_view(i, info, caller) for i, info in live], "has_more": False}

@@ -33,6 +33,7 @@ KEY_FORMS: dict[str, str] = {
     "webhook_delivery": "webhook:{0}:delivery:{1}",
     "webhook_feed": "webhooks:feed",
     "webhooks_due": "webhooks:due",
+    "streams": "streams:{0}",
 }
 WEBHOOK_FEED_MAXLEN = 100_000
 """Entries the webhook feed keeps (approximately) while no dispatcher reads it."""
@@ -133,3 +134,6 @@ class Keys:
     @property
     def webhooks_due(self) -> str:
         return self._key("webhooks_due")
+
+    def streams(self, tenant: str) -> str:
+        return self._key("streams", tenant)
