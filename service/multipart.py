@@ -21,6 +21,7 @@ from python_multipart.multipart import (
 
 from service.problems import Problem
 from thaw.settings import Settings
+from thaw.spec import plain_text
 from thaw.uploads import UploadSpool, UploadTooLarge
 
 FILE_FIELD = "file"
@@ -75,7 +76,9 @@ class _State:
             raw = options.get(b"filename")
             if not raw:
                 raise _bad("the 'file' part needs a filename such as digits.zip")
-            self.form.filename = raw.decode("utf-8", "replace")
+            self.form.filename = _plain(
+                "the 'file' part's filename", raw.decode("utf-8", "replace")
+            )
             self.form.spool = UploadSpool(self.settings)
         elif name != NAME_FIELD:
             raise _bad(f"unknown form field {name!r}; send 'file' and optionally 'name'")
@@ -92,7 +95,7 @@ class _State:
 
     def on_part_end(self) -> None:
         if self.part == NAME_FIELD:
-            self.form.name = self.value.decode("utf-8", "replace")
+            self.form.name = _plain("the 'name' field", self.value.decode("utf-8", "replace"))
         elif self.part == FILE_FIELD and self.form.spool is not None:
             self.form.spool.close()
 
@@ -100,6 +103,14 @@ class _State:
         self.header_bytes += n
         if self.header_bytes > _HEADER_MAX:
             raise _bad("the multipart part headers are too large")
+
+
+def _plain(what: str, value: str) -> str:
+    try:
+        plain_text(value)
+    except ValueError as exc:
+        raise _bad(f"{what} {exc}") from exc
+    return value
 
 
 def _bad(message: str) -> Problem:

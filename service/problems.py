@@ -10,11 +10,13 @@ from typing import Any
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from thaw.errors import InvalidInput, ThawError
+from thaw.spec import JobSpec, closest_fields
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "urn:thaw:problem:"
@@ -100,6 +102,25 @@ NOT_UTF8_BODY = InvalidInput(
 )
 
 
+TOO_DEEP_BODY = InvalidInput(
+    [
+        {
+            "loc": "body",
+            "message": "nests arrays or objects too deeply to parse",
+            "hint": "send a job spec as documented; none of its fields nests more than a "
+            "few levels",
+            "closest": [],
+        }
+    ]
+)
+
+
+def _takes_a_spec(request: Request) -> bool:
+    """Whether the route's JSON body is a job spec, whose fields "did you mean" suggests."""
+    body = getattr(request.scope.get("route"), "body_field", None)
+    return body is not None and body.field_info.annotation is JobSpec
+
+
 def _allowed_methods(request: Request) -> list[str]:
     allowed = []
     for method in _METHODS:
@@ -119,6 +140,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
             # FastAPI's answer to a JSON body that is not UTF-8; said as for any bad JSON.
             return problem_response(thaw_problem(NOT_UTF8_BODY))
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            return problem_response(thaw_problem(TOO_DEEP_BODY))
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         headers = dict(exc.headers or {})
         if exc.status_code == 404 and detail == "Not Found":
@@ -129,9 +152,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
         return problem_response(Problem(exc.status_code, detail, headers=headers))
 
-    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return problem_response(thaw_problem(InvalidInput.from_validation(exc.errors())))
+        closest = closest_fields if _takes_a_spec(request) else None
+        return problem_response(thaw_problem(InvalidInput.from_validation(exc.errors(), closest)))
 
     async def on_redis(_: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable: %s", exc)
@@ -148,6 +172,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ThawError)
         return problem_response(thaw_problem(exc))
 
+    async def on_disconnect(request: Request, _: Exception) -> Response:
+        # Nobody is left to answer; a client that goes away is not the server's error.
+        log.info("%s %s: the client went away mid-request", request.method, request.url.path)
+        return Response(status_code=400)
+
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
         return problem_response(
@@ -160,4 +189,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(redis.ConnectionError, on_redis)
     app.add_exception_handler(redis.TimeoutError, on_redis)
     app.add_exception_handler(ThawError, on_thaw)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(Exception, on_unexpected)

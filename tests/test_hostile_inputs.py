@@ -131,3 +131,83 @@ def test_head_answers_wherever_get_does(http: httpx.Client, checkpoint_url: str)
     assert partial.status_code == 206 and partial.headers["content-length"] == "10"
     missing = http.head(f"{job_path}x")
     assert missing.status_code == 404
+
+
+def _errors(response: httpx.Response) -> dict[str, dict]:
+    return {e["loc"]: e for e in problem(response, 422)["errors"]}
+
+
+def test_a_misspelt_field_gets_the_closest_valid_field_at_its_level(http: httpx.Client) -> None:
+    body = job_body(shedule=[{"at_epoch": 2, "unfreeze": ["layer3"]}])
+    body["hyperparameters"] = {"epoch": 3}
+    body["schedule"] = [{"preset": "gradual", "every_epoch": 2}]
+    for path in ("/v1/plans", "/v1/jobs"):
+        errors = _errors(http.post(path, json=body))
+        assert errors["shedule"] == {
+            "loc": "shedule",
+            "message": "is not a field here; did you mean 'schedule'?",
+            "hint": "rename it to 'schedule'; an unknown field is never ignored",
+            "closest": ["schedule"],
+        }
+        assert errors["hyperparameters.epoch"]["closest"] == ["epochs"]
+        assert errors["schedule[0].every_epoch"]["closest"] == ["every_epochs"]
+    assert http.get("/v1/jobs").json()["data"] == []
+    unknown = _errors(http.post("/v1/plans", json=job_body(zzz=1)))["zzz"]
+    assert unknown["closest"] == []
+    assert unknown["hint"] == "remove this field; it is not part of the job spec"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("seed", "1"), ("seed", True), ("seed", False), ("epochs", "3"), ("batch_size", True)],
+)
+def test_coerced_numbers_are_refused(http: httpx.Client, field: str, value: object) -> None:
+    body = job_body()
+    body["hyperparameters"][field] = value
+    error = _errors(http.post("/v1/plans", json=body))[f"hyperparameters.{field}"]
+    assert error["message"] == "Input should be a valid integer"
+    assert error["hint"] == "send a JSON integer such as 3, without quotes"
+
+
+def test_json_nested_1000_deep_is_a_422_naming_the_body(http: httpx.Client) -> None:
+    for doc in ("[" * 1000 + "]" * 1000, '{"metadata":' * 1000 + "{}" + "}" * 1000):
+        response = http.post("/v1/plans", content=doc, headers={"Content-Type": "application/json"})
+        err = problem(response, 422)
+        assert err["errors"][0]["loc"] == "body"
+        assert err["detail"].startswith("body: nests arrays or objects too deeply to parse")
+
+
+@pytest.mark.parametrize("name", ["bad\x00name", "tab\tname", "del\x7f"])
+def test_control_characters_are_refused_in_names(
+    api: ApiServer, http: httpx.Client, name: str
+) -> None:
+    errors = _errors(http.post("/v1/jobs", json=job_body(name=name)))
+    assert errors["name"]["message"] == (
+        "must not contain control characters such as NUL; give a plain name"
+    )
+    dataset = job_body(dataset={"path": f"folder/{name}"})
+    assert "dataset.path" in _errors(http.post("/v1/plans", json=dataset))
+    upload = _raw_upload(http, filename=f"{name}.csv", title="ok")
+    assert problem(upload, 422)["detail"] == (
+        "the 'file' part's filename must not contain control characters such as NUL; "
+        "give a plain name"
+    )
+    titled = _raw_upload(http, filename="d.csv", title=name)
+    assert problem(titled, 422)["detail"].startswith("the 'name' field must not contain")
+    assert http.get("/v1/jobs").json()["data"] == []
+    assert http.get("/v1/datasets").json()["data"] == []
+
+
+def _raw_upload(http: httpx.Client, *, filename: str, title: str) -> httpx.Response:
+    """A multipart body written byte for byte (clients escape control characters)."""
+    b = "rawboundary"
+    body = (
+        f'--{b}\r\nContent-Disposition: form-data; name="name"\r\n\r\n{title}\r\n'
+        f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"\r\ntext,label\r\na,b\r\nc,d\r\n--{b}--\r\n"
+    ).encode()
+    return http.post(
+        "/v1/datasets",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={b}"},
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -17,15 +18,23 @@ from typing import Any
 from thaw.client.commands import register as register_client_commands
 
 COMMANDS_GROUP = "thaw.commands"
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off by `head`
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`thaw jobs get X | head`): end quietly, as a shell tool does,
+        # and keep the interpreter's own flush at exit from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +62,7 @@ def _load_spec(path: Path) -> Any:
     from pydantic import ValidationError
 
     from thaw.errors import InvalidInput
-    from thaw.spec import JobSpec
+    from thaw.spec import JobSpec, closest_fields
 
     try:
         raw = json.loads(path.read_text())
@@ -64,7 +73,7 @@ def _load_spec(path: Path) -> Any:
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidInput.from_validation(exc.errors()) from exc
+        raise InvalidInput.from_validation(exc.errors(), closest_fields) from exc
 
 
 class CliError(Exception):

@@ -4,7 +4,7 @@ the API answers every one as problem+json and the CLI as one line, with no table
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 Loc = tuple[str | int, ...]
@@ -110,22 +110,34 @@ class InvalidInput(ThawError):
         super().__init__(summarize(errors))
 
     @classmethod
-    def from_validation(cls, errors: Sequence[Mapping[str, Any]]) -> InvalidInput:
-        """From pydantic's ``errors()``: a JSON path per field, the request part dropped."""
-        return cls(
-            [
-                {
-                    "loc": format_loc(clean_loc(error.get("loc", ()))),
-                    "message": _VALUE_ERROR.sub("", str(error.get("msg", "invalid value"))),
-                    "hint": _HINTS.get(error.get("type", "")),
-                    "closest": [],
-                }
-                for error in errors
-            ]
-        )
+    def from_validation(
+        cls, errors: Sequence[Mapping[str, Any]], closest: Closest | None = None
+    ) -> InvalidInput:
+        """From pydantic's ``errors()``: a JSON path per field, the request part dropped.
+        ``closest`` names the valid fields an unknown one is probably a misspelling of."""
+        return cls([_field_error(error, closest) for error in errors])
 
     def problem_fields(self) -> dict[str, Any]:
         return {"errors": self.errors}
+
+
+Closest = Callable[[Sequence[str | int], str], list[str]]
+
+
+def _field_error(error: Mapping[str, Any], closest: Closest | None) -> dict[str, Any]:
+    loc = list(error.get("loc", ()))
+    if loc and loc[0] in _REQUEST_PARTS:
+        loc = loc[1:]
+    kind = error.get("type", "")
+    message = _VALUE_ERROR.sub("", str(error.get("msg", "invalid value")))
+    hint = _HINTS.get(kind)
+    near: list[str] = []
+    if kind == "extra_forbidden" and closest is not None and loc and isinstance(loc[-1], str):
+        near = closest(loc[:-1], loc[-1])
+        if near:
+            message = f"is not a field here; did you mean {near[0]!r}?"
+            hint = f"rename it to {near[0]!r}; an unknown field is never ignored"
+    return {"loc": format_loc(clean_loc(loc)), "message": message, "hint": hint, "closest": near}
 
 
 _REQUEST_PARTS = frozenset({"body", "query", "path", "header"})
@@ -136,6 +148,8 @@ _HINTS = {
     "extra_forbidden": "remove this field; it is not part of the job spec",
     "missing": "add this field",
     "json_invalid": "send a valid JSON document",
+    "int_type": "send a JSON integer such as 3, without quotes",
+    "bool_type": "send true or false, without quotes",
 }
 
 

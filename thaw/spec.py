@@ -6,10 +6,12 @@ Checks that need the model (selectors, layer groups, weights) live in
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -119,12 +121,7 @@ class DatasetSource(_Strict):
     format: Literal["image_folder", "csv", "jsonl"] | None = None
     synthetic: SyntheticData | None = None
 
-    @field_validator("id", "path")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("contains a NUL byte; remove it")
-        return value
+    _plain = field_validator("id", "path")(plain_text)
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSource:
@@ -299,8 +296,8 @@ class ParamGroupRule(_Strict):
 
 
 class Hyperparameters(_Strict):
-    epochs: int = Field(default=3, ge=1, le=10_000)
-    batch_size: int = Field(default=32, ge=1, le=65_536)
+    epochs: int = Field(default=3, ge=1, le=10_000, strict=True)
+    batch_size: int = Field(default=32, ge=1, le=65_536, strict=True)
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(default=1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(default=0.01, ge=0.0)
@@ -316,7 +313,7 @@ class Hyperparameters(_Strict):
     max_length: int = Field(default=128, ge=8, le=4096, description="Text models: tokens.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     num_workers: int | None = Field(default=None, ge=0, le=64, description="null: automatic.")
-    seed: int = Field(default=0, ge=0, le=SEED_MAX)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX, strict=True)
     feature_cache: Literal["auto", "off"] = Field(
         default="auto",
         description="auto: a phase whose input-side layer groups are wholly frozen trains "
@@ -371,6 +368,8 @@ class JobSpec(_Strict):
         "never a failed job.",
     )
 
+    _plain_name = field_validator("name")(plain_text)
+
     @field_validator("metadata", mode="before")
     @classmethod
     def _metadata_finite(cls, value: Any) -> Any:
@@ -416,3 +415,40 @@ class JobSpec(_Strict):
         normalized.pop("integrations", None)
         body = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _models_in(annotation: Any, tag: str | None = None) -> list[tuple[type[BaseModel], str | None]]:
+    """The models an annotation holds (through lists, unions and Annotated), each with the
+    union tag it goes by."""
+    if get_origin(annotation) is Annotated:
+        base, *meta = get_args(annotation)
+        tags = [m.tag for m in meta if isinstance(m, Tag)]
+        return _models_in(base, tags[0] if tags else tag)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [(annotation, tag)]
+    return [found for arg in get_args(annotation) for found in _models_in(arg, tag)]
+
+
+def field_names_at(loc: Sequence[str | int]) -> list[str]:
+    """The job spec's field names at a validation error's location (pydantic's, with the
+    union tags and class names it puts in), sorted."""
+    candidates: list[tuple[type[BaseModel], str | None]] = [(JobSpec, None)]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        owners = [model for model, _ in candidates if part in model.model_fields]
+        if owners:
+            candidates = [
+                found
+                for model in owners
+                for found in _models_in(model.model_fields[part].annotation)
+            ]
+        else:  # a union member: its tag, or its class name inside pydantic's label
+            picked = [(m, t) for m, t in candidates if part == t or m.__name__ in part]
+            candidates = picked or candidates
+    return sorted({name for model, _ in candidates for name in model.model_fields})
+
+
+def closest_fields(loc: Sequence[str | int], name: str) -> list[str]:
+    """Valid spec fields at ``loc`` that ``name`` is probably a misspelling of, best first."""
+    return difflib.get_close_matches(name, field_names_at(loc), n=3, cutoff=0.6)
