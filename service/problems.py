@@ -148,7 +148,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail = "no such resource; see /docs for the API's paths"
         elif exc.status_code == 405:
             allowed = _allowed_methods(request)
-            headers["Allow"] = ", ".join(allowed)
+            headers["Allow"] = ", ".join([*allowed, "HEAD"] if "GET" in allowed else allowed)
             detail = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
         return problem_response(Problem(exc.status_code, detail, headers=headers))
 

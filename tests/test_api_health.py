@@ -62,7 +62,7 @@ def test_unknown_path_and_method_are_problems(http: httpx.Client) -> None:
     assert err["detail"] == "no such resource; see /docs for the API's paths"
     response = http.put("/v1/jobs")
     err = problem(response, 405)
-    assert response.headers["allow"] == "GET, POST"
+    assert response.headers["allow"] == "GET, POST, HEAD"
     assert err["detail"] == "PUT is not allowed here; use GET or POST"
 
 

@@ -47,7 +47,7 @@ def test_closing_event_streams_logs_nothing(api: ApiServer, http: httpx.Client) 
 def test_an_upload_cut_off_mid_body_logs_no_traceback(api: ApiServer) -> None:
     logged = len(api.log())
     part = (
-        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"d.csv\"\r\n"
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="d.csv"\r\n'
         "Content-Type: text/csv\r\n\r\ntext,label\r\n" + "hello,a\r\n" * 1000
     ).encode()
     head = (
