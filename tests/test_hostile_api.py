@@ -74,7 +74,7 @@ def test_seed_and_dataset_path_bounds(http: httpx.Client) -> None:
     assert err["errors"][0]["loc"] == "hyperparameters.seed"
     assert err["errors"][0]["message"] == "Input should be less than or equal to 4294967295"
     for path, message in [
-        ("a\x00b", "contains a NUL byte; remove it"),
+        ("a\x00b", "must not contain control characters such as NUL; give a plain name"),
         ("d" * 5000, "String should have at most 1024 characters"),
     ]:
         err = problem(http.post("/v1/plans", json=job_body(dataset={"path": path})), 422)
