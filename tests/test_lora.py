@@ -345,3 +345,42 @@ def test_resnet18_conv_adapters_in_layer4_on_digits(tmp_path):
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(with_adapter(images), plain(images), atol=1e-5, rtol=0)
+
+
+def test_timm_resnet_lora_checkpoint_loads_merged_and_with_its_adapter(tmp_path):
+    from zoo_models import TIMM_RESNET, TIMM_RESNET_FILE, write_timm_resnet
+
+    (tmp_path / "models").mkdir()
+    write_timm_resnet(tmp_path / "models")
+    spec = JobSpec.model_validate(
+        {
+            "base_model": {"source": "timm", "name": TIMM_RESNET, "weights_file": TIMM_RESNET_FILE},
+            "dataset": {"synthetic": {"num_classes": 3, "num_examples": 16}},
+            "freeze": {"method": "lora", "adapter": {"r": 2, "targets": ["type:Conv2d"]}},
+            "hyperparameters": {"epochs": 1, "batch_size": 8, "image_size": 32, "lr": 1e-2},
+        }
+    )
+    settings = _settings(tmp_path)
+    run = tmp_path / "run"
+    assert train(spec, run, settings, Recorder()).status == "succeeded"
+    last = run / "checkpoints" / "last"
+    base = load_file(str(tmp_path / "models" / TIMM_RESNET_FILE))
+    merged = load_file(str(last / "model.safetensors"))
+    convs = {k for k in base if k.endswith(".weight") and base[k].ndim == 4}
+    assert len(convs) > 10
+    for key, value in base.items():  # BatchNorm statistics included; the head is replaced
+        if key not in convs and not key.startswith("fc."):
+            assert bits_equal(merged[key], value), key
+    # timm zero-initializes each block's last BatchNorm, so the block's convolutions get no
+    # gradient yet: their adapters stay zero and merge to the base weight exactly.
+    adapter = load_file(str(last / "adapter" / "adapter_model.safetensors"))
+    moved = {k for k in convs if not bits_equal(merged[k], base[k])}
+    trained = {
+        k for k in convs if adapter[f"base_model.model.{k[: -len('.weight')]}.lora_B.weight"].any()
+    }
+    assert moved == trained and len(moved) >= 4
+    plain = thaw.load_model(last)
+    with_adapter = thaw.load_model(last / "adapter", settings=settings)
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(with_adapter(images), plain(images), atol=1e-5, rtol=0)
