@@ -78,6 +78,11 @@ class JobOut(BaseModel):
     progress: dict[str, Any]
     metrics: dict[str, Any]
     trainable: dict[str, Any]
+    stopped_early: dict[str, Any] | None = Field(
+        default=None,
+        description="Set when checkpointing.early_stopping ended the run: epoch, reason, "
+        "monitor and best value.",
+    )
     attempts: int
     max_attempts: int
     error: JobErrorOut | None
@@ -145,7 +150,9 @@ class DatasetUpload(BaseModel):
 
 class EventOut(BaseModel):
     id: str
-    type: Literal["status", "phase", "metrics", "progress", "checkpoint", "log"]
+    type: Literal[
+        "status", "phase", "metrics", "progress", "checkpoint", "log", "plateau", "stopped_early"
+    ]
     level: Literal["debug", "info", "warning", "error"]
     time: str
     data: dict[str, Any]

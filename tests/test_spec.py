@@ -59,8 +59,18 @@ NORMALIZED_MINIMAL = {
         "seed": 0,
         "feature_cache": "auto",
         "augment": "none",
+        "class_weights": None,
+        "label_smoothing": 0.0,
+        "grad_accumulation_steps": 1,
     },
-    "checkpointing": {"every_epochs": 1, "keep_last": 2, "every_steps": None},
+    "checkpointing": {
+        "monitor": "val_loss",
+        "mode": "min",
+        "early_stopping": None,
+        "every_epochs": 1,
+        "keep_last": 2,
+        "every_steps": None,
+    },
     "metadata": {},
     "integrations": [],
 }
@@ -255,6 +265,7 @@ def test_unfreeze_and_freeze_strings_become_lists():
             "freeze": [],
             "lr": None,
             "lr_mult": None,
+            "on_plateau": None,
         },
         {
             "at_epoch": 4,
@@ -263,6 +274,7 @@ def test_unfreeze_and_freeze_strings_become_lists():
             "freeze": ["fc"],
             "lr": None,
             "lr_mult": None,
+            "on_plateau": None,
         },
     ]
 

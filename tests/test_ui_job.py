@@ -81,3 +81,36 @@ def test_a_digits_job_on_the_jobs_list_and_the_job_page(page, live: Live, artifa
 def _row_states(page, group: str) -> list[str]:
     cells = page.locator(f'tr.group-row[data-name="{group}"] td.cell')
     return cells.evaluate_all("cs => cs.map(c => c.dataset.trainable)")
+
+
+def test_the_job_page_says_when_a_plateau_thawed_and_why_the_run_stopped(page, live: Live) -> None:
+    spec = digits_spec(epochs=6, lr=1e-9, optimizer="sgd", momentum=0.0)
+    spec["freeze"]["batchnorm"] = "frozen"  # with BatchNorm fixed the metric stays flat
+    spec["schedule"] = [{"on_plateau": {"patience": 1}, "unfreeze": ["layer3"]}]
+    spec["checkpointing"] = {
+        "monitor": "val_accuracy",
+        "early_stopping": {"patience": 2, "warmup_epochs": 0},
+    }
+    with live.api.client() as http:
+        created = http.post("/v1/jobs", json=spec)
+        assert created.status_code == 202, created.text
+        job_id = created.json()["id"]
+        page.goto(f"{live.url}/ui/jobs/{job_id}")
+        page.locator("body[data-stream=ended]").wait_for(timeout=240_000)
+        job = http.get(f"/v1/jobs/{job_id}").json()
+
+    # Epoch 2 is the plateau (patience 1), so layer3 thaws with epoch 3; the thaw restarts
+    # the patience, and epochs 3 and 4 without gain stop the run after epoch 4.
+    assert job["status"] == "succeeded", job
+    assert job["stopped_early"]["epoch"] == 4
+    plateau = page.locator("#steering li.plateau")
+    assert plateau.evaluate_all("ls => ls.map(l => l.dataset.epoch)") == ["3"]
+    assert "phase 1 began with epoch 3" in plateau.inner_text()
+    stopped = page.locator("#steering li.stopped-early")
+    assert stopped.inner_text() == f"Stopped early after epoch 4: {job['stopped_early']['reason']}"
+    assert "val_accuracy did not improve" in stopped.inner_text()
+    markers = page.locator("#loss-chart .thaw-marker text").all_text_contents()
+    assert markers == ["thaw layer3 (plateau)"]
+    assert page.locator("th.epoch").all_inner_texts()[:4] == ["1", "2", "3", "4"]
+    assert _row_states(page, "layer3")[:4] == ["false", "false", "true", "true"]
+    assert "plateau" in page.locator('#phases li[data-phase="1"]').inner_text()

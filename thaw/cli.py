@@ -124,6 +124,7 @@ def _train(args: argparse.Namespace) -> int:
             "metrics": result.metrics,
             "wall_s": result.wall_s,
             "samples_per_s": result.samples_per_s,
+            "stopped_early": result.stopped_early,
         },
         sys.stdout,
     )

@@ -231,19 +231,37 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+class Plateau(_Strict):
+    patience: int = Field(
+        default=2, ge=1, le=10_000, description="Epochs without improvement of the monitor."
+    )
+    min_delta: float = Field(default=0.0, ge=0.0, description="The least change that counts.")
+
+
 class ScheduleEvent(_Strict):
-    at_epoch: int | None = Field(default=None, ge=1, description="1-based; before its first step.")
+    at_epoch: int | None = Field(
+        default=None,
+        ge=1,
+        description="1-based; before its first step. With on_plateau: the latest epoch.",
+    )
     at_step: int | None = Field(default=None, ge=1, description="After this many optimizer steps.")
     unfreeze: list[Selector] = Field(default_factory=list, max_length=100)
     freeze: list[Selector] = Field(default_factory=list, max_length=100)
     lr: float | None = Field(default=None, ge=0.0)
     lr_mult: float | None = Field(default=None, ge=0.0)
+    on_plateau: Plateau | None = Field(
+        default=None,
+        description="Fire when checkpointing.monitor stops improving (events in order).",
+    )
 
     _lists = field_validator("unfreeze", "freeze", mode="before")(_as_list)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScheduleEvent:
-        if (self.at_epoch is None) == (self.at_step is None):
+        if self.on_plateau is not None:
+            if self.at_step is not None:
+                raise ValueError("on_plateau takes 'at_epoch' as its deadline, not 'at_step'")
+        elif (self.at_epoch is None) == (self.at_step is None):
             raise ValueError("give exactly one of 'at_epoch' or 'at_step'")
         if not self.unfreeze and not self.freeze:
             raise ValueError("an event needs 'unfreeze' or 'freeze' selectors")
@@ -266,6 +284,21 @@ class FineTunePreset(_Strict):
     lr_mult: float | None = Field(default=None, ge=0.0)
 
 
+class RotatePreset(_Strict):
+    preset: Literal["rotate"]
+    groups: Selector = Field(
+        default="group:1:-1", description="Layer groups to rotate through (a group: selector)."
+    )
+    active: int = Field(default=2, ge=1, le=10_000, description="Groups trained at a time.")
+    every_steps: int = Field(default=50, ge=1, description="Optimizer steps per interval.")
+    always: list[Selector] = Field(
+        default_factory=lambda: ["group:-1"], max_length=100, description="Trained throughout."
+    )
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
+
+    _lists = field_validator("always", mode="before")(_as_list)
+
+
 def _schedule_tag(value: Any) -> str:
     if isinstance(value, dict):
         return str(value.get("preset", "event"))
@@ -275,7 +308,8 @@ def _schedule_tag(value: Any) -> str:
 ScheduleItem = Annotated[
     Annotated[ScheduleEvent, Tag("event")]
     | Annotated[GradualPreset, Tag("gradual")]
-    | Annotated[FineTunePreset, Tag("fine_tune")],
+    | Annotated[FineTunePreset, Tag("fine_tune")]
+    | Annotated[RotatePreset, Tag("rotate")],
     Discriminator(_schedule_tag),
 ]
 
@@ -293,6 +327,11 @@ class ParamGroupRule(_Strict):
         if self.lr is None and self.lr_mult is None and self.weight_decay is None:
             raise ValueError("a param group sets 'lr', 'lr_mult' or 'weight_decay'")
         return self
+
+
+MAX_CLASS_WEIGHTS = 10_000
+ClassName = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH)]
+ClassWeight = Annotated[float, Field(ge=0.0, le=1e6)]
 
 
 class Hyperparameters(_Strict):
@@ -324,9 +363,57 @@ class Hyperparameters(_Strict):
         description="Training images only: flip (random horizontal flip) or standard "
         "(random resized crop and flip).",
     )
+    class_weights: Literal["balanced"] | dict[ClassName, ClassWeight] | None = Field(
+        default=None,
+        description="Training loss weight per class: 'balanced' (n / (classes * count) from "
+        "the training split) or {class: weight} (unlisted classes weigh 1).",
+    )
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    grad_accumulation_steps: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Batches per optimizer step; at_step, every_steps and the LR curve count "
+        "optimizer steps.",
+    )
+
+    @field_validator("class_weights")
+    @classmethod
+    def _class_weights_size(cls, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) > MAX_CLASS_WEIGHTS:
+            raise ValueError(f"{len(value)} class weights; at most {MAX_CLASS_WEIGHTS}")
+        return value
+
+
+Monitor = Literal["val_loss", "val_accuracy", "val_f1_macro", "train_loss"]
+"""The per-epoch metrics a run reports, any of which ``checkpointing.monitor`` may follow."""
+MONITORS: tuple[str, ...] = get_args(Monitor)
+
+
+def default_mode(monitor: str) -> Literal["min", "max"]:
+    """Losses fall as a model improves; every other metric rises."""
+    return "min" if monitor.endswith("loss") else "max"
+
+
+class EarlyStopping(_Strict):
+    patience: int = Field(
+        default=3, ge=1, le=10_000, description="Epochs without improvement before stopping."
+    )
+    min_delta: float = Field(default=0.0, ge=0.0, description="The least change that counts.")
+    warmup_epochs: int = Field(
+        default=1, ge=0, le=10_000, description="First epochs not judged at all."
+    )
 
 
 class Checkpointing(_Strict):
+    monitor: Monitor = Field(
+        default="val_loss",
+        description="The metric that picks 'best' and drives early stopping and on_plateau.",
+    )
+    mode: Literal["min", "max"] | None = Field(
+        default=None, description="min or max; null: min for losses, max otherwise."
+    )
+    early_stopping: EarlyStopping | None = None
     every_epochs: int = Field(default=1, ge=1)
     keep_last: int = Field(default=2, ge=1, le=1000)
     every_steps: int | None = Field(
@@ -335,6 +422,13 @@ class Checkpointing(_Strict):
         description="Also write a resume point every this many optimizer steps (long "
         "epochs); not listed among the checkpoints.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("mode") is None:
+            return {**data, "mode": default_mode(str(data.get("monitor", "val_loss")))}
+        return data
 
 
 class MlflowIntegration(_Strict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from thaw.freezing.status import STOPPED_KEY
 from thaw.freezing.stored_status import compact_recorded
 from thaw.store import JobStore
 from worker.lease import LeaseKeeper
@@ -96,6 +97,18 @@ class StoreReporter:
 
     def checkpoint(self, info: dict[str, Any]) -> None:
         self._event("checkpoint", info)
+
+    def plateau(self, info: dict[str, Any]) -> None:
+        self._event("plateau", info)
+
+    def stopped_early(self, info: dict[str, Any]) -> None:
+        job, worker, token = self.job_id, self.worker_id, self.token
+        value = dict(info)
+        self._set_layers(STOPPED_KEY, int(info["epoch"]))
+        self.link.send(
+            lambda: self.store.holder_set(job, worker, token, "", "stopped_early", value)
+        )
+        self._event("stopped_early", value)
 
     def log(self, level: str, message: str) -> None:
         self._event("log", {"message": message}, level)

@@ -17,6 +17,7 @@
     valLoss: new Map(),
     valAccuracy: new Map(),
     thaws: [],
+    plateaus: new Map(),
     expanded: new Set(),
   };
 
@@ -43,6 +44,26 @@
     if (job.error) {
       error.replaceChildren(el("p", { class: "problem-title" }, "Failed: " + job.error.code), el("p", {}, job.error.message));
     }
+    showSteering();
+  }
+
+  // Why the run stopped before its last epoch, and which phases a plateau started.
+  function showSteering() {
+    const items = [...state.plateaus.values()]
+      .sort((a, b) => a.phase - b.phase)
+      .map((p) =>
+        el(
+          "li",
+          { class: "plateau", "data-phase": p.phase, "data-epoch": p.epoch },
+          "Plateau thaw: phase " + p.phase + " began with epoch " + p.epoch + " (" + p.monitor + " stalled at " + fmtNumber(p.value, 4) + ")",
+        ),
+      );
+    const stopped = state.job && state.job.stopped_early;
+    if (stopped) {
+      items.push(el("li", { class: "stopped-early", "data-epoch": stopped.epoch }, "Stopped early after epoch " + stopped.epoch + ": " + stopped.reason));
+    }
+    $("steering").replaceChildren(...items);
+    $("steering").hidden = items.length === 0;
   }
 
   function showProgress(progress) {
@@ -67,9 +88,10 @@
 
   function thawLabel(event) {
     const groups = [...new Set(event.thawed.map(groupOf).filter(Boolean))];
-    if (groups.length) return "thaw " + groups.join(", ");
-    if (event.thawed_count) return "phase " + event.phase + ": +" + event.thawed_count;
-    return "phase " + event.phase;
+    const why = state.plateaus.has(event.phase) ? " (plateau)" : "";
+    if (groups.length) return "thaw " + groups.join(", ") + why;
+    if (event.thawed_count) return "phase " + event.phase + ": +" + event.thawed_count + why;
+    return "phase " + event.phase + why;
   }
 
   let drawQueued = false;
@@ -123,7 +145,13 @@
       state.thaws = state.thaws.filter((t) => t.phase !== data.phase).concat([data]);
       drawCharts();
       if (!replayed) refreshSoon();
-    } else if (type === "status" || type === "checkpoint") {
+    } else if (type === "plateau") {
+      state.plateaus.set(data.phase, data);
+      showSteering();
+      showPhases();
+      drawCharts();
+      if (!replayed) refreshSoon();
+    } else if (type === "status" || type === "checkpoint" || type === "stopped_early") {
       if (!replayed) refreshSoon();
     }
   }
@@ -148,6 +176,12 @@
       throw error;
     }
     LayerMap.render($("layer-map"), state.table, state.expanded);
+    showPhases();
+    drawCharts();
+  }
+
+  function showPhases() {
+    if (!state.table) return;
     $("phases").replaceChildren(
       ...LayerMap.phases(state.table).map((p) =>
         el(
@@ -155,12 +189,12 @@
           { "data-phase": p.phase },
           el("strong", {}, "phase " + p.phase),
           " · epochs " + p.from + (p.to !== p.from ? "–" + p.to : ""),
+          state.plateaus.has(p.phase) ? el("span", { class: "tag" }, "plateau") : null,
           " · trains " + (p.trainable.join(", ") || "nothing"),
           el("span", { class: "muted" }, " (" + fmtNumber(p.params) + " of " + fmtNumber(p.total) + " params)"),
         ),
       ),
     );
-    drawCharts();
   }
 
   // A download link that sends the API key as a header when one is set.

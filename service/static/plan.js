@@ -45,8 +45,10 @@
       const table = await postJson("/v1/plans", readSpec());
       LayerMap.render($("layer-map"), table, new Set());
       const last = table.epochs[table.epochs.length - 1];
+      const conditional = table.phases.filter((p) => p.conditional && p.start_epoch === null).length;
       $("plan-summary").textContent =
-        table.epochs.length + " epochs, " + LayerMap.phases(table).length + " phases; last epoch trains " +
+        (table.length ? table.length.text : table.epochs.length + " epochs") + ", " + LayerMap.phases(table).length + " phases" +
+        (conditional ? " (+" + conditional + " on plateau)" : "") + "; last epoch trains " +
         Thaw.fmtNumber(last.trainable_params) + " of " + Thaw.fmtNumber(last.total_params) + " params" +
         (table.warnings.length ? " · warnings: " + table.warnings.join("; ") : "");
     } catch (error) {

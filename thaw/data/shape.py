@@ -30,6 +30,10 @@ class DataShape:
     def steps_per_epoch(self, batch_size: int) -> int:
         return max(1, math.ceil(self.num_train / batch_size))
 
+    def optimizer_steps_per_epoch(self, batch_size: int, accumulation: int) -> int:
+        """Optimizer steps: every ``accumulation`` batches, and the epoch's last one."""
+        return math.ceil(self.steps_per_epoch(batch_size) / accumulation)
+
 
 UploadLookup = Callable[[str], "Dataset | None"]
 """An upload record by id, among the caller's own uploads."""

@@ -8,6 +8,7 @@ from thaw.freezing.adapters import adapter_params
 from thaw.freezing.cache_plan import plan_cache
 from thaw.freezing.resolve import Resolved
 from thaw.freezing.status import epoch_entry, planned_view
+from thaw.freezing.timeline import Phase
 
 
 def plan_table(
@@ -48,19 +49,9 @@ def plan_table(
             "head": resolved.built.head,
         },
         "groups": [g.to_dict() for g in resolved.index.groups],
-        "phases": [
-            {
-                "index": phase.index,
-                "start_step": phase.start_step,
-                "start_epoch": phase.start_epoch,
-                "trainable_params": sum(
-                    resolved.index.params[n].numel() for n in phase.trainable_names
-                ),
-                "events": [e.describe() for e in phase.events],
-            }
-            for phase in timeline.phases
-        ],
+        "phases": [_phase(resolved, phase) for phase in timeline.phases],
         "steps_per_epoch": timeline.steps_per_epoch,
+        "length": run_length(resolved),
         "epochs": epochs,
         "feature_cache": cache_section(resolved, num_samples),
         "warnings": list(resolved.warnings),
@@ -83,6 +74,41 @@ def adapter_section(resolved: Resolved) -> dict[str, Any]:
             "params": sum(index.params[p].numel() for p in adapter_params(index)),
             "saved_modules": list(resolved.saved_modules),
         }
+    }
+
+
+def _phase(resolved: Resolved, phase: Phase) -> dict[str, Any]:
+    """A phase of the plan; a conditional (on_plateau) phase starts at its deadline at the
+    latest, else only if the plateau comes (``start_step`` null)."""
+    never = phase.start_step >= resolved.timeline.total_steps
+    out: dict[str, Any] = {
+        "index": phase.index,
+        "start_step": None if never else phase.start_step,
+        "start_epoch": None if never else phase.start_epoch,
+        "trainable_params": sum(resolved.index.params[n].numel() for n in phase.trainable_names),
+        "events": [e.describe() for e in phase.events],
+    }
+    if phase.on_plateau is not None:
+        out["conditional"] = {
+            "on_plateau": phase.on_plateau.model_dump(),
+            "monitor": resolved.spec.checkpointing.monitor,
+            "latest_epoch": None if never else phase.start_epoch,
+        }
+    return out
+
+
+def run_length(resolved: Resolved) -> dict[str, Any]:
+    """How long the run is: exactly ``epochs``, or up to them with early stopping."""
+    checkpointing = resolved.spec.checkpointing
+    epochs = resolved.timeline.epochs
+    rule = checkpointing.early_stopping
+    return {
+        "epochs": epochs,
+        "up_to": rule is not None,
+        "text": f"up to {epochs} epochs" if rule is not None else f"{epochs} epochs",
+        "early_stopping": rule.model_dump() if rule is not None else None,
+        "monitor": checkpointing.monitor,
+        "mode": checkpointing.mode,
     }
 
 

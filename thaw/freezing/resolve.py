@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from thaw.class_weights import check_class_weights
 from thaw.data.shape import DataShape
 from thaw.errors import SpecError
 from thaw.freezing.adapters import (
@@ -116,12 +117,13 @@ def resolve_built(
         if _on_meta(built.model):
             built.model = adapted_copy(built.model)
         index = add_adapters(built.model, index, adapters)
+    check_class_weights(hp.class_weights, shape.classes)
     timeline = resolve_timeline(
         index,
         spec.freeze,
         spec.schedule,
         epochs=hp.epochs,
-        steps_per_epoch=shape.steps_per_epoch(hp.batch_size),
+        steps_per_epoch=shape.optimizer_steps_per_epoch(hp.batch_size, hp.grad_accumulation_steps),
     )
     return Resolved(
         spec=spec,

@@ -168,6 +168,10 @@ class EpochOutOfRange(ThawError):
         )
 
 
+STOPPED_KEY = "stopped_after"
+"""Field of a job's ``:layers`` hash: the epoch after which early stopping ended the run."""
+
+
 def layer_status(
     stored: Mapping[str, Any], *, epoch: int | None = None, detail: bool = False
 ) -> dict[str, Any]:
@@ -184,6 +188,9 @@ def layer_status(
         if key.startswith("epoch:") and key.split(":", 1)[1].isdigit()
     }
     total = max(plan.last_epoch, max(recorded, default=0))
+    stopped = stored.get(STOPPED_KEY)
+    if stopped is not None:  # a run that stopped early has no epochs after its last
+        total = min(total, int(stopped))
     if epoch is not None:
         if not 1 <= epoch <= total:
             raise EpochOutOfRange(epoch, total)

@@ -2,11 +2,18 @@
 
 A phase is a span of optimizer steps with one trainable set. Phase 0 starts
 at step 0 and includes every event at epoch 1; each later instant at which an
-event fires starts the next phase.
+event fires starts the next phase. Presets expand here into plain events (rotate
+into at_step events).
+
+``on_plateau`` events come after every fixed phase, one phase each, in the order
+given: each is armed once the phase before it has begun, and starts when the
+monitored metric stalls (``Timeline.trigger``) or at its ``at_epoch`` deadline.
+Until then its ``start_step`` is the deadline, or the run's end (never).
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from thaw.errors import SpecError, format_loc
@@ -14,7 +21,14 @@ from thaw.freezing.adapters import steer
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.selectors import select
 from thaw.freezing.state import TrainableMap, enforce_batchnorm_policy, initial_state
-from thaw.spec import FineTunePreset, FreezeSpec, GradualPreset, ScheduleEvent
+from thaw.spec import (
+    FineTunePreset,
+    FreezeSpec,
+    GradualPreset,
+    Plateau,
+    RotatePreset,
+    ScheduleEvent,
+)
 
 
 @dataclass(frozen=True)
@@ -29,10 +43,17 @@ class Event:
     lr_mult: float | None
     loc: tuple[str | int, ...]
     source: str
+    on_plateau: Plateau | None = None
+    active: tuple[int, ...] | None = None
+    """For a rotate event: the layer groups that train from here on."""
 
     def describe(self) -> dict[str, object]:
         when = {"at_epoch": self.epoch} if self.epoch is not None else {"at_step": self.step}
+        if self.on_plateau is not None:
+            when = {"on_plateau": self.on_plateau.model_dump(), "at_epoch": self.epoch}
         out: dict[str, object] = {**when, "source": self.source}
+        if self.active is not None:
+            out["active_groups"] = list(self.active)
         if self.unfreeze:
             out["unfreeze"] = list(self.unfreeze)
         if self.freeze:
@@ -53,6 +74,9 @@ class Phase:
     events: list[Event] = field(default_factory=list)
     thawed: dict[str, Event] = field(default_factory=dict)
     frozen: list[str] = field(default_factory=list)
+    on_plateau: Plateau | None = None
+    deadline_step: int | None = None
+    """A conditional phase's latest start (its event's at_epoch); None: no deadline."""
 
     @property
     def trainable_names(self) -> list[str]:
@@ -77,17 +101,56 @@ class Timeline:
     def phase_at_epoch(self, epoch: int) -> Phase:
         return self.phase_at_step((epoch - 1) * self.steps_per_epoch)
 
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def conditional(self, index: int) -> bool:
+        return self.phases[index].on_plateau is not None
+
+    def trigger(self, index: int, step: int) -> None:
+        """Conditional phase ``index`` starts at ``step`` (its plateau was seen)."""
+        phase = self.phases[index]
+        phase.start_step = min(step, phase.start_step)
+        phase.start_epoch = phase.start_step // self.steps_per_epoch + 1
+        self._triggered[index] = phase.start_step
+        self._settle()
+
+    def triggered(self) -> dict[str, int]:
+        """Conditional phases started by a plateau: ``{phase index: start step}``."""
+        return {str(k): v for k, v in self._triggered.items()}
+
+    def _settle(self) -> None:
+        """Pending conditional phases start at their deadline (else never), not before the
+        phase ahead of them."""
+        previous = 0
+        for phase in self.phases:
+            if phase.on_plateau is not None and phase.index not in self._triggered:
+                own = phase.deadline_step if phase.deadline_step is not None else self.total_steps
+                phase.start_step = max(own, previous)
+                phase.start_epoch = phase.start_step // self.steps_per_epoch + 1
+            previous = phase.start_step
+
+    _triggered: dict[int, int] = field(default_factory=dict)
+
 
 def expand_schedule(
-    items: list, epochs: int, steps_per_epoch: int, group_count: int
-) -> list[Event]:
-    """Presets become events; explicit events are checked against the run's length."""
+    items: list, epochs: int, steps_per_epoch: int, index: ModelIndex
+) -> tuple[list[Event], list[Event]]:
+    """Presets become events; explicit events are checked against the run's length.
+    Returns the fixed events by step, and the on_plateau events in the order given."""
     events: list[Event] = []
+    conditional: list[Event] = []
     total = epochs * steps_per_epoch
+    group_count = len(index.groups)
     for i, item in enumerate(items):
         loc = ("schedule", i)
-        if isinstance(item, ScheduleEvent):
+        if isinstance(item, ScheduleEvent) and item.on_plateau is not None:
+            conditional.append(_plateau_event(item, loc, epochs, steps_per_epoch, total))
+        elif isinstance(item, ScheduleEvent):
             events.append(_explicit(item, loc, epochs, steps_per_epoch, total))
+        elif isinstance(item, RotatePreset):
+            events.extend(_rotate(item, loc, index, total))
         elif isinstance(item, GradualPreset):
             for k in range(group_count):
                 epoch = 1 + k * item.every_epochs
@@ -100,7 +163,78 @@ def expand_schedule(
                 events.append(
                     _preset_event("group:0:", item.freeze_epochs + 1, steps_per_epoch, item, loc)
                 )
-    return sorted(events, key=lambda e: e.step)
+    return sorted(events, key=lambda e: e.step), conditional
+
+
+def _plateau_event(
+    item: ScheduleEvent, loc: tuple, epochs: int, steps_per_epoch: int, total: int
+) -> Event:
+    step = total
+    if item.at_epoch is not None:
+        if item.at_epoch > epochs:
+            raise SpecError(
+                (*loc, "at_epoch"),
+                f"at_epoch {item.at_epoch} is past the last epoch ({epochs})",
+                f"use 2..{epochs} as the deadline or raise hyperparameters.epochs",
+            )
+        step = (item.at_epoch - 1) * steps_per_epoch
+    return Event(
+        step=step,
+        epoch=item.at_epoch,
+        unfreeze=tuple(item.unfreeze),
+        freeze=tuple(item.freeze),
+        lr=item.lr,
+        lr_mult=item.lr_mult,
+        loc=loc,
+        source="on_plateau",
+        on_plateau=item.on_plateau,
+    )
+
+
+def _rotate(item: RotatePreset, loc: tuple, index: ModelIndex, total: int) -> list[Event]:
+    """One at_step event per interval of ``every_steps``: the seeded draw of ``active``
+    groups out of the pool trains, the rest of the pool is frozen."""
+    always_groups = {
+        index.param_group[n] for s in item.always for n in select(index, s, (*loc, "always"))
+    }
+    pool = sorted(
+        {index.param_group[n] for n in select(index, item.groups, (*loc, "groups"))} - always_groups
+    )
+    if item.active > len(pool):
+        raise SpecError(
+            (*loc, "active"),
+            f"active is {item.active} but 'groups' leaves {len(pool)} layer group(s) to "
+            "rotate (those in 'always' excluded)",
+            f"use 1..{len(pool)}" if pool else "widen 'groups' or narrow 'always'",
+        )
+    rng = random.Random(item.seed)
+    events: list[Event] = []
+    previous: set[int] = set()
+    for step in range(0, total, item.every_steps):
+        active = set(rng.sample(pool, item.active))
+        if step == 0:
+            unfreeze = [*item.always, *(f"group:{g}" for g in sorted(active))]
+            freeze = [f"group:{g}" for g in pool if g not in active]
+        else:
+            unfreeze = [f"group:{g}" for g in sorted(active - previous)]
+            freeze = [f"group:{g}" for g in sorted(previous - active)]
+        previous = active
+        if not unfreeze and not freeze:
+            continue
+        events.append(
+            Event(
+                step=step,
+                epoch=None,
+                unfreeze=tuple(unfreeze),
+                freeze=tuple(freeze),
+                lr=None,
+                lr_mult=None,
+                loc=loc,
+                source="rotate",
+                active=tuple(sorted(active)),
+            )
+        )
+    return events
 
 
 def _explicit(
@@ -159,7 +293,7 @@ def resolve_timeline(
     steps_per_epoch: int,
 ) -> Timeline:
     """Every phase's full trainable map, in order; errors point at the spec field to fix."""
-    events = expand_schedule(schedule, epochs, steps_per_epoch, len(index.groups))
+    events, conditional = expand_schedule(schedule, epochs, steps_per_epoch, index)
     warnings: list[str] = []
     state = initial_state(index, freeze)
     phases = [Phase(0, 0, 1, dict(state))]
@@ -170,10 +304,34 @@ def resolve_timeline(
             phases.append(phase)
         _apply(index, freeze, event, phase, warnings)
         state = phase.trainable
+    for event in conditional:
+        _check_deadline(event, phases[-1])
+        phase = Phase(len(phases), event.step, event.step // steps_per_epoch + 1, dict(state))
+        phase.on_plateau = event.on_plateau
+        phase.deadline_step = event.step if event.epoch is not None else None
+        phases.append(phase)
+        _apply(index, freeze, event, phase, warnings)
+        state = phase.trainable
     for phase in phases:
         if not any(phase.trainable.values()):
             raise _nothing_trainable(phase, freeze)
-    return Timeline(phases, steps_per_epoch, epochs, warnings)
+    timeline = Timeline(phases, steps_per_epoch, epochs, warnings)
+    timeline._settle()
+    return timeline
+
+
+def _check_deadline(event: Event, before: Phase) -> None:
+    """A deadline must fall after the start (or the deadline) of the phase that arms it."""
+    if event.epoch is None or (before.on_plateau is not None and before.deadline_step is None):
+        return
+    limit = before.start_epoch
+    if event.epoch <= limit:
+        raise SpecError(
+            (*event.loc, "at_epoch"),
+            f"the on_plateau deadline at_epoch {event.epoch} is not after epoch {limit}, "
+            "where the phase before it begins",
+            f"use an at_epoch above {limit}, or leave it out",
+        )
 
 
 def _apply(

@@ -13,7 +13,9 @@ from thaw.store.codec import decoded, dumps, iso, loads, text
 from thaw.store.errors import InvalidCursor
 from thaw.store.keys import Keys
 
-EVENT_TYPES = frozenset({"status", "phase", "metrics", "progress", "checkpoint", "log"})
+EVENT_TYPES = frozenset(
+    {"status", "phase", "metrics", "progress", "checkpoint", "log", "plateau", "stopped_early"}
+)
 LEVELS = frozenset({"debug", "info", "warning", "error"})
 EVENT_ID = re.compile(r"^[0-9]{1,20}(-[0-9]{1,20})?$")
 _ID_PART_MAX = 2**64 - 1

@@ -57,6 +57,8 @@ class Job:
     lease_expires_ts: float | None = None
     token: int = 0
     """The fencing token of the latest claim; every write of its holder carries it."""
+    stopped_early: dict[str, Any] | None = None
+    """``{"epoch", "reason", "monitor", "best"}`` when early stopping ended the run."""
     created_at: str = field(init=False)
     updated_at: str = field(init=False)
     started_at: str | None = field(init=False)
@@ -94,6 +96,7 @@ class Job:
             finished_ts=number(h.get("finished_at")),
             lease_expires_ts=number(h.get("lease_expires_at")),
             token=int(h.get("token") or 0),
+            stopped_early=loads(h.get("stopped_early")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +110,7 @@ class Job:
             "progress": self.progress,
             "metrics": self.metrics,
             "trainable": self.trainable,
+            "stopped_early": self.stopped_early,
             "attempts": self.attempts,
             "max_attempts": self.max_attempts,
             "error": self.error.to_dict() if self.error else None,

@@ -66,6 +66,12 @@ class ObservedReporter:
     def checkpoint(self, info: dict[str, Any]) -> None:
         self.primary.checkpoint(info)
 
+    def plateau(self, info: dict[str, Any]) -> None:
+        self.primary.plateau(info)
+
+    def stopped_early(self, info: dict[str, Any]) -> None:
+        self.primary.stopped_early(info)
+
     def log(self, level: str, message: str) -> None:
         self.primary.log(level, message)
 

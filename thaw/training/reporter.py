@@ -26,6 +26,14 @@ class Reporter(Protocol):
     def phase(self, phase: int, step: int, thawed: list[str], frozen: list[str]) -> None: ...
     def layers(self, epoch: int, entry: dict[str, Any]) -> None: ...
     def checkpoint(self, info: dict[str, Any]) -> None: ...
+    def plateau(self, info: dict[str, Any]) -> None:
+        """A conditional phase starts because the monitored metric stalled."""
+        ...
+
+    def stopped_early(self, info: dict[str, Any]) -> None:
+        """The run stops after ``info["epoch"]``; ``info["reason"]`` says why."""
+        ...
+
     def log(self, level: str, message: str) -> None: ...
     def should_stop(self) -> bool: ...
     def stop_reason(self) -> StopReason | None:
@@ -55,6 +63,12 @@ class NullReporter:
 
     def checkpoint(self, info: dict[str, Any]) -> None:
         pass
+
+    def plateau(self, info: dict[str, Any]) -> None:
+        self.log("info", f"phase {info['phase']} begins with epoch {info['epoch']} (plateau)")
+
+    def stopped_early(self, info: dict[str, Any]) -> None:
+        self.log("info", f"stopped early after epoch {info['epoch']}: {info['reason']}")
 
     def log(self, level: str, message: str) -> None:
         pass

@@ -46,6 +46,8 @@ class Resumed:
     """Batches of epoch ``epoch + 1`` already trained (a step checkpoint)."""
     epoch_rng: dict[str, Any] | None = None
     step_rng: dict[str, Any] | None = None
+    steering: dict[str, Any] | None = None
+    """Early-stopping and plateau state (``Steering.state_dict``)."""
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,17 @@ class Snapshot:
 
 
 def _training_state(
-    engine: FreezeEngine, epoch: int, step: int, fingerprint: str, metrics: dict[str, float]
+    engine: FreezeEngine,
+    epoch: int,
+    step: int,
+    fingerprint: str,
+    metrics: dict[str, float],
+    steering: dict[str, Any] | None,
 ) -> dict[str, Any]:
     from thaw.checkpoints import capture_rng_state
 
     return {
+        "steering": steering,
         "epoch": epoch,
         "step": step,
         "engine": engine.state_dict(),
@@ -88,6 +96,7 @@ def snapshot(
     epoch_rng: dict[str, Any] | None = None,
     adapters: Adapters | None = None,
     saved_modules: Sequence[str] = (),
+    steering: dict[str, Any] | None = None,
 ) -> Snapshot:
     """The run's state after ``epoch`` (``batch`` 0) or after ``batch`` batches of
     ``epoch`` (a step checkpoint, with the random state the epoch started from).
@@ -97,7 +106,9 @@ def snapshot(
     from thaw.checkpoints.adapter import AdapterExport, export_adapter, merged_state
     from thaw.checkpoints.tensors import cpu_snapshot
 
-    state = _training_state(engine, epoch - 1 if batch else epoch, step, fingerprint, metrics)
+    state = _training_state(
+        engine, epoch - 1 if batch else epoch, step, fingerprint, metrics, steering
+    )
     if batch:
         state["batch"] = batch
         state["epoch_rng"] = epoch_rng
@@ -123,6 +134,8 @@ def save_epoch(
     library_config: dict[str, Any] | None = None,
     fence: Fence | None = None,
     reserve_bytes: int = 0,
+    monitor: str = "val_loss",
+    mode: str = "min",
 ) -> dict[str, Any]:
     from thaw.checkpoints import save_checkpoint
 
@@ -139,6 +152,8 @@ def save_epoch(
         fence=fence,
         reserve_bytes=reserve_bytes,
         adapter=snap.adapter,
+        monitor=monitor,
+        mode=mode,
     )
     return info.to_dict()
 
@@ -214,9 +229,10 @@ def restore(
         raise ResumeMismatch(f"{folder.name}: the replayed phase does not match the saved one")
     metrics = dict(state.get("metrics", {}))
     batch = int(state.get("batch", 0))
+    steering = state.get("steering")
     if batch == 0:
         restore_rng_state(state["rng"])
-        return Resumed(int(state["epoch"]), int(state["step"]), metrics)
+        return Resumed(int(state["epoch"]), int(state["step"]), metrics, steering=steering)
     return Resumed(
         int(state["epoch"]),
         int(state["step"]),
@@ -224,6 +240,7 @@ def restore(
         batch=batch,
         epoch_rng=state["epoch_rng"],
         step_rng=state["rng"],
+        steering=steering,
     )
 
 

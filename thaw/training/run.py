@@ -16,6 +16,7 @@ from torch import nn
 from thaw.checkpoints.adapter import base_state
 from thaw.checkpoints.commit import raise_fence
 from thaw.checkpoints.errors import FencedOut
+from thaw.class_weights import class_weight_vector
 from thaw.data.shape import DataShape, UploadLookup
 from thaw.errors import ThawError
 from thaw.freezing.adapters import adapter_record
@@ -25,16 +26,19 @@ from thaw.freezing.status import epoch_entry, live_view
 from thaw.settings import Settings
 from thaw.spec import JobSpec
 from thaw.training.background_commit import BackgroundCommit
+from thaw.training.confusion import ConfusionMatrix
 from thaw.training.data_source import load_training_data
 from thaw.training.device import Placement, choose_placement
 from thaw.training.feature_cache import CachedBatch, FeatureCache
 from thaw.training.feature_cache_setup import build_feature_cache, cached_batches
 from thaw.training.layer_changes import changed_layers
 from thaw.training.loaders import default_workers, make_loaders
+from thaw.training.loss import TrainingLoss
 from thaw.training.memory import OOM_ERRORS, MemoryWatch, OutOfMemory, is_cpu_oom
 from thaw.training.observers import observed
 from thaw.training.reporter import NullReporter, Reporter, StopReason
 from thaw.training.resume import Resumed, restore, save_epoch, save_step, snapshot
+from thaw.training.steering import Steering
 
 
 @dataclass
@@ -46,6 +50,7 @@ class TrainResult:
     resumed_from: int | None = None
     wall_s: float = 0.0
     samples_per_s: float = 0.0
+    stopped_early: dict[str, Any] | None = None
 
 
 def train(
@@ -130,6 +135,9 @@ def _train(
     run = _Run(spec, resolved, engine, placement, reporter, settings, run_dir, base)
     run.watch = watch
     watch.check()
+    weight = class_weight_vector(hp, data.classes, data.train.labels)
+    run.loss_fn = TrainingLoss(hp, weight, placement.device)
+    run.num_train = len(data.train)
 
     # Claim the run folder before reading its resume point: no older claim publishes after.
     raise_fence(run_dir, reporter.fence())
@@ -196,15 +204,29 @@ class _Run:
         self._last_progress: dict[str, Any] = {}
         self.commits = BackgroundCommit()
         self.watch: MemoryWatch | None = None
+        self.steering = Steering(spec.checkpointing, resolved.timeline)
+        self.loss_fn = TrainingLoss(self.hp, None, placement.device)
+        self.num_train = 0
+        self._batches_per_epoch = 1
+        self._epoch_loss = [0.0, 0]
 
     def loop(self, train_loader, val_loader, sampler, resumed: Resumed | None) -> TrainResult:
         timeline = self.resolved.timeline
-        total = timeline.epochs * timeline.steps_per_epoch
+        total = timeline.total_steps
         start_epoch = resumed.epoch + 1 if resumed else 1
         step = resumed.step if resumed else 0
         metrics: dict[str, float] = dict(resumed.metrics) if resumed else {}
         started = time.monotonic()
         start_step = step
+        if resumed is not None and resumed.steering:
+            self.steering.load_state_dict(resumed.steering)
+            if resumed.batch:
+                self._epoch_loss = list(resumed.steering.get("epoch_loss", [0.0, 0]))
+        if resumed is not None and self.steering.stopped is not None:
+            # The run stopped early at its newest checkpoint; nothing is left to train.
+            return self._stopped_early(self.steering.stopped, resumed, step, metrics, started)
+        accumulate = self.hp.grad_accumulation_steps
+        self._batches_per_epoch = len(train_loader)
         for epoch in range(start_epoch, timeline.epochs + 1):
             sampler.set_epoch(epoch)
             self._enter_phases(step)
@@ -212,34 +234,75 @@ class _Run:
             self._begin_cache_epoch(epoch)
             self.model.train()
             skip = resumed.batch if resumed is not None and epoch == start_epoch else 0
+            if not skip:
+                self._epoch_loss = [0.0, 0]
             for batch, (inputs, labels) in enumerate(
                 self._batches(train_loader, sampler, skip, resumed), start=skip
             ):
                 if self.watch is not None:
                     self.watch.check()
-                stop = self.reporter.stop_reason()
-                if stop is not None:
-                    status = self._stop(stop, epoch, batch, step, metrics)
-                    return self._result(status, epoch, step, metrics, resumed, started)
-                self._enter_phases(step)
-                loss = self._train_step(inputs, labels)
-                step += 1
+                if batch % accumulate == 0:
+                    stop = self.reporter.stop_reason()
+                    if stop is not None:
+                        status = self._stop(stop, epoch, batch, step, metrics)
+                        return self._result(status, epoch, step, metrics, resumed, started)
+                    self._enter_phases(step)
+                loss = self._backward(inputs, labels, batch)
                 self._samples += len(labels)
-                check_diverged(loss, epoch, step)
+                check_diverged(loss, epoch, step + 1)
+                self._epoch_loss[0] += float(loss) * len(labels)
+                self._epoch_loss[1] += len(labels)
+                if (batch + 1) % accumulate and batch + 1 < self._batches_per_epoch:
+                    continue
+                self._optimizer_step()
+                step += 1
                 self._maybe_progress(epoch, step, total, start_step, started, loss)
                 self._maybe_step_checkpoint(epoch, batch + 1, step, metrics)
                 self.commits.poll()
             metrics = self._validate(val_loader)
             if "val_loss" in metrics:
                 check_diverged(metrics["val_loss"], epoch, step, "validation loss")
+            if self._epoch_loss[1]:
+                metrics["train_loss"] = self._epoch_loss[0] / self._epoch_loss[1]
             metrics["epoch"] = epoch
             self.reporter.metrics(epoch, metrics)
             self._progress(epoch, step, total, start_step, started)
+            decision = self.steering.after_epoch(epoch, self.engine.phase, metrics)
+            if decision.plateau_phase is not None:
+                self.reporter.plateau(
+                    {
+                        "phase": decision.plateau_phase,
+                        "epoch": epoch + 1,
+                        "step": step,
+                        "monitor": self.steering.monitor,
+                        "value": metrics[self.steering.monitor],
+                    }
+                )
             every = self.spec.checkpointing.every_epochs
-            if epoch % every == 0 or epoch == timeline.epochs:
+            stop_early = decision.stop
+            if epoch % every == 0 or epoch == timeline.epochs or stop_early is not None:
                 self._checkpoint(epoch, step, metrics)
+            if stop_early is not None:
+                self.commits.wait()
+                return self._stopped_early(stop_early, resumed, step, metrics, started)
         self.commits.wait()
         return self._result("succeeded", timeline.epochs, step, metrics, resumed, started)
+
+    def _stopped_early(
+        self,
+        info: dict[str, Any],
+        resumed: Resumed | None,
+        step: int,
+        metrics: dict[str, float],
+        started: float,
+    ) -> TrainResult:
+        self.reporter.stopped_early(info)
+        result = self._result("succeeded", int(info["epoch"]), step, metrics, resumed, started)
+        result.stopped_early = info
+        return result
+
+    def _steering_state(self) -> dict[str, Any]:
+        return {**self.steering.state_dict(), "epoch_loss": list(self._epoch_loss)}
 
     def _batches(
         self, loader: Any, sampler: Any, skip: int, resumed: Resumed | None
@@ -276,7 +339,7 @@ class _Run:
         self, epoch: int, batch: int, step: int, metrics: dict[str, float]
     ) -> None:
         every = self.spec.checkpointing.every_steps
-        if every and step % every == 0 and batch < self.resolved.timeline.steps_per_epoch:
+        if every and step % every == 0 and batch < self._batches_per_epoch:
             self._step_checkpoint(epoch, batch, step, metrics)
 
     def _step_checkpoint(
@@ -292,6 +355,7 @@ class _Run:
             metrics=metrics,
             batch=batch,
             epoch_rng=self._epoch_rng,
+            steering=self._steering_state(),
         )
         self.commits.submit(
             lambda: save_step(
@@ -349,14 +413,31 @@ class _Run:
         for change in self.engine.advance(step):
             self.reporter.phase(change.phase, change.step, change.thawed, change.frozen)
 
-    def _train_step(self, inputs: Any, labels: torch.Tensor) -> torch.Tensor:
+    def _backward(self, inputs: Any, labels: torch.Tensor, batch: int) -> torch.Tensor:
+        """One batch's forward and backward; its gradient adds to the optimizer step's,
+        weighted by its share of that step's samples."""
+        share = len(labels) / self._step_samples(batch)
         inputs, labels = (
             self._to_device(inputs),
             labels.to(self.placement.device, non_blocking=True),
         )
         with self.placement.autocast():
-            loss = nn.functional.cross_entropy(self._forward(inputs), labels)
-        self.scaler.scale(loss).backward()
+            loss = self.loss_fn(self._forward(inputs), labels)
+        self.scaler.scale(loss if share == 1.0 else loss * share).backward()
+        return loss.detach()
+
+    def _step_samples(self, batch: int) -> int:
+        """Samples in the optimizer step that batch number ``batch`` belongs to."""
+        k, size = self.hp.grad_accumulation_steps, self.hp.batch_size
+        batches = self._batches_per_epoch
+        first = batch - batch % k
+        last = min(first + k, batches)
+        samples = (last - first) * size
+        if last == batches:
+            samples -= batches * size - self.num_train
+        return max(samples, 1)
+
+    def _optimizer_step(self) -> None:
         self.engine.before_step()
         if self.hp.grad_clip_norm is not None:
             self.scaler.unscale_(self.engine.optimizer)
@@ -366,7 +447,6 @@ class _Run:
         self.scaler.update()
         self.engine.after_step()
         self.engine.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
 
     def _forward(self, inputs: Any) -> torch.Tensor:
         if isinstance(inputs, CachedBatch):
@@ -388,7 +468,8 @@ class _Run:
     @torch.no_grad()
     def _validate(self, loader) -> dict[str, float]:
         self.model.eval()
-        total_loss, correct, count = 0.0, 0, 0
+        total_loss, count = 0.0, 0
+        confusion = ConfusionMatrix(self.resolved.built.num_classes)
         for inputs, labels in self._epoch_batches(loader, None, "val"):
             if self.watch is not None:
                 self.watch.check()
@@ -398,14 +479,18 @@ class _Run:
             total_loss += nn.functional.cross_entropy(
                 logits.float(), labels, reduction="sum"
             ).item()
-            correct += int((logits.argmax(dim=1) == labels).sum())
+            confusion.update(logits.argmax(dim=1), labels)
             count += labels.numel()
         self.model.train()
         if self.cache is not None and self._cached_epoch:
             self.cache.end_fill("val")
         if count == 0:
             return {}
-        return {"val_loss": total_loss / count, "val_accuracy": correct / count}
+        return {
+            "val_loss": total_loss / count,
+            "val_accuracy": confusion.accuracy(),
+            "val_f1_macro": confusion.f1_macro(),
+        }
 
     def _layer_entry(self, epoch: int) -> dict[str, Any]:
         view = live_view(self.engine, self.resolved.thawed_in[self.engine.phase])
@@ -430,6 +515,7 @@ class _Run:
             metrics=metrics,
             adapters=self.resolved.adapters,
             saved_modules=self.resolved.saved_modules,
+            steering=self._steering_state(),
         )
         entry = self._layer_entry(epoch)
         library_config = self.resolved.built.library_config()
@@ -446,6 +532,8 @@ class _Run:
                 library_config=library_config,
                 fence=self.reporter.fence,
                 reserve_bytes=self.settings.disk_reserve_bytes,
+                monitor=self.steering.monitor,
+                mode=self.steering.mode,
             )
             return info, changed_layers(snap.model_state, self.base)
 
