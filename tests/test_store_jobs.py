@@ -74,7 +74,7 @@ def test_to_dict_is_json_ready(store: JobStore) -> None:
     assert d["created_at"] == job.created_at
     assert set(d) == {
         "id", "tenant", "name", "status", "spec", "progress", "metrics", "trainable",
-        "attempts", "max_attempts", "error", "cancel_requested", "worker",
+        "stopped_early", "attempts", "max_attempts", "error", "cancel_requested", "worker",
         "lease_expires_at", "created_at", "started_at", "finished_at", "updated_at",
     }  # fmt: skip
 

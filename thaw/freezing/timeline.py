@@ -89,6 +89,8 @@ class Timeline:
     steps_per_epoch: int
     epochs: int
     warnings: list[str]
+    _triggered: dict[int, int] = field(default_factory=dict)
+    """Conditional phases a plateau started, with their start step."""
 
     def phase_at_step(self, step: int) -> Phase:
         """The phase in force for the optimizer step that follows ``step`` completed steps."""
@@ -104,9 +106,6 @@ class Timeline:
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
-
-    def conditional(self, index: int) -> bool:
-        return self.phases[index].on_plateau is not None
 
     def trigger(self, index: int, step: int) -> None:
         """Conditional phase ``index`` starts at ``step`` (its plateau was seen)."""
@@ -130,8 +129,6 @@ class Timeline:
                 phase.start_step = max(own, previous)
                 phase.start_epoch = phase.start_step // self.steps_per_epoch + 1
             previous = phase.start_step
-
-    _triggered: dict[int, int] = field(default_factory=dict)
 
 
 def expand_schedule(
