@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
 from sklearn.utils.class_weight import compute_class_weight
@@ -344,3 +345,24 @@ def test_label_smoothing_and_class_weights_change_the_training_loss(tmp_path: Pa
     smooth = _spec({**hp, "label_smoothing": 0.2, "class_weights": {"class_0": 4.0}}, {})
     steered = train(smooth, tmp_path / "smooth", run_settings)
     assert steered.metrics["train_loss"] != plain.metrics["train_loss"]
+
+
+def test_monitor_and_plateau_fields_are_checked_with_a_clear_message():
+    base = {"base_model": {"source": "torchvision", "name": "resnet18"}}
+    modes = {
+        m: JobSpec.model_validate({**base, "checkpointing": {"monitor": m}}).checkpointing.mode
+        for m in ("val_loss", "train_loss", "val_accuracy", "val_f1_macro")
+    }
+    assert modes == {
+        "val_loss": "min",
+        "train_loss": "min",
+        "val_accuracy": "max",
+        "val_f1_macro": "max",
+    }
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate({**base, "checkpointing": {"monitor": "val_auc"}})
+    assert caught.value.errors()[0]["loc"] == ("checkpointing", "monitor")
+    plateau = {"on_plateau": {"patience": 2}, "at_step": 5, "unfreeze": "layer3"}
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate({**base, "schedule": [plateau]})
+    assert "on_plateau takes 'at_epoch' as its deadline" in str(caught.value)
