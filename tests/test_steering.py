@@ -3,6 +3,7 @@ plateau (resumed exactly), the rotate preset, gradient accumulation and class we
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 from pathlib import Path
@@ -242,7 +243,7 @@ def test_rotate_plans_the_active_set_per_interval_and_leaves_the_rest_bit_identi
         assert len(active) == 2 and set(active) <= rotating
     engine = FreezeEngine.from_resolved(r)
     model = engine.model
-    batches = image_batches(12)
+    batches = image_batches(12, size=16)
     starts = [p["start_step"] for p in table["phases"]] + [12]
     model.train()
     for phase, (start, end) in zip(table["phases"], itertools.pairwise(starts), strict=True):
@@ -277,6 +278,33 @@ def _steps(engine: FreezeEngine, batches: list[tuple], start: int) -> None:
         engine.optimizer.step()
         engine.after_step()
         engine.optimizer.zero_grad(set_to_none=True)
+
+
+def test_rotate_resumes_bitwise_from_the_middle_of_an_interval():
+    spec = JobSpec.model_validate(
+        {
+            "base_model": {"source": "torchvision", "name": "resnet18"},
+            "freeze": {"default": "frozen"},
+            "schedule": [ROTATE],
+            "hyperparameters": {"epochs": 3, "batch_size": 4, "lr": 1e-2},
+        }
+    )
+    batches = image_batches(12, size=16)
+    whole = FreezeEngine.from_resolved(resolved(spec))
+    whole.model.train()
+    _steps(whole, batches, 0)
+
+    first = FreezeEngine.from_resolved(resolved(spec))
+    first.model.train()
+    _steps(first, batches[:5], 0)  # inside the third interval
+    saved = copy.deepcopy((first.model.state_dict(), first.state_dict()))
+    second = FreezeEngine.from_resolved(resolved(spec))
+    second.model.load_state_dict(saved[0])
+    second.load_state_dict(saved[1])
+    second.model.train()
+    _steps(second, batches[5:], 5)
+    expected, got = whole.model.state_dict(), second.model.state_dict()
+    assert all(bits_equal(expected[k], got[k]) for k in expected)
 
 
 def test_rotate_refuses_more_active_groups_than_it_rotates():
