@@ -330,7 +330,9 @@ class ParamGroupRule(_Strict):
 
 
 MAX_CLASS_WEIGHTS = 10_000
-ClassName = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH)]
+ClassName = Annotated[
+    str, Field(min_length=1, max_length=NAME_MAX_LENGTH), AfterValidator(plain_text)
+]
 ClassWeight = Annotated[float, Field(ge=0.0, le=1e6)]
 
 
