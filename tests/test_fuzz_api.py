@@ -47,6 +47,7 @@ OPERATIONS = (
     "GET /v1/jobs/{job_id}/events",
     "GET /v1/jobs/{job_id}/checkpoints",
     "GET /v1/jobs/{job_id}/checkpoints/{name}/{file}",
+    "GET /v1/jobs/{job_id}/checkpoints/{name}/adapter/{file}",
     "GET /v1/workers",
     "POST /v1/jobs/{job_id}/evaluations",
     "GET /v1/jobs/{job_id}/evaluations",
