@@ -19,7 +19,16 @@ from worker_fixtures import ROOT, Stack, digits_spec, write_base_weights, write_
 
 from thaw.settings import Settings
 from thaw.store import WorkerRegistry
-from worker.supervisor import GpuSelectionError, Slot, Supervisor, node_name, plan_slots
+from worker.supervisor import (
+    GpuSelectionError,
+    NvidiaDevices,
+    Slot,
+    Supervisor,
+    node_name,
+    nvidia_devices,
+    plan_slots,
+    require_usable_gpus,
+)
 
 ADMIN_KEY = "admin-key-5555555555"
 
@@ -64,6 +73,39 @@ def test_unknown_or_malformed_ids_are_refused_with_what_to_pass():
         plan_slots("first", False, None, ["0"])
     with pytest.raises(GpuSelectionError, match="each GPU id once"):
         plan_slots("0,0", False, None, ["0"])
+
+
+def test_attached_gpus_are_read_from_device_nodes_and_the_driver_version(tmp_path):
+    for name in ("nvidia1", "nvidia0", "nvidia10", "nvidiactl", "nvidia-uvm", "nvidia-caps"):
+        (tmp_path / name).touch()
+    version = tmp_path / "version"
+    version.write_text(
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  535.104.05  Release Build\n"
+    )
+    found = nvidia_devices(tmp_path, version)
+    assert (found.ids, found.driver) == (["0", "1", "10"], "535.104.05")
+    none = nvidia_devices(tmp_path / "missing", tmp_path / "missing")
+    assert (none.ids, none.driver) == ([], None)
+
+
+def test_gpus_attached_but_unusable_fail_naming_the_driver_unless_cpu_is_allowed():
+    old_driver = NvidiaDevices(["0", "1"], "535.104.05", "13.2")
+    for gpus in ("all", "0,1"):
+        with pytest.raises(GpuSelectionError) as exc:
+            require_usable_gpus(gpus, False, [], old_driver)
+        assert str(exc.value) == (
+            f"--gpus {gpus}: NVIDIA GPU 0,1 attached but CUDA sees none: torch's CUDA 13.2 "
+            "needs NVIDIA driver 580.65.06 or newer (this host has 535.104.05), and in a "
+            "container the NVIDIA Container Toolkit; fix that, or add --allow-cpu to train "
+            "on the CPU"
+        )
+    with pytest.raises(GpuSelectionError, match=r"GPU 0 attached .* built without CUDA"):
+        require_usable_gpus("all", False, [], NvidiaDevices(["0"], None, None))
+    # Allowed, asked for the CPU, usable, or nothing attached: no objection.
+    require_usable_gpus("all", True, [], old_driver)
+    require_usable_gpus("none", False, [], old_driver)
+    require_usable_gpus("all", False, ["0", "1"], old_driver)
+    require_usable_gpus("all", False, [], NvidiaDevices([], None, "13.2"))
 
 
 def test_cli_refuses_gpu_ids_on_a_host_without_cuda():

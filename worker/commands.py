@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     worker.add_argument(
         "--allow-cpu",
         action="store_true",
-        help="with --gpus IDS on a host without CUDA, run one CPU worker per id, pinned alike",
+        help="train on the CPU where CUDA sees no GPU: with --gpus IDS one CPU worker per id, "
+        "pinned alike; with GPUs attached that CUDA cannot use (a driver too old), one CPU "
+        "worker instead of an error",
     )
     worker.add_argument(
         "--hostname",
@@ -35,13 +37,16 @@ def _worker(args: argparse.Namespace) -> int:
     from worker.supervisor import (
         GpuSelectionError,
         Supervisor,
+        nvidia_devices,
         parse_gpus,
         plan_slots,
+        require_usable_gpus,
         visible_gpus,
     )
 
     try:
         visible = [] if parse_gpus(args.gpus) == [] else visible_gpus()
+        require_usable_gpus(args.gpus, args.allow_cpu, visible, nvidia_devices())
         slots = plan_slots(args.gpus, args.allow_cpu, args.hostname, visible)
     except GpuSelectionError as exc:
         print(f"thaw: error: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ processes stay in the supervisor's process group, so a kill of the group reaches
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from thaw.settings import Settings
 
@@ -49,6 +51,58 @@ def visible_gpus() -> list[str]:
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         return listed[:count]
     return [str(i) for i in range(count)]
+
+
+# The oldest NVIDIA driver each CUDA major version runs on (minor version compatibility).
+MIN_DRIVER_FOR_CUDA = {"11": "450.80.02", "12": "525.60.13", "13": "580.65.06"}
+
+
+@dataclass(frozen=True)
+class NvidiaDevices:
+    """The NVIDIA GPUs handed to this process (``/dev/nvidiaN``, present even when CUDA
+    cannot use them), the driver's version, and the CUDA version torch is built for."""
+
+    ids: list[str]
+    driver: str | None
+    cuda: str | None
+
+
+def nvidia_devices(
+    dev: Path = Path("/dev"), version_file: Path = Path("/proc/driver/nvidia/version")
+) -> NvidiaDevices:
+    import torch
+
+    ids = sorted(
+        (m[1] for p in dev.glob("nvidia*") if (m := re.fullmatch(r"nvidia(\d+)", p.name))),
+        key=int,
+    )
+    try:
+        found = re.search(r"Kernel Module\s+(?:for \S+\s+)?(\d[\d.]*)", version_file.read_text())
+    except OSError:
+        found = None
+    return NvidiaDevices(ids, found[1] if found else None, torch.version.cuda)
+
+
+def require_usable_gpus(
+    gpus: str, allow_cpu: bool, visible: Sequence[str], nvidia: NvidiaDevices
+) -> None:
+    """Refuse to fall back to the CPU when GPUs were handed over but CUDA cannot use them
+    (typically a driver older than torch's CUDA needs), unless ``allow_cpu``."""
+    if visible or allow_cpu or not nvidia.ids or parse_gpus(gpus) == []:
+        return
+    if nvidia.cuda is None:
+        cause = "the installed torch is built without CUDA"
+    else:
+        needed = MIN_DRIVER_FOR_CUDA.get(nvidia.cuda.split(".")[0], "the one it names")
+        has = f" (this host has {nvidia.driver})" if nvidia.driver else ""
+        cause = (
+            f"torch's CUDA {nvidia.cuda} needs NVIDIA driver {needed} or newer{has}, "
+            "and in a container the NVIDIA Container Toolkit"
+        )
+    raise GpuSelectionError(
+        f"--gpus {gpus}: NVIDIA GPU {','.join(nvidia.ids)} attached but CUDA sees none: "
+        f"{cause}; fix that, or add --allow-cpu to train on the CPU"
+    )
 
 
 def node_name(hostname: str | None, device: str) -> str:
