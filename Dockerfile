@@ -1,10 +1,14 @@
-# syntax=docker/dockerfile:1
-#
 # Thaw image: one image for the API (`thaw api`, the default command) and the
 # training workers (`thaw worker`). torch's PyPI Linux wheels bundle CUDA, so
-# the image needs no CUDA base; the host needs the NVIDIA driver and the
-# NVIDIA Container Toolkit for the worker's GPU reservation.
-
+# the image needs no CUDA base; a GPU host needs the NVIDIA driver the bundled
+# CUDA asks for (README.md, "Deploy on a GPU host") and the NVIDIA Container
+# Toolkit.
+#
+# No `# syntax=` line: BuildKit would fetch that frontend from Docker Hub before
+# reading FROM, and an offline host could not build at all.
+#
+# PYTHON_IMAGE: any Debian-based image with python3.11 and venv, e.g. a site
+# mirror's copy of the default or one built by deploy/base-image.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 # --- builder: resolve and install every wheel into a virtualenv -------------
@@ -19,13 +23,18 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 RUN python -m venv /opt/venv
 
-# Dependencies first, in their own layer: torch and its CUDA libraries are
-# several GB, and this layer is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml README.md ./
+# Dependencies first, in their own layer, from pyproject.toml alone: torch and
+# its CUDA libraries are most of the image and of the build time, and only a
+# change to pyproject.toml reinstalls them (not one to README.md or the code).
+# triton (1 GB) serves torch.compile only, which Thaw does not use.
+COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && pip uninstall --yes triton \
     && rm /tmp/requirements.txt
 
+# pyproject.toml names README.md as the package's long description.
+COPY README.md ./
 COPY thaw ./thaw
 COPY service ./service
 COPY worker ./worker
@@ -35,6 +44,11 @@ RUN pip install --no-cache-dir --no-deps .
 
 # --- runtime: the virtualenv and a non-root user, nothing else ----------------
 FROM ${PYTHON_IMAGE} AS runtime
+
+# The user that owns /data. A host folder bound there must be writable by it:
+# chown it to APP_UID:APP_GID, or build with the ids that own it already.
+ARG APP_UID=10001
+ARG APP_GID=10001
 
 # HF_HOME and TORCH_HOME sit on the data volume, so downloaded weights survive
 # container restarts and are shared by the API (meta-device validation) and
@@ -53,21 +67,22 @@ ENV PYTHONUNBUFFERED=1 \
 
 # /data is created owned by the runtime user: a new named volume mounted there
 # starts as a copy of it, so the volume is writable without running as root.
-RUN groupadd --system --gid 10001 thaw \
-    && useradd --system --uid 10001 --gid thaw --create-home --home-dir /home/thaw \
+RUN groupadd --system --gid "${APP_GID}" thaw \
+    && useradd --system --uid "${APP_UID}" --gid thaw --create-home --home-dir /home/thaw \
         --shell /usr/sbin/nologin thaw \
     && mkdir -p /data/cache /models /datasets \
     && chown -R thaw:thaw /data
 
 COPY --from=builder /opt/venv /opt/venv
 
-USER 10001:10001
+USER ${APP_UID}:${APP_GID}
 WORKDIR /home/thaw
 
 EXPOSE 8000
 
-# Liveness of the API (slim has no curl). The worker serves no HTTP and
-# overrides this check in docker-compose.yml.
+# Liveness of the API (the base has no curl). A worker serves no HTTP: its
+# container runs `python -m worker.healthcheck` instead (docker-compose.yml,
+# and README.md's `docker run` recipe).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
 
