@@ -11,8 +11,8 @@
 # mirror's copy of the default or one built by deploy/base-image.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
-# --- builder: resolve and install every wheel into a virtualenv -------------
-FROM ${PYTHON_IMAGE} AS builder
+# --- deps: every dependency in a virtualenv, from pyproject.toml alone --------
+FROM ${PYTHON_IMAGE} AS deps
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -33,16 +33,20 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip uninstall --yes triton \
     && rm /tmp/requirements.txt
 
-# pyproject.toml names README.md as the package's long description.
+# --- app: Thaw itself, in a folder of its own ----------------------------------
+# Apart from the virtualenv, so a change to the code (or README.md, which
+# pyproject.toml names as the long description) adds a layer of a few MB to the
+# image instead of a new copy of the virtualenv.
+FROM deps AS app
 COPY README.md ./
 COPY thaw ./thaw
 COPY service ./service
 COPY worker ./worker
 # pip compiles bytecode at install time; it stays, because the runtime user
-# cannot write /opt/venv and would otherwise recompile torch on every start.
-RUN pip install --no-cache-dir --no-deps .
+# cannot write /opt and would otherwise recompile on every start.
+RUN pip install --no-cache-dir --no-deps --target /opt/app .
 
-# --- runtime: the virtualenv and a non-root user, nothing else ----------------
+# --- runtime: the virtualenv, the app and a non-root user, nothing else -------
 FROM ${PYTHON_IMAGE} AS runtime
 
 # The user that owns /data. A host folder bound there must be writable by it:
@@ -57,7 +61,8 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     VIRTUAL_ENV=/opt/venv \
-    PATH="/opt/venv/bin:${PATH}" \
+    PATH="/opt/app/bin:/opt/venv/bin:${PATH}" \
+    PYTHONPATH=/opt/app \
     THAW_DATA_DIR=/data \
     THAW_MODELS_DIR=/models \
     THAW_DATASETS_DIR=/datasets \
@@ -73,7 +78,8 @@ RUN groupadd --system --gid "${APP_GID}" thaw \
     && mkdir -p /data/cache /models /datasets \
     && chown -R thaw:thaw /data
 
-COPY --from=builder /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=app /opt/app /opt/app
 
 USER ${APP_UID}:${APP_GID}
 WORKDIR /home/thaw

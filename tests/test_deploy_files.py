@@ -261,20 +261,23 @@ def test_dockerfile_is_multi_stage_on_a_pinned_slim_python():
     variables = global_args()
     froms = [expand(rest, variables).split() for rest in instructions("FROM")]
     assert len(froms) >= 2, "builder and runtime stages expected"
-    for words in froms:
+    builder_names = [w[2] for w in froms[:-1] if len(w) == 3 and w[1].upper() == "AS"]
+    assert len(builder_names) == len(froms) - 1, "every builder stage needs a name"
+    for i, words in enumerate(froms):
         image = words[0]
+        if image in builder_names[:i]:
+            continue  # built on an earlier stage
         name, _, tag = image.partition(":")
         assert name == "python", image
         assert re.fullmatch(r"3\.11\.\d+-slim(-\w+)?", tag), f"{image}: pin a 3.11.x slim tag"
-    builder_names = [w[2] for w in froms[:-1] if len(w) == 3 and w[1].upper() == "AS"]
-    assert builder_names, "the builder stage needs a name"
     runtime = stages()[-1]
-    copies_from_builder = [
-        rest
+    copies_from_builder = {
+        rest.split()[0].removeprefix("--from="): rest.split()[1:]
         for kw, rest in runtime
-        if kw == "COPY" and any(rest.startswith(f"--from={n} ") for n in builder_names)
-    ]
-    assert any("/opt/venv" in rest for rest in copies_from_builder), (
+        if kw == "COPY" and rest.startswith("--from=")
+    }
+    assert set(copies_from_builder) <= set(builder_names)
+    assert ["/opt/venv", "/opt/venv"] in copies_from_builder.values(), (
         "the runtime stage copies the builder's virtualenv"
     )
     assert not any(kw == "RUN" and "pip install" in rest for kw, rest in runtime), (
@@ -287,9 +290,23 @@ def test_dockerfile_needs_no_registry_but_its_base():
     stage starts from the PYTHON_IMAGE build argument, so a mirror or a local base works."""
     first = DOCKERFILE.read_text().splitlines()[0]
     assert not re.match(r"#\s*syntax\s*=", first, re.I), first
-    for rest in instructions("FROM"):
-        assert rest.split()[0] == "${PYTHON_IMAGE}", rest
+    froms = [rest.split() for rest in instructions("FROM")]
+    names = [words[2] for words in froms if len(words) == 3]
+    for words in froms:
+        assert words[0] == "${PYTHON_IMAGE}" or words[0] in names, words
     assert "PYTHON_IMAGE" in global_args()
+
+
+def test_code_changes_leave_the_virtualenv_layer_alone():
+    """The runtime stage copies the dependencies' virtualenv from the stage that installs
+    them from pyproject.toml alone, and the app from its own stage."""
+    deps = stages()[0]
+    assert not any(kw == "COPY" and "thaw" in rest.split()[:-1] for kw, rest in deps)
+    deps_name = instructions("FROM")[0].split()[2]
+    runtime_copies = [rest for kw, rest in stages()[-1] if kw == "COPY"]
+    assert f"--from={deps_name} /opt/venv /opt/venv" in runtime_copies
+    app_copy = [c for c in runtime_copies if not c.startswith(f"--from={deps_name} ")]
+    assert len(app_copy) == 1 and "/opt/venv" not in app_copy[0], runtime_copies
 
 
 def test_only_pyproject_invalidates_the_dependency_layer():
