@@ -30,13 +30,14 @@ class SmokeFailure(Exception):
 
 
 def request(method: str, path: str, body: bytes | None = None, content_type: str = "") -> tuple:
+    """``(status, headers, body)``; the headers are case-insensitive."""
     headers = {"Authorization": f"Bearer {KEY}"}
     if content_type:
         headers["Content-Type"] = content_type
     req = urllib.request.Request(API + path, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
-            return resp.status, dict(resp.headers), resp.read()
+            return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
         raise SmokeFailure(f"{method} {path}: {exc.code} {exc.read().decode()[:500]}") from exc
 
