@@ -24,7 +24,7 @@ from thaw.errors import SpecError
 from thaw.freezing.engine import FreezeEngine
 from thaw.freezing.plan import plan_table
 from thaw.freezing.resolve import resolve
-from thaw.settings import Settings
+from thaw.settings import Settings, get_settings
 from thaw.spec import JobSpec
 from thaw.training import NullReporter, train
 
@@ -312,6 +312,20 @@ def test_rotate_refuses_more_active_groups_than_it_rotates():
     with pytest.raises(SpecError) as caught:
         resolved(spec, meta=True, num_train=24)
     assert caught.value.path == "schedule[0].active"
+
+
+def test_rotate_refuses_more_intervals_than_the_setting(monkeypatch):
+    monkeypatch.setenv("THAW_MAX_ROTATE_INTERVALS", "5")
+    get_settings.cache_clear()
+    try:
+        spec = _spec({"epochs": 4, "batch_size": 4}, {}, schedule=[{**ROTATE, "every_steps": 1}])
+        with pytest.raises(SpecError) as caught:
+            resolved(spec, meta=True, num_train=24)  # 24 steps of 1
+    finally:
+        get_settings.cache_clear()
+    assert caught.value.path == "schedule[0].every_steps"
+    assert "THAW_MAX_ROTATE_INTERVALS" in caught.value.message
+    assert caught.value.hint == "use every_steps of at least 5"
 
 
 def test_accumulating_k_batches_of_b_equals_one_batch_of_k_times_b(tmp_path: Path):

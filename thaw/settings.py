@@ -156,6 +156,9 @@ class Settings(BaseSettings):
         default=8 * 1024**2, ge=1024**2, description="RE2 memory budget per compiled re: pattern."
     )
     max_selectors: int = Field(default=1000, ge=1, description="Selectors in one spec, all told.")
+    max_rotate_intervals: int = Field(
+        default=1000, ge=1, description="Intervals (phase changes) one rotate preset expands into."
+    )
     lora_max_rank: int = Field(default=256, ge=1, description="Largest freeze.adapter.r.")
     max_plan_rows: int = Field(
         default=100_000, ge=1, description="Epochs x layers of one plan or layer status."

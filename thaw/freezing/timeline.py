@@ -21,6 +21,7 @@ from thaw.freezing.adapters import steer
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.selectors import select
 from thaw.freezing.state import TrainableMap, enforce_batchnorm_policy, initial_state
+from thaw.settings import get_settings
 from thaw.spec import (
     FineTunePreset,
     FreezeSpec,
@@ -203,6 +204,15 @@ def _rotate(item: RotatePreset, loc: tuple, index: ModelIndex, total: int) -> li
             f"active is {item.active} but 'groups' leaves {len(pool)} layer group(s) to "
             "rotate (those in 'always' excluded)",
             f"use 1..{len(pool)}" if pool else "widen 'groups' or narrow 'always'",
+        )
+    intervals = -(-total // item.every_steps)
+    limit = get_settings().max_rotate_intervals
+    if intervals > limit:
+        raise SpecError(
+            (*loc, "every_steps"),
+            f"every_steps {item.every_steps} makes {intervals} intervals over {total} steps; "
+            f"at most {limit} (THAW_MAX_ROTATE_INTERVALS)",
+            f"use every_steps of at least {-(-total // limit)}",
         )
     rng = random.Random(item.seed)
     events: list[Event] = []
