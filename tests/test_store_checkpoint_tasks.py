@@ -69,3 +69,21 @@ def test_wait_returns_when_a_worker_finishes(redis_client: redis.Redis) -> None:
     thread.join()
     assert done is not None
     assert done.status == "failed" and done.error == {"code": "undecodable_image", "status": 422}
+
+
+def test_a_record_whose_worker_died_is_failed_once(redis_client: redis.Redis) -> None:
+    store = CheckpointTaskStore(redis_client)
+    orphan = store.create("evaluation", "alice", JOB, "epoch-1", {})
+    alive = store.create("export", "alice", JOB, "epoch-1", {})
+    done = store.create("evaluation", "alice", JOB, "epoch-1", {})
+    assert store.start(orphan.id, "w-dead") and store.start(alive.id, "w-live")
+    assert store.start(done.id, "w-dead") and store.finish(done.id, result={})
+
+    assert store.fail_orphans({"w-live"}) == [orphan.id]
+    assert store.fail_orphans({"w-live"}) == []
+    failed = store.get(orphan.id)
+    assert failed is not None and failed.status == "failed"
+    assert failed.error is not None and failed.error["code"] == "worker_lost"
+    kept = store.get(alive.id)
+    assert kept is not None and kept.status == "running"
+    assert store.get(done.id).status == "succeeded"  # type: ignore[union-attr]

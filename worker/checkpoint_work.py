@@ -16,11 +16,11 @@ from thaw.uploads import tenant_uploads
 log = logging.getLogger(__name__)
 
 
-def run_checkpoint_task(task_id: str, settings: Settings, client) -> str:
+def run_checkpoint_task(task_id: str, worker_id: str, settings: Settings, client) -> str:
     """Take the record (unless it expired or another worker took it), run it and store
     its result or error; returns what happened, for the worker log."""
     store = CheckpointTaskStore(client)
-    if not store.start(task_id):
+    if not store.start(task_id, worker_id):
         return "not startable"
     task = store.get(task_id)
     job = JobStore(client).get(task.job_id) if task is not None else None

@@ -1,7 +1,8 @@
 """Background duties of every worker: its liveness heartbeat, and the sweeper that sends
 again every job that would otherwise wait forever: a running job whose worker died (its
 lease expired) and a queued job with no message in the broker (lost in a Redis restart,
-or taken by a worker that died before claiming it). The store grants one re-dispatch per
+or taken by a worker that died before claiming it). An evaluation or export whose worker
+died is failed (``worker_lost``), so nobody waits on it. The store grants one re-dispatch per
 job and period across all workers, so N sweepers send one message, not N.
 
 A lease that lapsed while Redis was away (restarted, or out of this worker's reach) may
@@ -19,6 +20,7 @@ import time
 from thaw.dispatch import Enqueue
 from thaw.settings import Settings
 from thaw.store import JobStatus, JobStore, WorkerRegistry
+from thaw.store.checkpoint_tasks import CheckpointTaskStore
 from worker.broker_queue import waiting_job_ids
 from worker.registration import heartbeat_info
 from worker.store_link import OUTAGE_ERRORS
@@ -34,6 +36,7 @@ class Maintenance:
         self.worker_id = worker_id
         self.jobs = JobStore(client)
         self.registry = WorkerRegistry(client)
+        self.tasks = CheckpointTaskStore(client)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="thaw-maintenance", daemon=True)
         self._answering_since: float | None = time.monotonic()
@@ -56,7 +59,11 @@ class Maintenance:
 
     def sweep(self) -> list[str]:
         """Send again the jobs that have no live message; returns the ids sent."""
-        expired = self.jobs.expired_leases() if self._answered_a_lease() else []
+        answered = self._answered_a_lease()
+        if answered:
+            for task_id in self.tasks.fail_orphans(set(self.registry.live_workers())):
+                log.warning("%s failed: its worker stopped while running it", task_id)
+        expired = self.jobs.expired_leases() if answered else []
         candidates = [*expired, *self.jobs.ids_by_status(JobStatus.QUEUED)]
         if not candidates:
             return []

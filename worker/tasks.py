@@ -57,17 +57,17 @@ def train(job_id: str) -> str:
 
 @app.task(name=CHECKPOINT_TASKS["evaluation"], ignore_result=True)
 def evaluate(task_id: str) -> str:
-    return run_checkpoint_task(task_id, settings, client())
+    return run_checkpoint_task(task_id, WORKER_ID, settings, client())
 
 
 @app.task(name=CHECKPOINT_TASKS["prediction"], ignore_result=True)
 def predict(task_id: str) -> str:
-    return run_checkpoint_task(task_id, settings, client())
+    return run_checkpoint_task(task_id, WORKER_ID, settings, client())
 
 
 @app.task(name=CHECKPOINT_TASKS["export"], ignore_result=True)
 def export(task_id: str) -> str:
-    return run_checkpoint_task(task_id, settings, client())
+    return run_checkpoint_task(task_id, WORKER_ID, settings, client())
 
 
 @worker_init.connect

@@ -28,8 +28,9 @@ DONE_SIGNAL_TTL_S = 300
 LIST_LIMIT = 100
 WAIT_SLICE_S = 10.0
 
-# ARGV: the record key, the statuses it may move from (comma separated), then the new
-# status and field/value pairs to set. Returns 1 when it moved.
+# KEYS: the record, the set of running records. ARGV: the statuses it may move from (comma
+# separated), the new status, then field/value pairs to set. Returns 1 when it moved; a
+# record that starts running joins the set, one that ends leaves it.
 _TRANSITION = r"""
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
@@ -39,6 +40,12 @@ for from in string.gmatch(ARGV[1], '[^,]+') do
 end
 if not allowed then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
+local id = redis.call('HGET', KEYS[1], 'id')
+if ARGV[2] == 'running' then
+  redis.call('SADD', KEYS[2], id)
+else
+  redis.call('SREM', KEYS[2], id)
+end
 return 1
 """
 
@@ -151,11 +158,33 @@ class CheckpointTaskStore:
 
     def _move(self, task_id: str, from_: str, to: str, **fields: str) -> bool:
         args = [from_, to, *(x for pair in fields.items() for x in pair)]
-        return bool(self._transition(keys=[self.keys.checkpoint_task(task_id)], args=args))
+        keys = [self.keys.checkpoint_task(task_id), self.keys.checkpoint_tasks_running]
+        return bool(self._transition(keys=keys, args=args))
 
-    def start(self, task_id: str) -> bool:
-        """Queued to running; False when it was not queued (expired, or already taken)."""
-        return self._move(task_id, "queued", "running", started_at=_now())
+    def start(self, task_id: str, worker_id: str = "") -> bool:
+        """Queued to running on ``worker_id``; False when it was not queued (expired, or
+        already taken)."""
+        return self._move(task_id, "queued", "running", started_at=_now(), worker=worker_id)
+
+    def fail_orphans(self, live_workers: set[str]) -> list[str]:
+        """Fail every running record whose worker is not among ``live_workers`` (it died
+        mid-run and nothing else would end it); the ids failed."""
+        running = [text(i) or "" for i in self.redis.smembers(self.keys.checkpoint_tasks_running)]
+        failed = []
+        for task_id in running:
+            worker = text(self.redis.hget(self.keys.checkpoint_task(task_id), "worker"))
+            if worker is None:
+                self.redis.srem(self.keys.checkpoint_tasks_running, task_id)
+            elif worker not in live_workers and self.finish(
+                task_id,
+                error={
+                    "code": "worker_lost",
+                    "message": f"the worker running it ({worker}) stopped; ask again",
+                    "status": 503,
+                },
+            ):
+                failed.append(task_id)
+        return failed
 
     def finish(
         self,

@@ -26,6 +26,7 @@ KEY_FORMS: dict[str, str] = {
     "worker": "worker:{0}",
     "checkpoint_task": "ctask:{0}",
     "checkpoint_task_done": "ctask:{0}:done",
+    "checkpoint_tasks_running": "ctasks:running",
     "job_checkpoint_tasks": "job:{0}:ctasks:{1}",
     "webhook": "webhook:{0}",
     "webhooks_by_tenant": "webhooks:by-tenant:{0}",
@@ -111,6 +112,10 @@ class Keys:
 
     def checkpoint_task_done(self, task_id: str) -> str:
         return self._key("checkpoint_task_done", task_id)
+
+    @property
+    def checkpoint_tasks_running(self) -> str:
+        return self._key("checkpoint_tasks_running")
 
     def job_checkpoint_tasks(self, job_id: str, kind: str) -> str:
         return self._key("job_checkpoint_tasks", job_id, kind)
