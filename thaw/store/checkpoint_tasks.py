@@ -121,7 +121,9 @@ class CheckpointTaskStore:
         checkpoint: str,
         request: Mapping[str, Any],
     ) -> CheckpointTask:
-        """A queued record; ids sort by creation time within a millisecond's precision."""
+        """A queued record. Its id starts with the creation time; the job's list is in the
+        order of a counter every process shares, so two records of one millisecond keep
+        theirs."""
         ms = time.time_ns() // 1_000_000
         task_id = f"{ID_PREFIXES[kind]}{ms:012x}{secrets.token_hex(6)}"
         fields = {
@@ -134,9 +136,10 @@ class CheckpointTaskStore:
             "request": dumps(dict(request)),
             "created_at": _now(),
         }
+        order = int(self.redis.incr(self.keys.checkpoint_tasks_seq))
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.keys.checkpoint_task(task_id), mapping=fields)
-        pipe.zadd(self.keys.job_checkpoint_tasks(job_id, kind), {task_id: ms})
+        pipe.zadd(self.keys.job_checkpoint_tasks(job_id, kind), {task_id: order})
         pipe.execute()
         return CheckpointTask.from_hash(fields)
 

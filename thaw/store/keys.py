@@ -27,6 +27,7 @@ KEY_FORMS: dict[str, str] = {
     "checkpoint_task": "ctask:{0}",
     "checkpoint_task_done": "ctask:{0}:done",
     "checkpoint_tasks_running": "ctasks:running",
+    "checkpoint_tasks_seq": "ctasks:seq",
     "job_checkpoint_tasks": "job:{0}:ctasks:{1}",
     "webhook": "webhook:{0}",
     "webhooks_by_tenant": "webhooks:by-tenant:{0}",
@@ -112,6 +113,10 @@ class Keys:
 
     def checkpoint_task_done(self, task_id: str) -> str:
         return self._key("checkpoint_task_done", task_id)
+
+    @property
+    def checkpoint_tasks_seq(self) -> str:
+        return self._key("checkpoint_tasks_seq")
 
     @property
     def checkpoint_tasks_running(self) -> str:
