@@ -117,8 +117,24 @@ def test_a_member_2000_folders_deep_is_a_422(api: ApiServer, store: redis.Redis)
     deeper = "/".join(["d"] * 40) + "/x.png"
     with api.client() as http:
         err = problem(upload(http, "deep.zip", zip_of({deeper: png(), "cats/1.png": png()})), 422)
-    assert "is 41 folders deep; at most 32" in err["detail"]
+    assert "is 40 folders deep; at most 32" in err["detail"]
     assert_nothing_stored(api, store)
+
+
+def test_depth_counts_folders_not_the_file_name(tmp_path: Path) -> None:
+    at_limit = tmp_path / "at_limit.zip"
+    at_limit.write_bytes(zip_of({"/".join(["d"] * 3) + "/x.png": png()}))
+    out = extract_archive(
+        at_limit, tmp_path / "ok", max_members=10, max_uncompressed_bytes=MiB, max_depth=3
+    )
+    assert [p.name for p in out.rglob("*.png")] == ["x.png"]
+    past = tmp_path / "past.zip"
+    past.write_bytes(zip_of({"/".join(["d"] * 4) + "/x.png": png()}))
+    with pytest.raises(DatasetError) as info:
+        extract_archive(
+            past, tmp_path / "no", max_members=10, max_uncompressed_bytes=MiB, max_depth=3
+        )
+    assert "is 4 folders deep; at most 3" in info.value.message
 
 
 def _big_png(width: int, height: int) -> bytes:
@@ -176,3 +192,28 @@ def test_pixels_per_dataset_are_bounded(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as info:
         check_images_decode(tmp_path, rels, max_image_pixels=63, max_dataset_pixels=10**9)
     assert info.value.code == "image_too_large"
+
+
+def test_many_extended_headers_are_counted_against_the_configured_member_limit(
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "a.tar.gz"
+    with gzip.GzipFile(archive, mode="wb") as gz:
+        for i in range(150):
+            gz.write(_tar_header(b"pax", 512, b"x") + (b"%d" % i).ljust(512, b"\0"))
+        gz.write(b"\0" * 1024)
+    with pytest.raises(DatasetError) as info:
+        extract_archive(archive, tmp_path / "out", max_members=100, max_uncompressed_bytes=10**9)
+    assert info.value.code == "archive_too_many_members"
+    assert info.value.message.startswith(
+        "the archive has more than 100 extended (PAX or GNU long-name) headers; at most 100"
+    )
+
+
+def test_errors_name_the_file_the_user_uploaded(api: ApiServer, store: redis.Redis) -> None:
+    with api.client() as http:
+        err = problem(upload(http, "holiday photos.tar.gz", b"not an archive at all" * 30), 422)
+        assert err["detail"].startswith("'holiday photos.tar.gz' is not a .zip or .tar.gz")
+        err = problem(upload(http, "reviews.csv", b"text,label\n,pos\nok,neg\n"), 422)
+        assert err["detail"].startswith("'reviews.csv' has 1 bad row(s)")
+    assert_nothing_stored(api, store)

@@ -223,7 +223,7 @@ def _store(
     final = settings.uploads_dir / dataset_id
     try:
         staging.mkdir(parents=True)
-        data_path, info = _unpack(spool, kind, staging, settings)
+        data_path, info = _unpack(spool, kind, filename, staging, settings)
         stored = stored_bytes(staging)
         check_dataset_quota(datasets, tenant, settings, stored)
         os.replace(staging, final)
@@ -250,7 +250,7 @@ def _store(
 
 
 def _unpack(
-    spool: UploadSpool, kind: str, staging: Path, settings: Settings
+    spool: UploadSpool, kind: str, filename: str, staging: Path, settings: Settings
 ) -> tuple[Path, DatasetInfo]:
     if kind == "archive":
         root = staging / DATA_FOLDER
@@ -262,6 +262,7 @@ def _unpack(
             max_header_bytes=settings.max_archive_header_bytes,
             max_depth=settings.max_member_depth,
             max_name_chars=settings.max_member_name_chars,
+            shown_as=filename,
         )
         return root, inspect_image_folder(
             root,
@@ -272,7 +273,9 @@ def _unpack(
     target = staging / f"{DATA_FOLDER}.{kind}"
     os.replace(spool.path, target)
     fmt = "csv" if kind == "csv" else "jsonl"
-    return target, inspect_text_file(target, fmt, max_classes=settings.max_classes)
+    return target, inspect_text_file(
+        target, fmt, max_classes=settings.max_classes, shown_as=filename
+    )
 
 
 def stored_bytes(root: Path) -> int:

@@ -74,13 +74,15 @@ def extract_archive(
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_name_chars: int = DEFAULT_MAX_NAME_CHARS,
+    shown_as: str | None = None,
 ) -> Path:
     """Extract a .zip or tar (.tar.gz/.tgz) archive into ``dest_dir`` and return it.
 
     ``dest_dir`` must be absent or empty. Junk (``__MACOSX/``, dotfiles) is skipped, and a
     single top-level folder that wraps the class folders is unwrapped so ``dest_dir`` is the
     dataset root. Raises DatasetError for unsafe or oversized archives; a tar's raw headers
-    are checked against the limits before ``tarfile`` reads any of them.
+    are checked against the limits before ``tarfile`` reads any of them. Errors call the
+    archive ``shown_as`` (the name the user gave it), or else by its file name.
     """
     limits = _Limits(
         max_members, max_uncompressed_bytes, max_header_bytes, max_depth, max_name_chars
@@ -91,7 +93,7 @@ def extract_archive(
         raise ValueError(f"extraction target {dest} must be absent or an empty directory")
     created = not dest.exists()
     try:
-        with _open_members(archive, limits) as members:
+        with _open_members(archive, limits, shown_as or archive.name) as members:
             _check_layout(members)
             dest.mkdir(parents=True, exist_ok=True)
             _write_members(members, dest, max_uncompressed_bytes)
@@ -108,7 +110,7 @@ def extract_archive(
 
 
 @contextmanager
-def _open_members(archive: Path, limits: _Limits) -> Iterator[list[_Member]]:
+def _open_members(archive: Path, limits: _Limits, shown_as: str) -> Iterator[list[_Member]]:
     """Open an archive and list its checked members, closing it afterwards."""
     with open(archive, "rb") as f:
         head = f.read(4)
@@ -116,7 +118,7 @@ def _open_members(archive: Path, limits: _Limits) -> Iterator[list[_Member]]:
         with zipfile.ZipFile(archive) as zf:
             yield list(_zip_members(zf, limits))
         return
-    _scan_tar_headers(archive, limits)
+    _scan_tar_headers(archive, limits, shown_as)
     with tarfile.open(archive, mode="r:*") as tf:
         yield list(_tar_members(tf, limits))
 
@@ -133,42 +135,57 @@ def _decompressed(archive: Path) -> IO[bytes]:
     return open(archive, "rb")
 
 
-def _scan_tar_headers(archive: Path, limits: _Limits) -> None:
+def _scan_tar_headers(archive: Path, limits: _Limits, shown_as: str) -> None:
     """Walk the raw tar headers, skipping data, so that PAX and GNU extended headers count
     against the member and size limits and none over ``header_bytes`` is ever read."""
-    members = 0
+    headers = extended = 0
     total = 0
     with _decompressed(archive) as raw:
         while True:
             header = raw.read(_BLOCK)
-            if members and (len(header) < _BLOCK or header == bytes(_BLOCK)):
+            if headers and (len(header) < _BLOCK or header == bytes(_BLOCK)):
                 return
             if not _valid_header(header):
-                if members:
+                if headers:
                     raise tarfile.ReadError("bad tar header checksum")
                 raise DatasetError(
-                    f"'{shown_name(archive.name)}' is not a .zip or .tar.gz archive; "
+                    f"'{shown_name(shown_as)}' is not a .zip or .tar.gz archive; "
                     "upload a zip or gzipped tar of the image folder",
                     code="bad_format",
                 )
-            members += 1
-            _check_count(members, limits.members * 2)  # each member may carry one extension
+            headers += 1
             try:
                 size = tarfile.nti(header[124:136])
             except tarfile.InvalidHeaderError as exc:
                 raise tarfile.ReadError(f"bad tar header: {exc}") from exc
             if size < 0:
                 raise tarfile.ReadError("bad tar header: negative size")
-            if header[156] in _EXTENDED_HEADERS and size > limits.header_bytes:
-                raise DatasetError(
-                    f"the archive has a {size}-byte extended (PAX or GNU long-name) header; at "
-                    f"most {limits.header_bytes} bytes are allowed; re-create it with plain "
-                    f"names of at most {limits.name_chars} characters",
-                    code="archive_header_too_large",
-                )
+            if header[156] in _EXTENDED_HEADERS:
+                extended += 1
+                _check_extended(extended, size, limits)
+            else:
+                _check_count(headers - extended, limits.members)
             total += size
             _check_size(total, limits.uncompressed_bytes)
             _skip(raw, -(-size // _BLOCK) * _BLOCK)
+
+
+def _check_extended(count: int, size: int, limits: _Limits) -> None:
+    """At most one extended header per allowed member, none over ``header_bytes``."""
+    if count > limits.members:
+        raise DatasetError(
+            f"the archive has more than {limits.members} extended (PAX or GNU long-name) "
+            f"headers; at most {limits.members} are allowed, one per member; re-create it "
+            "with plain names",
+            code="archive_too_many_members",
+        )
+    if size > limits.header_bytes:
+        raise DatasetError(
+            f"the archive has a {size}-byte extended (PAX or GNU long-name) header; at "
+            f"most {limits.header_bytes} bytes are allowed; re-create it with plain "
+            f"names of at most {limits.name_chars} characters",
+            code="archive_header_too_large",
+        )
 
 
 def _valid_header(header: bytes) -> bool:
@@ -194,7 +211,7 @@ def _zip_members(zf: zipfile.ZipFile, limits: _Limits) -> Iterator[_Member]:
     max_bytes = limits.uncompressed_bytes
     total = 0
     for info in infos:
-        parts = _safe_parts(info.filename, limits)
+        parts = _safe_parts(info.filename, limits, info.is_dir())
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind == stat.S_IFLNK:
             raise _link_error(info.filename)
@@ -219,7 +236,7 @@ def _tar_members(tf: tarfile.TarFile, limits: _Limits) -> Iterator[_Member]:
     total = 0
     for count, info in enumerate(tf, start=1):
         _check_count(count, limits.members)
-        parts = _safe_parts(info.name, limits)
+        parts = _safe_parts(info.name, limits, info.isdir())
         if info.issym() or info.islnk():
             raise _link_error(info.name)
         if not (info.isfile() or info.isdir()):
@@ -248,7 +265,7 @@ def _tar_opener(
     return opener
 
 
-def _safe_parts(name: str, limits: _Limits) -> tuple[str, ...]:
+def _safe_parts(name: str, limits: _Limits, is_dir: bool) -> tuple[str, ...]:
     """Path components of a member name, refusing anything that could escape the target,
     or that is longer or deeper than the limits."""
     if len(name) > limits.name_chars:
@@ -261,8 +278,9 @@ def _safe_parts(name: str, limits: _Limits) -> tuple[str, ...]:
     parts = tuple(p for p in normalized.split("/") if p not in ("", "."))
     if ".." in parts:
         raise _unsafe(name, "contains a '..' component")
-    if len(parts) > limits.depth:
-        raise _unsafe(name, f"is {len(parts)} folders deep; at most {limits.depth}")
+    folders = len(parts) if is_dir else len(parts) - 1
+    if folders > limits.depth:
+        raise _unsafe(name, f"is {folders} folders deep; at most {limits.depth}")
     return parts
 
 

@@ -56,9 +56,10 @@ def inspect_text_file(
     format: Literal["csv", "jsonl"],
     *,
     max_classes: int | None = None,
+    shown_as: str | None = None,
 ) -> DatasetInfo:
     """Check a CSV or JSON Lines file of ``text``/``label`` rows and count its labels."""
-    return inspect_rows(path, format, max_classes=max_classes)
+    return inspect_rows(path, format, max_classes=max_classes, shown_as=shown_as)
 
 
 def inspect_dataset(path: str | os.PathLike[str], format: str) -> DatasetInfo:

@@ -52,11 +52,17 @@ class _Problems:
 
 
 def read_text_rows(
-    path: str | os.PathLike[str], format: str, *, max_classes: int | None = None
+    path: str | os.PathLike[str],
+    format: str,
+    *,
+    max_classes: int | None = None,
+    shown_as: str | None = None,
 ) -> TextRows:
     """Every row's text and label (as a string); raises DatasetError naming bad lines, or
-    at the first label past ``max_classes`` distinct ones (THAW_MAX_CLASSES by default)."""
+    at the first label past ``max_classes`` distinct ones (THAW_MAX_CLASSES by default).
+    Errors call the file ``shown_as`` (the name the user gave it), or else by its name."""
     file = Path(path)
+    name = shown_as or file.name
     if max_classes is None:
         from thaw.settings import get_settings
 
@@ -67,7 +73,7 @@ def read_text_rows(
         )
     if not file.is_file():
         raise DatasetError(
-            f"text dataset '{file.name}' does not exist; give a .csv or .jsonl file",
+            f"text dataset '{name}' does not exist; give a .csv or .jsonl file",
             code="not_found",
         )
     problems = _Problems()
@@ -76,7 +82,7 @@ def read_text_rows(
     seen: set[str] = set()
     try:
         with open(file, encoding="utf-8-sig", newline="") as f:
-            source = _csv_rows(f, file.name) if format == "csv" else _jsonl_rows(f)
+            source = _csv_rows(f, name) if format == "csv" else _jsonl_rows(f)
             for line, structural, text, label in source:
                 note = structural or _check_row(text, label)
                 if note is None:
@@ -85,12 +91,12 @@ def read_text_rows(
                     if labels[-1] not in seen:
                         seen.add(labels[-1])
                         if len(seen) > max_classes:
-                            raise too_many_classes(file.name, max_classes, line)
+                            raise too_many_classes(name, max_classes, line)
                 else:
                     problems.add(line, *note)
     except UnicodeDecodeError as exc:
         raise DatasetError(
-            f"'{file.name}' is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
+            f"'{name}' is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
             code="bad_format",
         ) from exc
     if problems.total:
@@ -98,24 +104,24 @@ def read_text_rows(
         more = problems.total - min(problems.total, _SHOWN_PROBLEMS)
         tail = f" (and {more} more)" if more else ""
         raise DatasetError(
-            f"'{file.name}' has {problems.total} bad row(s): {shown}{tail}; every row needs "
+            f"'{name}' has {problems.total} bad row(s): {shown}{tail}; every row needs "
             "a non-empty 'text' and a 'label' (string or integer)",
             code=problems.codes[0],
-            path=file.name,
+            path=name,
             lines=problems.lines,
         )
     if not labels:
         raise DatasetError(
-            f"'{file.name}' holds no rows; add rows with 'text' and 'label'",
+            f"'{name}' holds no rows; add rows with 'text' and 'label'",
             code="empty_dataset",
-            path=file.name,
+            path=name,
         )
     if len(seen) < 2:
         raise DatasetError(
-            f"a classifier needs at least two labels, '{file.name}' has only '{labels[0]}'; "
+            f"a classifier needs at least two labels, '{name}' has only '{labels[0]}'; "
             "add rows of another class",
             code="too_few_classes",
-            path=file.name,
+            path=name,
         )
     return TextRows(texts, labels)
 
@@ -132,9 +138,13 @@ def too_many_classes(name: str, limit: int, line: int | None = None) -> DatasetE
 
 
 def inspect_rows(
-    path: str | os.PathLike[str], format: str, *, max_classes: int | None = None
+    path: str | os.PathLike[str],
+    format: str,
+    *,
+    max_classes: int | None = None,
+    shown_as: str | None = None,
 ) -> DatasetInfo:
-    rows = read_text_rows(path, format, max_classes=max_classes)
+    rows = read_text_rows(path, format, max_classes=max_classes, shown_as=shown_as)
     return rows.info("csv" if format == "csv" else "jsonl")
 
 
