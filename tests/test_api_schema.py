@@ -83,7 +83,7 @@ def test_each_operation_declares_the_errors_it_can_give(api: ApiServer) -> None:
         "GET /v1/jobs/{job_id}/layers": {200, 404, 422, 503},
         "GET /v1/jobs/{job_id}/events": {200, 404, 422, 429, 503},
         "GET /v1/jobs/{job_id}/checkpoints": {200, 404, 422, 503},
-        "GET /v1/jobs/{job_id}/checkpoints/{name}/{file}": {200, 206, 304, 400, 404, 416}
+        "GET /v1/jobs/{job_id}/checkpoints/{name}/{file}": {200, 206, 302, 304, 400, 404, 416}
         | {422, 503},
         "GET /v1/workers": {200, 503},
     }

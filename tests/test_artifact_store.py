@@ -11,12 +11,12 @@ import torch
 from seaweedfs import SeaweedFS
 
 from thaw.artifacts import (
+    ArtifactCredentialsRejected,
     ArtifactNotFound,
     ArtifactStore,
+    ArtifactStoreUnreachable,
     BucketMissing,
     LocalStore,
-    StoreCredentialsRejected,
-    StoreUnreachable,
     VersionConflict,
     open_store,
 )
@@ -144,11 +144,11 @@ def test_a_stale_token_commit_is_refused(artifact_store: ArtifactStore, tmp_path
 
 def test_a_wrong_secret_is_a_clear_error(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
     store = open_store(Settings(**_s3_settings(seaweedfs, secret="not-the-secret")))
-    with pytest.raises(StoreCredentialsRejected) as caught:
+    with pytest.raises(ArtifactCredentialsRejected) as caught:
         store.check()
     assert caught.value.code == "artifact_store_credentials"
     assert caught.value.status == 503
-    with pytest.raises(StoreCredentialsRejected):
+    with pytest.raises(ArtifactCredentialsRejected):
         store.put("k", b"v")
 
 
@@ -164,7 +164,7 @@ def test_an_unreachable_endpoint_is_a_clear_error(seaweedfs: SeaweedFS) -> None:
     settings = _s3_settings(seaweedfs, "thaw-any")
     settings["artifacts_endpoint"] = "http://127.0.0.1:9"  # the discard port: nothing listens
     store = open_store(Settings(artifacts_connect_timeout=1, **settings))
-    with pytest.raises(StoreUnreachable) as caught:
+    with pytest.raises(ArtifactStoreUnreachable) as caught:
         store.check()
     assert caught.value.code == "artifact_store_unreachable"
     assert "THAW_ARTIFACTS_ENDPOINT" in str(caught.value)

@@ -283,6 +283,13 @@ class Settings(BaseSettings):
         description="An AWS-style credentials file ([default] aws_access_key_id, "
         "aws_secret_access_key), read when the two settings above are empty.",
     )
+    artifacts_presign_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="With an S3 store: checkpoint downloads answer 302 to a presigned URL "
+        "valid this long; 0 streams them through the API.",
+    )
     artifacts_connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to reach the object store before a try fails."
     )

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from thaw.checkpoints.errors import FencedOut
+from thaw.checkpoints.remote import store_run
 from thaw.disk_space import disk_full, is_disk_full
 from thaw.dispatch import Enqueue
 from thaw.errors import ThawError
@@ -84,7 +85,10 @@ def _train(
 
         spec = JobSpec.model_validate(job.spec)
         run_dir = settings.jobs_dir / job.id
-        result = train(spec, run_dir, settings, reporter, uploads=uploads, tenant=job.tenant)
+        remote = store_run(settings, job.id)
+        result = train(
+            spec, run_dir, settings, reporter, uploads=uploads, tenant=job.tenant, remote=remote
+        )
     except FencedOut:  # the lease, or the run folder's fence, says a newer claim holds it
         return "lost", None
     except StoreUnreachable:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response, status
 from fastapi import Path as PathParam
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
 from service.deps import JobDep, SettingsDep
 from service.openapi import V1_RESPONSES, problem_responses
@@ -18,6 +18,13 @@ from service.schemas import CheckpointList
 from thaw.checkpoints import list_checkpoints, read_meta, resolve_checkpoint_file
 from thaw.checkpoints.adapter import ADAPTER_DIR
 from thaw.checkpoints.layout import NAME_PATTERN
+from thaw.checkpoints.remote import (
+    cached_checkpoint,
+    presigned_file,
+    store_checkpoints,
+    store_run,
+)
+from thaw.checkpoints.store import checkpoint_file
 
 router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"], responses=V1_RESPONSES)
 
@@ -33,7 +40,11 @@ _CHUNK = 1024 * 1024
     responses=problem_responses(404),
 )
 def get_checkpoints(job: JobDep, settings: SettingsDep) -> dict[str, Any]:
-    infos = list_checkpoints(settings.jobs_dir / job.id)
+    remote = store_run(settings, job.id)
+    if remote is not None:
+        infos = store_checkpoints(remote)
+    else:
+        infos = list_checkpoints(settings.jobs_dir / job.id)
     return {"data": [info.to_dict() for info in reversed(infos)], "has_more": False}
 
 
@@ -46,6 +57,7 @@ def get_checkpoints(job: JobDep, settings: SettingsDep) -> dict[str, Any]:
     responses={
         200: {"content": {"application/octet-stream": {}}},
         206: {"description": "Partial content", "content": {"application/octet-stream": {}}},
+        302: {"description": "With THAW_ARTIFACTS_PRESIGN_SECONDS: a presigned store URL"},
         304: {"description": "Not modified"},
         **problem_responses(
             404, 416, e400="A checkpoint or file name that is not one of the accepted forms."
@@ -73,7 +85,16 @@ def download_checkpoint_file(
     if_none_match: Annotated[str | None, Header()] = None,
     if_range: Annotated[str | None, Header()] = None,
 ) -> Response:
-    path = resolve_checkpoint_file(settings.jobs_dir / job.id, name, file)
+    remote = store_run(settings, job.id)
+    if remote is not None and settings.artifacts_presign_seconds:
+        signed = presigned_file(remote, name, file, settings.artifacts_presign_seconds)
+        if signed is not None:
+            url, sha256 = signed
+            return RedirectResponse(url, status.HTTP_302_FOUND, headers={"ETag": f'"{sha256}"'})
+    if remote is None:
+        path = resolve_checkpoint_file(settings.jobs_dir / job.id, name, file)
+    else:
+        path = checkpoint_file(cached_checkpoint(remote, settings, job.id, name), name, file)
     folder = path.parents[file.count("/")]  # the checkpoint's own, above adapter/
     listed = {f.name: f for f in read_meta(folder).files}
     etag = f'"{listed[file].sha256}"'
@@ -117,6 +138,7 @@ def download_checkpoint_file(
     responses={
         200: {"content": {"application/octet-stream": {}}},
         206: {"description": "Partial content", "content": {"application/octet-stream": {}}},
+        302: {"description": "With THAW_ARTIFACTS_PRESIGN_SECONDS: a presigned store URL"},
         304: {"description": "Not modified"},
         **problem_responses(
             404, 416, e400="A checkpoint or file name that is not one of the accepted forms."

@@ -7,10 +7,11 @@ from typing import Any
 import redis
 from fastapi import APIRouter
 
-from service.deps import KnownCallerDep, StoresDep
+from service.deps import KnownCallerDep, SettingsDep, StoresDep
 from service.openapi import problem_responses
 from service.problems import Problem
 from service.schemas import HealthOut
+from thaw.artifacts import ArtifactStoreError, check_store
 
 router = APIRouter(tags=["health"])
 
@@ -30,10 +31,12 @@ async def healthz() -> dict[str, Any]:
     "ids (host and pid).",
     responses=problem_responses(
         e503="Not ready (`not_ready` without a key): Redis is unreachable "
-        "(`store_unavailable`) or no worker heartbeats (`no_workers`)."
+        "(`store_unavailable`), the artifact store refuses the credentials, lacks the bucket "
+        "or does not answer (`artifact_store_credentials`, `artifact_store_bucket_missing`, "
+        "`artifact_store_unreachable`), or no worker heartbeats (`no_workers`)."
     ),
 )
-def readyz(stores: StoresDep, known: KnownCallerDep) -> dict[str, Any]:
+def readyz(stores: StoresDep, known: KnownCallerDep, settings: SettingsDep) -> dict[str, Any]:
     try:
         stores.client.ping()
         workers = stores.workers.live_workers()
@@ -43,6 +46,12 @@ def readyz(stores: StoresDep, known: KnownCallerDep) -> dict[str, Any]:
         raise Problem(
             503, f"Redis is unreachable: {exc}", code="store_unavailable", redis=False
         ) from exc
+    try:
+        check_store(settings)
+    except ArtifactStoreError as exc:
+        if known is None:
+            raise _NOT_READY from exc
+        raise Problem(503, str(exc), code=exc.code, redis=True) from exc
     if not workers:
         if known is None:
             raise _NOT_READY

@@ -17,7 +17,7 @@ class ArtifactStoreError(ThawError):
         super().__init__(f"{message} ({hint})" if hint else message)
 
 
-class StoreCredentialsRejected(ArtifactStoreError):
+class ArtifactCredentialsRejected(ArtifactStoreError):
     """The object store refused the access key or its secret."""
 
     status = 503
@@ -31,7 +31,7 @@ class BucketMissing(ArtifactStoreError):
     code = "artifact_store_bucket_missing"
 
 
-class StoreUnreachable(ArtifactStoreError):
+class ArtifactStoreUnreachable(ArtifactStoreError):
     """No answer from the object store's endpoint."""
 
     status = 503

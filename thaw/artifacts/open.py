@@ -6,7 +6,7 @@ import configparser
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from thaw.artifacts.errors import ArtifactStoreError, StoreCredentialsRejected
+from thaw.artifacts.errors import ArtifactCredentialsRejected, ArtifactStoreError
 from thaw.artifacts.local import LocalStore
 from thaw.artifacts.s3 import S3Store
 from thaw.artifacts.store import ArtifactStore
@@ -45,15 +45,21 @@ def open_store(settings: Settings) -> ArtifactStore:
     )
 
 
+def check_store(settings: Settings) -> None:
+    """Raise ArtifactStoreError unless the configured object store answers (readiness)."""
+    if settings.artifacts_url.strip():
+        open_store(settings).check()
+
+
 def _credentials_file(path: Path) -> tuple[str, str]:
     parser = configparser.ConfigParser()
     try:
         read = parser.read(path, encoding="utf-8")
     except configparser.Error as exc:
-        raise StoreCredentialsRejected(f"credentials file {path} is unreadable: {exc}") from exc
+        raise ArtifactCredentialsRejected(f"credentials file {path} is unreadable: {exc}") from exc
     section = parser["default"] if parser.has_section("default") else None
     if not read or section is None or not section.get("aws_access_key_id"):
-        raise StoreCredentialsRejected(
+        raise ArtifactCredentialsRejected(
             f"credentials file {path} has no [default] aws_access_key_id",
             "write aws_access_key_id and aws_secret_access_key under [default]",
         )

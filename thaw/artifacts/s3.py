@@ -15,11 +15,11 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from thaw.artifacts.errors import (
+    ArtifactCredentialsRejected,
     ArtifactNotFound,
     ArtifactStoreError,
+    ArtifactStoreUnreachable,
     BucketMissing,
-    StoreCredentialsRejected,
-    StoreUnreachable,
     VersionConflict,
 )
 from thaw.artifacts.store import Versioned
@@ -159,19 +159,19 @@ class S3Store:
         except ClientError as exc:
             raise self._client_error(key, exc) from exc
         except EndpointConnectionError as exc:
-            raise StoreUnreachable(
+            raise ArtifactStoreUnreachable(
                 f"object store {self.endpoint or 'S3'} does not answer",
                 "check THAW_ARTIFACTS_ENDPOINT and that the store is running",
             ) from exc
         except BotoCoreError as exc:
             if "credentials" in type(exc).__name__.lower():
-                raise StoreCredentialsRejected(
+                raise ArtifactCredentialsRejected(
                     "no object store credentials were found",
                     "set THAW_ARTIFACTS_ACCESS_KEY_ID and THAW_ARTIFACTS_SECRET_ACCESS_KEY, "
                     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
                     "THAW_ARTIFACTS_CREDENTIALS_FILE",
                 ) from exc
-            raise StoreUnreachable(
+            raise ArtifactStoreUnreachable(
                 f"object store {self.endpoint or 'S3'} failed: {type(exc).__name__}",
                 "check THAW_ARTIFACTS_ENDPOINT and that the store is running",
             ) from exc
@@ -187,7 +187,7 @@ class S3Store:
                 "create it or fix THAW_ARTIFACTS_URL",
             )
         if code in CREDENTIAL_CODES:
-            return StoreCredentialsRejected(
+            return ArtifactCredentialsRejected(
                 f"the object store refused the credentials ({code})",
                 "check the access key and secret of THAW_ARTIFACTS_*",
             )

@@ -9,18 +9,35 @@ on a host that has no copy of it."""
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from thaw.artifacts.errors import ArtifactNotFound, VersionConflict
+from thaw.artifacts.open import open_store
 from thaw.artifacts.store import ArtifactStore
 from thaw.checkpoints.atomic import atomic_write_json, fsync_dir, remove_tree, replace_dir
-from thaw.checkpoints.commit import check_fence
+from thaw.checkpoints.commit import check_fence, publish
 from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint
 from thaw.checkpoints.hashing import sha256_file
-from thaw.checkpoints.index import INDEX_VERSION, Entry, Index
-from thaw.checkpoints.layout import BEST, INDEX_FILE, LAST, META_FILE, validate_name
+from thaw.checkpoints.index import (
+    INDEX_VERSION,
+    CheckpointInfo,
+    Entry,
+    Index,
+    choose_best,
+    read_index,
+)
+from thaw.checkpoints.layout import (
+    BEST,
+    INDEX_FILE,
+    LAST,
+    META_FILE,
+    checkpoints_dir,
+    validate_name,
+)
+from thaw.settings import Settings
 
 Update = Callable[[Index], Index]
 BLOBS = "blobs"
@@ -40,6 +57,50 @@ class StoreRun:
 def run_prefix(job_id: str) -> str:
     """Where a job's checkpoints live in the store."""
     return f"runs/{job_id}/checkpoints"
+
+
+def store_run(settings: Settings, job_id: str) -> StoreRun | None:
+    """The job's place in the object store THAW_ARTIFACTS_URL names; None when it is empty
+    (checkpoints then live only in the run folder under THAW_DATA_DIR)."""
+    if not settings.artifacts_url.strip():
+        return None
+    return StoreRun(open_store(settings), run_prefix(job_id))
+
+
+def cached_checkpoint(remote: StoreRun, settings: Settings, job_id: str, name: str) -> Path:
+    """A local copy of the job's checkpoint ``name`` for the API to serve, fetched into
+    ``data_dir/cache`` (apart from any run folder) on first use."""
+    return fetch_checkpoint(remote.store, remote.prefix, name, settings.data_dir / "cache" / job_id)
+
+
+def pull_last(remote: StoreRun, run_dir: Path, token: int | None) -> str | None:
+    """Make the store's ``last`` checkpoint the run folder's ``last`` when the folder does
+    not list it (a host with no copy, or an older one): download it and publish it locally
+    under the fence. Returns its name, None when the store has none."""
+    index, _ = read_store_index(remote.store, remote.prefix)
+    if index.last is None:
+        return None
+    if read_index(run_dir).last == index.last:
+        return index.last
+    root = checkpoints_dir(run_dir)
+    staged = fetch_checkpoint(remote.store, remote.prefix, index.last, root / ".fetch")
+    entry = index.get(index.last)
+    assert entry is not None
+
+    def add(local: Index) -> Index:
+        kept = [e for e in local.entries if e.name != entry.name and e.epoch < entry.epoch]
+        entries = [*kept, entry]
+        return Index(
+            entries=entries,
+            best=choose_best(entries, index.monitor, index.mode),
+            last=entry.name,
+            monitor=index.monitor,
+            mode=index.mode,
+        )
+
+    publish(run_dir, token, {root / entry.name: staged}, add)
+    remove_tree(root / ".fetch")
+    return entry.name
 
 
 def read_store_index(store: ArtifactStore, prefix: str) -> tuple[Index, str | None]:
@@ -83,19 +144,12 @@ def publish_to_store(
 def fetch_checkpoint(store: ArtifactStore, prefix: str, name: str, dest: Path) -> Path:
     """Download checkpoint ``name`` (``best``, ``last`` or ``epoch-<k>``) into
     ``dest/<epoch-k>`` unless a verified copy is there; returns that folder."""
-    index, _ = read_store_index(store, prefix)
-    target = validate_name(name)
-    if target in (BEST, LAST):
-        target = (index.best if target == BEST else index.last) or ""
-    entry = index.get(target)
-    if entry is None:
-        raise CheckpointNotFound(f"no checkpoint {name!r} in {store.url(prefix)}")
+    entry = _entry(store, prefix, name)
     folder = dest / entry.name
     if _matches(folder, entry):
         return folder
     dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / f".{entry.name}.tmp-fetch"
-    remove_tree(tmp)
+    tmp = dest / f".{entry.name}.tmp-{secrets.token_hex(6)}"
     try:
         for info in entry.files:
             path = tmp / info.name
@@ -112,15 +166,51 @@ def fetch_checkpoint(store: ArtifactStore, prefix: str, name: str, dest: Path) -
     return folder
 
 
+def presigned_file(remote: StoreRun, name: str, file: str, seconds: int) -> tuple[str, str] | None:
+    """A time-limited URL of ``file`` of checkpoint ``name`` straight from the store, and the
+    file's sha256; None for a store that has no such URLs (a local folder)."""
+    presign = getattr(remote.store, "presigned_url", None)
+    if presign is None:
+        return None
+    entry = _entry(remote.store, remote.prefix, name)
+    info = next((f for f in entry.files if f.name == file), None)
+    if info is None:
+        listed = ", ".join(f.name for f in entry.files)
+        raise CheckpointNotFound(f"checkpoint {name!r} has no file {file!r}", f"files: {listed}")
+    return presign(f"{remote.prefix}/{BLOBS}/{info.sha256}", seconds), info.sha256
+
+
+def _entry(store: ArtifactStore, prefix: str, name: str) -> Entry:
+    index, _ = read_store_index(store, prefix)
+    target = validate_name(name)
+    if target in (BEST, LAST):
+        target = (index.best if target == BEST else index.last) or ""
+    entry = index.get(target)
+    if entry is None:
+        raise CheckpointNotFound(
+            f"no checkpoint {name!r}", f"checkpoints: {', '.join(index.names()) or 'none'}"
+        )
+    return entry
+
+
 def _matches(folder: Path, entry: Entry) -> bool:
-    if not (folder / META_FILE).is_file():
+    """A copy fetched before (checked as it came in, then renamed into place) of ``entry``."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return False
-    return all(
-        (folder / f.name).is_file()
-        and (folder / f.name).stat().st_size == f.size
-        and sha256_file(folder / f.name) == f.sha256
+    return meta.get("files") == [f.to_dict() for f in entry.files] and all(
+        (folder / f.name).is_file() and (folder / f.name).stat().st_size == f.size
         for f in entry.files
     )
+
+
+def store_checkpoints(remote: StoreRun) -> list[CheckpointInfo]:
+    """The checkpoints the store lists for the run, oldest first, with best and last."""
+    from thaw.checkpoints.store import index_checkpoints  # store.py imports this module
+
+    index, _ = read_store_index(remote.store, remote.prefix)
+    return index_checkpoints(index, Path(remote.prefix))
 
 
 def _write_index(

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -49,10 +49,12 @@ from thaw.checkpoints.layout import (
     is_temp_name,
     validate_name,
 )
-from thaw.checkpoints.remote import StoreRun, publish_to_store
 from thaw.checkpoints.resume_state import load_training_state, save_training_state
 from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
 from thaw.disk_space import disk_full, is_disk_full, require_free
+
+if TYPE_CHECKING:
+    from thaw.checkpoints.remote import StoreRun
 
 MODES = ("min", "max")
 META_FORMAT = "thaw.checkpoint"
@@ -138,6 +140,8 @@ def save_checkpoint(
 
     new_index = publish(run_dir, token, {root / name: tmp}, add, confirm=fence)
     if remote is not None:
+        from thaw.checkpoints.remote import publish_to_store  # boto3 only where it is used
+
         publish_to_store(remote.store, remote.prefix, token, root / name, add, confirm=fence)
     return _info(root, entry, new_index)
 
@@ -160,8 +164,11 @@ def add_entry(index: Index, entry: Entry, monitor: str, mode: str, keep_last: in
 
 def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
     """Listed checkpoints in save order, oldest first, with ``best`` and ``last`` flags."""
-    index = read_index(run_dir)
-    root = checkpoints_dir(run_dir)
+    return index_checkpoints(read_index(run_dir), checkpoints_dir(run_dir))
+
+
+def index_checkpoints(index: Index, root: Path) -> list[CheckpointInfo]:
+    """The checkpoints ``index`` lists, as if their folders were under ``root``."""
     return [_info(root, entry, index) for entry in index.entries]
 
 
@@ -190,7 +197,11 @@ def resolve_checkpoint(run_dir: str | Path, name: str) -> Path:
 
 def resolve_checkpoint_file(run_dir: str | Path, name: str, file: str) -> Path:
     """The path of ``file`` inside checkpoint ``name``; only files its meta.json lists."""
-    folder = resolve_checkpoint(run_dir, name)
+    return checkpoint_file(resolve_checkpoint(run_dir, name), name, file)
+
+
+def checkpoint_file(folder: Path, name: str, file: str) -> Path:
+    """The path of ``file`` inside the checkpoint ``folder``; only files its meta.json lists."""
     if not _is_plain_file_name(file):
         raise InvalidCheckpointName(
             f"invalid checkpoint file name {file!r}", "use a file name the checkpoint lists"

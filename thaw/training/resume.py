@@ -25,6 +25,7 @@ from thaw.freezing.engine import FreezeEngine
 
 if TYPE_CHECKING:
     from thaw.checkpoints.adapter import AdapterExport
+    from thaw.checkpoints.remote import StoreRun
 
 Fence = Callable[[], int | None]
 
@@ -136,6 +137,7 @@ def save_epoch(
     reserve_bytes: int = 0,
     monitor: str = "val_loss",
     mode: str = "min",
+    remote: StoreRun | None = None,
 ) -> dict[str, Any]:
     from thaw.checkpoints import save_checkpoint
 
@@ -154,6 +156,7 @@ def save_epoch(
         adapter=snap.adapter,
         monitor=monitor,
         mode=mode,
+        remote=remote,
     )
     return info.to_dict()
 

@@ -16,6 +16,7 @@ from torch import nn
 from thaw.checkpoints.adapter import base_state
 from thaw.checkpoints.commit import raise_fence
 from thaw.checkpoints.errors import FencedOut
+from thaw.checkpoints.remote import StoreRun, pull_last, raise_store_fence
 from thaw.class_weights import class_weight_vector
 from thaw.data.shape import DataShape, UploadLookup
 from thaw.errors import ThawError
@@ -62,16 +63,18 @@ def train(
     uploads: UploadLookup | None = None,
     device: str | None = None,
     tenant: str | None = None,
+    remote: StoreRun | None = None,
 ) -> TrainResult:
     """Run ``spec`` to the end (or until ``reporter.stop_reason()``), resuming from the
     newest checkpoint in ``run_dir`` if there is one. Running out of memory raises
     OutOfMemory (``out_of_memory``), as does host memory growing past
     THAW_MAX_JOB_HOST_MEMORY_BYTES (checked between steps). TensorBoard files go to
     ``run_dir/tensorboard`` and the spec's integrations get the same curves (``tenant``
-    picks their credentials)."""
+    picks their credentials). With ``remote``, checkpoints also go to the artifact store,
+    and the run resumes from the store's ``last`` when the folder has no copy of it."""
     sinks = observed(reporter or NullReporter(), spec, run_dir, settings, tenant)
     try:
-        result = _train_or_oom(spec, run_dir, settings, sinks, uploads, device)
+        result = _train_or_oom(spec, run_dir, settings, sinks, uploads, device, remote)
     except FencedOut:
         sinks.close("lost")
         raise
@@ -92,11 +95,12 @@ def _train_or_oom(
     reporter: Reporter,
     uploads: UploadLookup | None,
     device: str | None,
+    remote: StoreRun | None = None,
 ) -> TrainResult:
     watch = MemoryWatch(settings.max_job_host_memory_bytes, spec.hyperparameters.batch_size)
     try:
         with watch:
-            return _train(spec, run_dir, settings, reporter, uploads, device, watch)
+            return _train(spec, run_dir, settings, reporter, uploads, device, watch, remote)
     except OOM_ERRORS:
         pass
     except RuntimeError as exc:
@@ -115,6 +119,7 @@ def _train(
     uploads: UploadLookup | None,
     device: str | None,
     watch: MemoryWatch,
+    remote: StoreRun | None = None,
 ) -> TrainResult:
     reporter = reporter or NullReporter()
     hp = spec.hyperparameters
@@ -134,13 +139,18 @@ def _train(
     engine = FreezeEngine.from_resolved(resolved, fused=placement.device.type == "cuda")
     run = _Run(spec, resolved, engine, placement, reporter, settings, run_dir, base)
     run.watch = watch
+    run.remote = remote
     watch.check()
     weight = class_weight_vector(hp, data.classes, data.train.labels)
     run.loss_fn = TrainingLoss(hp, weight, placement.device)
     run.num_train = len(data.train)
 
     # Claim the run folder before reading its resume point: no older claim publishes after.
-    raise_fence(run_dir, reporter.fence())
+    token = reporter.fence()
+    raise_fence(run_dir, token)
+    if remote is not None:
+        raise_store_fence(remote.store, remote.prefix, token)
+        pull_last(remote, run_dir, token)
     resumed = restore(run_dir, engine, placement.device, spec.fingerprint(), resolved.adapters)
     if resumed is not None and resumed.batch:
         reporter.log(
@@ -209,6 +219,7 @@ class _Run:
         self.num_train = 0
         self._batches_per_epoch = 1
         self._epoch_loss = [0.0, 0]
+        self.remote: StoreRun | None = None
 
     def loop(self, train_loader, val_loader, sampler, resumed: Resumed | None) -> TrainResult:
         timeline = self.resolved.timeline
@@ -534,6 +545,7 @@ class _Run:
                 reserve_bytes=self.settings.disk_reserve_bytes,
                 monitor=self.steering.monitor,
                 mode=self.steering.mode,
+                remote=self.remote,
             )
             return info, changed_layers(snap.model_state, self.base)
 

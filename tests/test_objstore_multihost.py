@@ -1,0 +1,161 @@
+"""Many hosts, no shared folder: workers and the API on their own data folders, checkpoints
+in a real S3-compatible store (SeaweedFS)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from api_fixtures import ApiServer, problem
+from safetensors.torch import load_file
+from seaweedfs import SeaweedFS
+from support import bits_equal
+from worker_fixtures import Stack, digits_spec, write_base_weights, write_digits
+
+from thaw.checkpoints.remote import fetch_checkpoint, read_store_index, store_run
+from thaw.settings import Settings
+from thaw.spec import JobSpec
+from thaw.training import train
+
+pytestmark = pytest.mark.slow
+
+PER_CLASS = 40  # 320 images to train on: 10 steps of 32 per epoch
+SPEC = digits_spec(epochs=2)
+
+
+def _host(stack: Stack, name: str, s3: dict[str, str]) -> None:
+    """The next worker (or API) started gets a data folder of its own."""
+    stack.extra_env = {**s3, "THAW_DATA_DIR": str(stack.root / f"data-{name}")}
+
+
+def _settings(stack: Stack, s3: dict[str, str], data_dir: Path) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        artifacts_url=s3["THAW_ARTIFACTS_URL"],
+        artifacts_endpoint=s3["THAW_ARTIFACTS_ENDPOINT"],
+        artifacts_access_key_id=s3["THAW_ARTIFACTS_ACCESS_KEY_ID"],
+        artifacts_secret_access_key=s3["THAW_ARTIFACTS_SECRET_ACCESS_KEY"],
+    )
+
+
+def test_a_job_moves_hosts_through_the_store_and_the_api_serves_it_from_there(
+    stack: Stack, s3_env: dict[str, str]
+) -> None:
+    write_base_weights(stack.root / "models")
+    write_digits(stack.root / "datasets", per_class=PER_CLASS)
+    train(JobSpec.model_validate(SPEC), stack.root / "unbroken", stack.settings)
+    unbroken = load_file(str(stack.root / "unbroken/checkpoints/epoch-2/model.safetensors"))
+
+    workers = {}
+    for name in ("a", "b"):
+        _host(stack, name, s3_env)
+        workers[name] = stack.start_worker(name, preload="slow_steps")
+    job = stack.submit(SPEC)
+    remote = store_run(_settings(stack, s3_env, stack.root / "reader"), job.id)
+    assert remote is not None
+    first = stack.wait_for(job.id, lambda j: j.progress.get("step", 0) >= 12)
+    deadline = time.monotonic() + 60
+    while read_store_index(remote.store, remote.prefix)[0].last != "epoch-1":
+        assert time.monotonic() < deadline, "epoch-1 never reached the store"
+        time.sleep(0.1)
+    old = next(
+        n for n, p in workers.items() if p.pid == os.getpgid(int(first.worker.split(":")[1]))
+    )
+    os.killpg(workers[old].pid, signal.SIGKILL)  # mid-epoch 2: the host is gone
+    new = "b" if old == "a" else "a"
+    assert not (stack.root / f"data-{new}" / "jobs" / job.id / "checkpoints" / "epoch-1").exists()
+
+    done = stack.wait_done(job.id)
+    assert done.status == "succeeded", done.error
+    logs = [e.data["message"] for e in stack.events.read(job.id, limit=10_000) if e.type == "log"]
+    assert "resumed from epoch 1 (phase 0)" in logs
+    index, _ = read_store_index(remote.store, remote.prefix)
+    assert (index.names(), index.last, index.token) == (["epoch-1", "epoch-2"], "epoch-2", 2)
+    final = fetch_checkpoint(remote.store, remote.prefix, "last", stack.root / "reader")
+    weights = load_file(str(final / "model.safetensors"))
+    assert [k for k in unbroken if not bits_equal(unbroken[k], weights[k])] == []
+
+    # An API host with an empty data folder lists and serves the checkpoints from the store.
+    api = ApiServer(stack.redis_url, stack.root / "api-host", env=dict(s3_env))
+    api.start()
+    try:
+        with api.client() as http:
+            listed = http.get(f"/v1/jobs/{job.id}/checkpoints").json()["data"]
+            assert [c["name"] for c in listed] == ["epoch-2", "epoch-1"]
+            model = next(f for f in listed[0]["files"] if f["name"] == "model.safetensors")
+            url = f"/v1/jobs/{job.id}/checkpoints/last/model.safetensors"
+            half = model["size"] // 2
+            head = http.get(url, headers={"Range": f"bytes=0-{half - 1}"})
+            assert head.status_code == 206
+            assert head.headers["etag"] == f'"{model["sha256"]}"'
+            tail = http.get(url, headers={"Range": f"bytes={half}-"})
+            assert tail.status_code == 206
+            assert hashlib.sha256(head.content + tail.content).hexdigest() == model["sha256"]
+    finally:
+        api.stop()
+
+    # With presigned downloads the API answers 302 and the store serves the bytes itself.
+    signed = ApiServer(
+        stack.redis_url,
+        stack.root / "api-signed",
+        env={**s3_env, "THAW_ARTIFACTS_PRESIGN_SECONDS": "60"},
+    )
+    signed.start()
+    try:
+        with signed.client() as http:
+            answer = http.get(f"/v1/jobs/{job.id}/checkpoints/best/model.safetensors")
+            assert answer.status_code == 302
+            body = httpx.get(answer.headers["location"]).content
+            assert f'"{hashlib.sha256(body).hexdigest()}"' == answer.headers["etag"]
+        assert not (stack.root / "api-signed" / "data" / "cache").exists()
+    finally:
+        signed.stop()
+
+
+def test_wrong_credentials_fail_readiness_and_the_job_with_a_clear_code(
+    stack: Stack, s3_env: dict[str, str], seaweedfs: SeaweedFS
+) -> None:
+    write_base_weights(stack.root / "models")
+    write_digits(stack.root / "datasets", per_class=10)
+    wrong = {**s3_env, "THAW_ARTIFACTS_SECRET_ACCESS_KEY": "not-the-secret"}
+    _host(stack, "w", wrong)
+    stack.start_worker("w")
+    api = ApiServer(stack.redis_url, stack.root / "api-host", env=wrong)
+    api.start()
+    try:
+        with api.client() as http:
+            err = problem(http.get("/readyz"), 503)
+            assert err["code"] == "artifact_store_credentials"
+            assert "THAW_ARTIFACTS_" in err["detail"]
+    finally:
+        api.stop()
+    job = stack.submit(digits_spec(epochs=1))
+    done = stack.wait_done(job.id)
+    assert done.status == "failed"
+    assert done.error is not None
+    assert done.error.code == "artifact_store_credentials"
+    assert "Traceback" not in done.error.message
+
+
+def test_an_unreachable_store_fails_readiness_with_a_clear_code(
+    stack: Stack, s3_env: dict[str, str]
+) -> None:
+    away = {**s3_env, "THAW_ARTIFACTS_ENDPOINT": "http://127.0.0.1:9"}
+    stack.start_worker("w")
+    api = ApiServer(
+        stack.redis_url,
+        stack.root / "api-host",
+        env={**away, "THAW_ARTIFACTS_CONNECT_TIMEOUT": "1"},
+    )
+    api.start()
+    try:
+        with api.client() as http:
+            err = problem(http.get("/readyz"), 503)
+            assert err["code"] == "artifact_store_unreachable"
+    finally:
+        api.stop()
