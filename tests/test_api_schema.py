@@ -71,7 +71,7 @@ def test_each_operation_declares_the_errors_it_can_give(api: ApiServer) -> None:
         "GET /v1/models": {200, 503},
         "GET /v1/models/layers": {200, 422, 503},
         "POST /v1/plans": {200, 413, 422, 503},
-        "POST /v1/datasets": {201, 408, 413, 415, 422, 429, 503},
+        "POST /v1/datasets": {200, 201, 408, 413, 415, 422, 429, 503},
         "GET /v1/datasets": {200, 422, 503},
         "GET /v1/datasets/{dataset_id}": {200, 404, 422, 503},
         "DELETE /v1/datasets/{dataset_id}": {204, 404, 422, 503},

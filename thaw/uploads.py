@@ -209,6 +209,16 @@ def store_upload(
         spool.discard()
 
 
+def existing_upload(
+    spool: UploadSpool, tenant: str, settings: Settings, datasets: DatasetStore
+) -> Dataset | None:
+    """The tenant's dataset stored from a file identical to the spooled one (same sha256),
+    so the same upload is not stored twice."""
+    if spool.size == 0:
+        return None
+    return datasets.find_sha256(tenant, spool.sha256, settings.max_datasets_per_tenant)
+
+
 def _store(
     spool: UploadSpool,
     kind: str,

@@ -18,6 +18,7 @@ from thaw.store.datasets import DATASET_ID, Dataset
 from thaw.store.errors import InvalidCursor
 from thaw.uploads import (
     check_dataset_quota,
+    existing_upload,
     remove_dataset_files,
     store_upload,
 )
@@ -42,16 +43,27 @@ DatasetId = Annotated[
     summary="Upload a dataset",
     description="multipart/form-data with a `file` part: a .zip/.tar.gz/.tgz image folder "
     "(one subfolder per class, optional train/ and val/) or a .csv/.jsonl file with `text` and "
-    "`label`; an optional `name` part. Validated before it is stored.",
+    "`label`; an optional `name` part. Validated before it is stored. A file identical to "
+    "one this key already uploaded answers 200 with that dataset instead of storing it again.",
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {"multipart/form-data": {"schema": DatasetUpload.model_json_schema()}},
         }
     },
-    responses=problem_responses(
-        408, 413, 415, 422, e429="Over this key's dataset quota; `Retry-After` says when to retry."
-    ),
+    responses={
+        200: {
+            "model": DatasetOut,
+            "description": "The same file was uploaded before: that dataset",
+        },
+        **problem_responses(
+            408,
+            413,
+            415,
+            422,
+            e429="Over this key's dataset quota; `Retry-After` says when to retry.",
+        ),
+    },
 )
 async def upload_dataset(
     request: Request,
@@ -63,6 +75,12 @@ async def upload_dataset(
     form = await receive_upload(request, settings)
     assert form.spool is not None and form.filename is not None
     try:
+        form.spool.close()
+        existing = await run_in_threadpool(
+            existing_upload, form.spool, tenant, settings, stores.datasets
+        )
+        if existing is not None:
+            return await run_in_threadpool(_created, existing, status.HTTP_200_OK)
         dataset = await run_in_threadpool(
             store_upload,
             form.spool,
@@ -78,10 +96,10 @@ async def upload_dataset(
     return await run_in_threadpool(_created, dataset)
 
 
-def _created(dataset: Dataset) -> JSONResponse:
+def _created(dataset: Dataset, code: int = status.HTTP_201_CREATED) -> JSONResponse:
     body = DatasetOut.model_validate(dataset.public_dict()).model_dump(mode="json")
     headers = {"Location": f"/v1/datasets/{dataset.id}"}
-    return JSONResponse(body, status_code=status.HTTP_201_CREATED, headers=headers)
+    return JSONResponse(body, status_code=code, headers=headers)
 
 
 @router.get(

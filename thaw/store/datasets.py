@@ -161,6 +161,14 @@ class DatasetStore:
                 total += int(size)
         return len(ids), total
 
+    def find_sha256(self, tenant: str, sha256: str, limit: int) -> Dataset | None:
+        """The tenant's newest dataset uploaded as the file with this sha256, among its
+        ``limit`` newest; None when there is none."""
+        index = self.keys.datasets_by_tenant(tenant)
+        ids = [text(i) or "" for i in self.redis.zrevrangebylex(index, "+", "-", 0, limit)]
+        found = (d for d in self._load_many(ids) if d.sha256 == sha256 and d.tenant == tenant)
+        return next(found, None)
+
     def _load_many(self, ids: Sequence[str]) -> list[Dataset]:
         pipe = self.redis.pipeline(transaction=False)
         for dataset_id in ids:
