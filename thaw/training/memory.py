@@ -33,6 +33,9 @@ class HostMemoryBudget(OutOfMemory):
     """The run's host memory grew past the job's budget; stopped before the kernel's OOM
     killer takes the worker (and whatever else runs on the host) down."""
 
+    status = 507
+    code = "out_of_memory"
+
     def __init__(self, grown: int, limit: int, batch_size: int):
         ThawError.__init__(
             self,
