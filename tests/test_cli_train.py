@@ -38,7 +38,13 @@ def test_thaw_train_writes_checkpoints_shows_progress_and_loads_back(tmp_path: P
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "succeeded" and result["epoch"] == 2
-    assert set(result["metrics"]) == {"val_loss", "val_accuracy", "epoch"}
+    assert set(result["metrics"]) == {
+        "val_loss",
+        "val_accuracy",
+        "val_f1_macro",
+        "train_loss",
+        "epoch",
+    }
     assert "epoch 2/2" in done.stderr
     assert "step/s" in done.stderr or "s/step" in done.stderr
     assert "phase 1 at step 5: 15 thawed, 0 frozen" in done.stderr

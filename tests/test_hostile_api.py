@@ -115,7 +115,7 @@ def test_text_uploads_that_broke_the_parsers_are_422(http: httpx.Client) -> None
     err = problem(response, 422)
     assert err["code"] == "bad_format"
     assert err["detail"] == (
-        "'data.csv' line 1: the header cannot be read (field larger than field limit "
+        "'wide.csv' line 1: the header cannot be read (field larger than field limit "
         "(131072)); write a header of 'text,label'"
     )
     nested = "[" * 100_000 + "]" * 100_000

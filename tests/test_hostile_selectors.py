@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pydantic import ValidationError
@@ -91,7 +92,9 @@ def test_spec_pool_deadline_costs_only_its_own_request() -> None:
         return results, await pool.run(lambda: "fresh")
 
     try:
-        results, fresh = asyncio.run(scenario())
+        # A loop of its own thread: a browser fixture may keep one running in this thread.
+        with ThreadPoolExecutor(1) as runner:
+            results, fresh = runner.submit(asyncio.run, scenario()).result()
     finally:
         release.set()
         pool.close()

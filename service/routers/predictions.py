@@ -12,6 +12,7 @@ from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from service.checkpoint_tasks import checked_checkpoint, listing, task_out, tenant_task
 from service.deps import JobDep, SendTaskDep, SettingsDep, StoresDep, TenantDep
@@ -67,7 +68,15 @@ async def _image_form(request: Request, settings: Settings) -> tuple[dict[str, A
             code="body_too_large",
             limit=limit,
         )
-    form = await request.form(max_files=settings.max_prediction_inputs + 1, max_fields=10)
+    try:
+        form = await request.form(max_files=settings.max_prediction_inputs + 1, max_fields=10)
+    except HTTPException as exc:  # starlette's answer to too many parts or a broken body
+        raise _invalid(
+            "files",
+            str(exc.detail),
+            f"send at most {settings.max_prediction_inputs} files "
+            "(THAW_MAX_PREDICTION_INPUTS) and only the fields files, checkpoint, top_k",
+        ) from exc
     try:
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
