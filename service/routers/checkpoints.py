@@ -31,6 +31,22 @@ router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"], responses=V1_RESPONS
 # A printable ASCII name with no slash or backslash, not starting with a dot.
 FILE_PATTERN = r"^[\x20-\x2d\x30-\x5b\x5d-\x7e][\x20-\x2e\x30-\x5b\x5d-\x7e]*$"
 _CHUNK = 1024 * 1024
+_FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}},
+    206: {"description": "Partial content", "content": {"application/octet-stream": {}}},
+    302: {"description": "With THAW_ARTIFACTS_PRESIGN_SECONDS: a presigned store URL"},
+    304: {"description": "Not modified"},
+    **problem_responses(
+        404, 416, e400="A checkpoint or file name that is not one of the accepted forms."
+    ),
+}
+CheckpointName = Annotated[
+    str,
+    PathParam(
+        description="best, last or epoch-<k>; other forms are a 400.",
+        json_schema_extra={"pattern": NAME_PATTERN},
+    ),
+]
 
 
 @router.get(
@@ -54,26 +70,12 @@ def get_checkpoints(job: JobDep, settings: SettingsDep) -> dict[str, Any]:
     description="`name` is `best`, `last` or `epoch-<k>`. The ETag is the file's sha256; "
     "`If-None-Match` answers 304 and a single `Range` answers 206.",
     response_class=Response,
-    responses={
-        200: {"content": {"application/octet-stream": {}}},
-        206: {"description": "Partial content", "content": {"application/octet-stream": {}}},
-        302: {"description": "With THAW_ARTIFACTS_PRESIGN_SECONDS: a presigned store URL"},
-        304: {"description": "Not modified"},
-        **problem_responses(
-            404, 416, e400="A checkpoint or file name that is not one of the accepted forms."
-        ),
-    },
+    responses=_FILE_RESPONSES,
 )
 def download_checkpoint_file(
     job: JobDep,
     settings: SettingsDep,
-    name: Annotated[
-        str,
-        PathParam(
-            description="best, last or epoch-<k>; other forms are a 400.",
-            json_schema_extra={"pattern": NAME_PATTERN},
-        ),
-    ],
+    name: CheckpointName,
     file: Annotated[
         str,
         PathParam(
@@ -135,26 +137,12 @@ def download_checkpoint_file(
     "adapter_model.safetensors) of a job trained with freeze.method lora; as for any "
     "checkpoint file, with ETag and Range.",
     response_class=Response,
-    responses={
-        200: {"content": {"application/octet-stream": {}}},
-        206: {"description": "Partial content", "content": {"application/octet-stream": {}}},
-        302: {"description": "With THAW_ARTIFACTS_PRESIGN_SECONDS: a presigned store URL"},
-        304: {"description": "Not modified"},
-        **problem_responses(
-            404, 416, e400="A checkpoint or file name that is not one of the accepted forms."
-        ),
-    },
+    responses=_FILE_RESPONSES,
 )
 def download_adapter_file(
     job: JobDep,
     settings: SettingsDep,
-    name: Annotated[
-        str,
-        PathParam(
-            description="best, last or epoch-<k>; other forms are a 400.",
-            json_schema_extra={"pattern": NAME_PATTERN},
-        ),
-    ],
+    name: CheckpointName,
     file: Annotated[
         str,
         PathParam(
