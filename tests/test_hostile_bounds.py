@@ -50,10 +50,11 @@ def rstore(bounded: ApiServer) -> Iterator[redis.Redis]:
         client.close()
 
 
-def csv_of(size: int) -> bytes:
-    """A valid text,label csv of exactly ``size`` bytes."""
+def csv_of(size: int, fill: str = "x") -> bytes:
+    """A valid text,label csv of exactly ``size`` bytes; ``fill`` makes files of one size
+    differ (an identical upload answers the dataset already stored)."""
     head = "text,label\n" + "".join(f"row {i},{'pos' if i % 2 else 'neg'}\n" for i in range(4))
-    filler = "x" * (size - len(head) - len(",pos\n"))
+    filler = fill * (size - len(head) - len(",pos\n"))
     return (head + filler + ",pos\n").encode()
 
 
@@ -75,10 +76,10 @@ def test_dataset_count_quota_is_a_429_and_stores_nothing(
     bounded: ApiServer, rstore: redis.Redis
 ) -> None:
     with bounded.client(KEYS["alice"]) as alice, bounded.client(KEYS["bob"]) as bob:
-        first = upload(alice, csv_of(200))
+        first = upload(alice, csv_of(200, "a"))
         assert first.status_code == 201, first.text
-        assert upload(alice, csv_of(200)).status_code == 201
-        refused = upload(alice, csv_of(200))
+        assert upload(alice, csv_of(200, "b")).status_code == 201
+        refused = upload(alice, csv_of(200, "c"))
         err = problem(refused, 429)
         assert err["code"] == "dataset_quota_exceeded"
         assert refused.headers["Retry-After"] == "60"
@@ -87,9 +88,9 @@ def test_dataset_count_quota_is_a_429_and_stores_nothing(
             "delete some before uploading more"
         )
         assert len(stored_ids(bounded, rstore, "alice")) == 2
-        assert upload(bob, csv_of(200)).status_code == 201
+        assert upload(bob, csv_of(200, "d")).status_code == 201
         assert alice.delete(f"/v1/datasets/{first.json()['id']}").status_code == 204
-        assert upload(alice, csv_of(200)).status_code == 201
+        assert upload(alice, csv_of(200, "e")).status_code == 201
         assert len(stored_ids(bounded, rstore, "alice")) == 2
 
 
