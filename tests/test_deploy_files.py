@@ -737,7 +737,7 @@ def test_docker_compose_config_validates(cli, files, profiles, tmp_path):
     if creds:
         assert services["api"]["environment"]["THAW_ARTIFACTS_URL"].startswith("s3://")
         without = compose_config(cli, files, profiles, empty, THAW_API_KEYS="tenant:secret")
-        assert without.returncode != 0 and "THAW_S3_ACCESS_KEY" in without.stderr
+        assert without.returncode != 0 and "THAW_S3_" in without.stderr
 
     refused = compose_config(cli, files, profiles, empty, THAW_API_KEYS="", **creds)
     assert refused.returncode != 0 and "THAW_API_KEYS" in refused.stderr
