@@ -17,10 +17,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.auth import Caller
-from service.deps import get_caller
-from service.routers.workers import runs_for
-from service.stores import Stores
+from service.api.deps import get_caller
+from service.api.routers.workers import runs_for
+from service.api.stores import Stores
+from service.auth.keys import Caller
 from thaw.dispatch import broker_queue_keys
 from thaw.store.job_record import JobStatus
 

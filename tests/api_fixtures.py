@@ -34,7 +34,7 @@ def with_db(url: str, db: int) -> str:
 
 @dataclass
 class ApiServer:
-    """One ``uvicorn --factory service.app:create_app`` process and its folders."""
+    """One ``uvicorn --factory service.api.app:create_app`` process and its folders."""
 
     redis_url: str
     root: Path
@@ -80,7 +80,7 @@ class ApiServer:
         self.port = free_port()
         self.log_path = self.root / f"uvicorn-{self.port}.log"
         args = [
-            sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
+            sys.executable, "-m", "uvicorn", "--factory", "service.api.app:create_app",
             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
             "--no-proxy-headers",
         ]  # fmt: skip

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from api_fixtures import KEYS, ApiServer, job_body, problem
 
-from service.auth import ApiKeys
-from service.server import UnsafeBind, check_bind, is_loopback
+from service.auth.keys import ApiKeys
+from service.launch.server import UnsafeBind, check_bind, is_loopback
 from thaw.settings import Settings
 
 pytest_plugins = ("api_fixtures",)

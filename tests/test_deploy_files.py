@@ -382,7 +382,7 @@ def test_dockerfile_cmd_healthcheck_and_port():
 
 
 def test_healthz_is_a_route_of_the_api():
-    from service.routers.health import router
+    from service.api.routers.health import router
 
     assert "/healthz" in {route.path for route in router.routes}
 

@@ -12,8 +12,8 @@ import pytest
 from pydantic import ValidationError
 from support import make_spec, minilm_spec, resolved
 
-from service.problems import Problem
-from service.spec_pool import SpecPool
+from service.api.spec_pool import SpecPool
+from service.http.problems import Problem
 from thaw.errors import SelectorError
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.selectors import select

@@ -18,7 +18,7 @@ import torch
 from digits import write_digits_folder
 from safetensors.torch import save_file
 
-from service.queue import enqueuer
+from service.api.queue import enqueuer
 from thaw.settings import Settings
 from thaw.spec import JobSpec
 from thaw.store import EventLog, Job, JobStore, WorkerRegistry

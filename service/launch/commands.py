@@ -23,7 +23,7 @@ def register_up(sub: argparse._SubParsersAction) -> None:
 
 
 def _api(args: argparse.Namespace) -> int:
-    from service.server import UnsafeBind, serve
+    from service.launch.server import UnsafeBind, serve
     from thaw.settings import get_settings
 
     try:
@@ -35,6 +35,6 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from service.stack import run_stack
+    from service.launch.stack import run_stack
 
     return run_stack(args.host, args.port, args.data_dir)

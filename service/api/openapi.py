@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.problems import MEDIA_TYPE
-from service.schemas import ProblemOut
+from service.api.schemas import ProblemOut
+from service.http.problems import MEDIA_TYPE
 from thaw.settings import Settings
 
 PROBLEM_SCHEMA = "ProblemOut"

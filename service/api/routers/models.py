@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from service.deps import SettingsDep, SpecPoolDep, TenantDep
-from service.openapi import V1_RESPONSES, problem_responses
-from service.schemas import ModelLayersOut, ModelSources
+from service.api.deps import SettingsDep, SpecPoolDep, TenantDep
+from service.api.openapi import V1_RESPONSES, problem_responses
+from service.api.schemas import ModelLayersOut, ModelSources
 from thaw.errors import SpecError
 from thaw.freezing.model_layers import describe_model
 from thaw.models import available_sources

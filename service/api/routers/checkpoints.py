@@ -10,11 +10,11 @@ from fastapi import APIRouter, Header, Response, status
 from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from service.deps import JobDep, SettingsDep
-from service.openapi import V1_RESPONSES, problem_responses
-from service.problems import Problem
-from service.ranges import RangeNotSatisfiable, parse_range
-from service.schemas import CheckpointList
+from service.api.deps import JobDep, SettingsDep
+from service.api.openapi import V1_RESPONSES, problem_responses
+from service.api.schemas import CheckpointList
+from service.http.problems import Problem
+from service.http.ranges import RangeNotSatisfiable, parse_range
 from thaw.checkpoints import list_checkpoints, read_meta, resolve_checkpoint_file
 from thaw.checkpoints.adapter import ADAPTER_DIR
 from thaw.checkpoints.layout import NAME_PATTERN

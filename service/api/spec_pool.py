@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from service.problems import Problem
+from service.http.problems import Problem
 from thaw.settings import Settings
 
 T = TypeVar("T")

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
-from service.deps import SettingsDep, SpecPoolDep, StoresDep, TenantDep
-from service.openapi import V1_RESPONSES, problem_responses
-from service.schemas import SPEC_EXAMPLES, PlanOut
+from service.api.deps import SettingsDep, SpecPoolDep, StoresDep, TenantDep
+from service.api.openapi import V1_RESPONSES, problem_responses
+from service.api.schemas import SPEC_EXAMPLES, PlanOut
 from thaw.spec import JobSpec
 from thaw.submit import plan_spec
 from thaw.uploads import tenant_uploads

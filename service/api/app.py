@@ -11,16 +11,10 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from service.auth import ApiKeys
-from service.auth_throttle import FailureThrottle
-from service.body_limit import JsonBodyLimit
-from service.head import HeadAsGet
-from service.metrics import install_metrics
-from service.openapi import install_openapi
-from service.pages import install_pages
-from service.problems import install_problem_handlers
-from service.queue import enqueuer, task_sender
-from service.routers import (
+from service.api.openapi import install_openapi
+from service.api.pages import install_pages
+from service.api.queue import enqueuer, task_sender
+from service.api.routers import (
     checkpoints,
     datasets,
     evaluations,
@@ -35,10 +29,16 @@ from service.routers import (
     webhooks,
     workers,
 )
-from service.security_headers import SecurityHeaders
-from service.spec_pool import SpecPool
-from service.sse import StreamSlots, async_client
-from service.stores import Stores
+from service.api.spec_pool import SpecPool
+from service.api.stores import Stores
+from service.auth.keys import ApiKeys
+from service.auth.throttle import FailureThrottle
+from service.http.body_limit import JsonBodyLimit
+from service.http.head import HeadAsGet
+from service.http.problems import install_problem_handlers
+from service.http.security_headers import SecurityHeaders
+from service.http.sse import StreamSlots, async_client
+from service.metrics import install_metrics
 from thaw.settings import Settings, get_settings
 
 log = logging.getLogger("thaw.api")

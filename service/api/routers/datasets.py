@@ -8,12 +8,12 @@ from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.deps import SettingsDep, StoresDep, TenantDep
-from service.multipart import receive_upload
-from service.openapi import V1_RESPONSES, problem_responses
-from service.paging import paging
-from service.problems import not_found
-from service.schemas import DatasetClassPage, DatasetList, DatasetOut, DatasetUpload
+from service.api.deps import SettingsDep, StoresDep, TenantDep
+from service.api.openapi import V1_RESPONSES, problem_responses
+from service.api.schemas import DatasetClassPage, DatasetList, DatasetOut, DatasetUpload
+from service.http.multipart import receive_upload
+from service.http.paging import paging
+from service.http.problems import not_found
 from thaw.store.datasets import DATASET_ID, Dataset
 from thaw.store.errors import InvalidCursor
 from thaw.uploads import (

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.auth import ALL_SEEING, ApiKeys, Caller
-from service.auth_throttle import FailureThrottle
-from service.problems import Problem, not_found
-from service.spec_pool import SpecPool
-from service.stores import Stores
+from service.api.spec_pool import SpecPool
+from service.api.stores import Stores
+from service.auth.keys import ALL_SEEING, ApiKeys, Caller
+from service.auth.throttle import FailureThrottle
+from service.http.problems import Problem, not_found
 from thaw.dispatch import Enqueue, SendTask
 from thaw.settings import Settings
 from thaw.store import Job

@@ -19,8 +19,8 @@ import anyio
 import redis
 import redis.asyncio as aioredis
 
-from service.finite import finite
-from service.problems import Problem
+from service.http.finite import finite
+from service.http.problems import Problem
 from thaw.store import Event
 from thaw.store.events import after_start, event_from_entry, stream_entries
 from thaw.store.job_record import TERMINAL_STATUSES

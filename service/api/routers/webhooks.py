@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.deps import SettingsDep, TenantDep
-from service.openapi import V1_RESPONSES, problem_responses
-from service.paging import paging
-from service.problems import not_found
+from service.api.deps import SettingsDep, TenantDep
+from service.api.openapi import V1_RESPONSES, problem_responses
+from service.http.paging import paging
+from service.http.problems import not_found
 from thaw.webhooks import EVENT_TYPES, Webhook, WebhookStore
 from thaw.webhooks.address import MAX_URL_CHARS, resolve_target
 from thaw.webhooks.store import WEBHOOK_ID

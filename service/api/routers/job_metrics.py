@@ -11,10 +11,10 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 
-from service.deps import JobDep, SettingsDep, StoresDep
-from service.finite import finite
-from service.openapi import V1_RESPONSES, problem_responses
-from service.problems import Problem
+from service.api.deps import JobDep, SettingsDep, StoresDep
+from service.api.openapi import V1_RESPONSES, problem_responses
+from service.http.finite import finite
+from service.http.problems import Problem
 from thaw.metrics_export import collect, read_all, to_csv
 from thaw.training.tensorboard import TENSORBOARD_DIR
 

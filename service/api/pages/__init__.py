@@ -3,6 +3,6 @@
 The pages are static HTML and JavaScript that call the same JSON API as any client;
 nothing here reads the stores."""
 
-from service.pages.install import install_pages
+from service.api.pages.install import install_pages
 
 __all__ = ["install_pages"]

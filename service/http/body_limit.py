@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.problems import Problem, problem_response
+from service.http.problems import Problem, problem_response
 
 _MULTIPART = b"multipart/form-data"
 

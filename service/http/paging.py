@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
-from service.problems import Problem
+from service.http.problems import Problem
 from thaw.settings import Settings
 
 

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Body, Response, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
-from service.checkpoint_tasks import checked_checkpoint, listing, task_out, tenant_task
-from service.deps import JobDep, SendTaskDep, SettingsDep, StoresDep, TenantDep
-from service.finite import finite
-from service.openapi import V1_RESPONSES, problem_responses
-from service.problems import Problem
-from service.schemas import CheckpointTaskList, CheckpointTaskOut
+from service.api.checkpoint_tasks import checked_checkpoint, listing, task_out, tenant_task
+from service.api.deps import JobDep, SendTaskDep, SettingsDep, StoresDep, TenantDep
+from service.api.openapi import V1_RESPONSES, problem_responses
+from service.api.schemas import CheckpointTaskList, CheckpointTaskOut
+from service.http.finite import finite
+from service.http.problems import Problem
 from thaw.inference.requests import ExportRequest
 from thaw.inference.tasks import task_dir
 from thaw.store.checkpoint_tasks import TASK_ID

@@ -19,7 +19,7 @@ from python_multipart.multipart import (
     parse_options_header,
 )
 
-from service.problems import Problem
+from service.http.problems import Problem
 from thaw.settings import Settings
 from thaw.spec import plain_text
 from thaw.uploads import UploadSpool, UploadTooLarge

@@ -7,10 +7,10 @@ from typing import Any
 import redis
 from fastapi import APIRouter
 
-from service.deps import KnownCallerDep, SettingsDep, StoresDep
-from service.openapi import problem_responses
-from service.problems import Problem
-from service.schemas import HealthOut
+from service.api.deps import KnownCallerDep, SettingsDep, StoresDep
+from service.api.openapi import problem_responses
+from service.api.schemas import HealthOut
+from service.http.problems import Problem
 from thaw.artifacts import ArtifactStoreError, check_store
 
 router = APIRouter(tags=["health"])

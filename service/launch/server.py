@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from service.auth import ApiKeys
+from service.auth.keys import ApiKeys
 from thaw.settings import Settings, get_settings
 
 
@@ -41,7 +41,7 @@ def serve(
     """Serve until interrupted; raises UnsafeBind before binding anything unsafe."""
     import uvicorn
 
-    from service.app import create_app
+    from service.api.app import create_app
 
     settings = settings or get_settings()
     host = host or settings.api_host

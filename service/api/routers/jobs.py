@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from service.deps import (
+from service.api.deps import (
     EnqueueDep,
     JobDep,
     SettingsDep,
@@ -16,11 +16,8 @@ from service.deps import (
     StoresDep,
     TenantDep,
 )
-from service.finite import finite
-from service.openapi import V1_RESPONSES, problem_responses
-from service.paging import paging
-from service.problems import Problem, not_found
-from service.schemas import (
+from service.api.openapi import V1_RESPONSES, problem_responses
+from service.api.schemas import (
     SPEC_EXAMPLES,
     JobList,
     JobOut,
@@ -28,6 +25,9 @@ from service.schemas import (
     LayerEpochOut,
     LayerStatusOut,
 )
+from service.http.finite import finite
+from service.http.paging import paging
+from service.http.problems import Problem, not_found
 from thaw.freezing.status import layer_status
 from thaw.spec import JobSpec
 from thaw.store import Job

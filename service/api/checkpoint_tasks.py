@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from service.problems import Problem, not_found
-from service.stores import Stores
+from service.api.stores import Stores
+from service.http.problems import Problem, not_found
 from thaw.checkpoints import CheckpointError, list_checkpoints, read_config, resolve_checkpoint
 from thaw.settings import Settings
 from thaw.store import Job

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from service.auth import Caller
-from service.deps import CallerDep, StoresDep
-from service.openapi import V1_RESPONSES
-from service.schemas import WorkerList
+from service.api.deps import CallerDep, StoresDep
+from service.api.openapi import V1_RESPONSES
+from service.api.schemas import WorkerList
+from service.auth.keys import Caller
 
 router = APIRouter(prefix="/v1", tags=["workers"], responses=V1_RESPONSES)
 

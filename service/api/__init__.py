@@ -1,0 +1,2 @@
+"""The Thaw API: the app factory, request dependencies, the response schemas and one router
+per resource."""
