@@ -106,10 +106,12 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         spec = _load_spec(args.spec)
+        from thaw.cpus import apply_cpu_share
         from thaw.settings import get_settings
         from thaw.training import train
         from thaw.training.console import ConsoleReporter
 
+        apply_cpu_share(get_settings().torch_threads)
         reporter = ConsoleReporter()
         try:
             result = train(spec, args.out, get_settings(), reporter, device=args.device)

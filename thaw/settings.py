@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         default=0,
         ge=0,
-        description="torch CPU threads of a worker (0: torch's default, the core count). "
+        description="torch intra- and inter-op threads of a worker and of `thaw train` (0: "
+        "the CPUs the process may use: affinity, cgroup cpuset and CPU quota, rounded down). "
         "Bitwise-equal resume needs the same count on every worker of a pool.",
     )
 

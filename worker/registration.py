@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from thaw.cpus import cpu_share
+
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -96,9 +98,14 @@ activity = Activity()
 
 @lru_cache(maxsize=1)
 def describe_device() -> dict[str, Any]:
-    """The device this worker trains on (the first visible GPU, or the CPU)."""
+    """The device this worker trains on (the first visible GPU, or the CPU), the CPUs it may
+    use and its torch threads."""
     import torch
 
+    cpus = {
+        "cpus": round(cpu_share().usable, 2),
+        "torch_threads": torch.get_num_threads(),
+    }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         return {
@@ -106,8 +113,9 @@ def describe_device() -> dict[str, Any]:
             "name": props.name,
             "total_memory": int(props.total_memory),
             "capability": f"{props.major}.{props.minor}",
+            **cpus,
         }
-    return {"type": "cpu", "name": "cpu", "cores": os.cpu_count()}
+    return {"type": "cpu", "name": "cpu", "cores": os.cpu_count(), **cpus}
 
 
 def device_memory() -> dict[str, int | None]:

@@ -1,5 +1,6 @@
 """``thaw worker``: one Celery worker process per GPU, each pinned with
-``CUDA_VISIBLE_DEVICES``, kept running by a small supervisor.
+``CUDA_VISIBLE_DEVICES`` (and, when there are several, each to its own part of the
+CPUs, so their torch threads do not fight), kept running by a small supervisor.
 
 The supervisor restarts a worker process that dies (waiting ``supervisor_backoff_seconds``,
 doubling up to ``supervisor_backoff_max_seconds`` while it keeps dying young), passes
@@ -21,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from thaw.cpus import cpu_slices, format_cpu_list
 from thaw.settings import Settings
 
 POLL_SECONDS = 0.2
@@ -185,6 +187,7 @@ class Supervisor:
     def __post_init__(self) -> None:
         self._children = [_Child(slot) for slot in self.slots]
         self._signals = 0
+        self._cpus = cpu_slices(len(self.slots))
 
     def run(self) -> int:
         previous = {
@@ -211,11 +214,18 @@ class Supervisor:
         env = dict(os.environ)
         if child.slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = child.slot.gpu
-        child.process = subprocess.Popen(self.argv(child.slot), env=env)
+        cpus = self._cpus[self._children.index(child)] if self._cpus else None
+        child.process = subprocess.Popen(
+            self.argv(child.slot),
+            env=env,
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
+        )
         child.started = time.monotonic()
         child.restart_at = None
         child.signals_sent = 0
-        pin = "" if child.slot.gpu is None else f" (CUDA_VISIBLE_DEVICES={child.slot.gpu!r})"
+        pins = [] if child.slot.gpu is None else [f"CUDA_VISIBLE_DEVICES={child.slot.gpu!r}"]
+        pins += [] if cpus is None else [f"CPUs {format_cpu_list(cpus)}"]
+        pin = f" ({', '.join(pins)})" if pins else ""
         self.log(f"started {child.slot.name}{pin}, pid {child.process.pid}")
 
     def _reap(self) -> None:

@@ -15,6 +15,7 @@ from functools import lru_cache
 import redis
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
+from thaw.cpus import apply_cpu_share
 from thaw.dispatch import CHECKPOINT_TASKS, TRAIN_TASK
 from thaw.store import connect
 from thaw.webhooks.dispatcher import Dispatcher
@@ -71,11 +72,8 @@ def export(task_id: str) -> str:
 
 
 @worker_init.connect
-def _pin_threads(**_: object) -> None:
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
+def _size_threads(**_: object) -> None:
+    log.info(apply_cpu_share(settings.torch_threads).describe())
 
 
 @worker_ready.connect
