@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from redis_server import RedisDatabases
 
 from thaw.settings import Settings
 from thaw.store.redis_server import free_port
@@ -26,10 +27,6 @@ KEYS = {"alice": "key-alice-0123456789", "bob": "key-bob-9876543210"}
 START_TIMEOUT_S = 90.0
 MAX_UPLOAD_BYTES = 300_000
 MAX_ARCHIVE_MEMBERS = 60
-
-
-def with_db(url: str, db: int) -> str:
-    return url.rsplit("/", 1)[0] + f"/{db}"
 
 
 @dataclass
@@ -134,28 +131,46 @@ class ApiServer:
             shutil.rmtree(self.data_dir / sub, ignore_errors=True)
 
 
-@contextmanager
-def running_api(
-    redis_url: str, prefix: str, env: dict[str, str] | None = None
-) -> Iterator[ApiServer]:
-    """An API server on its own temporary folders, stopped on exit."""
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        server = ApiServer(redis_url, Path(tmp), env=dict(env or {}))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+class ApiServers:
+    """The one way tests start API servers: each on its own temporary folders and, unless it
+    must share one, its own Redis database lent by the session, stopped and given back on exit."""
+
+    def __init__(self, databases: RedisDatabases) -> None:
+        self._databases = databases
+
+    @contextmanager
+    def serving(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        redis_url: str | None = None,
+        root: Path | None = None,
+    ) -> Iterator[ApiServer]:
+        """``env`` adds THAW_ settings; ``redis_url`` shares another server's or a stack's
+        database; ``root`` serves that folder (a stack's) instead of a fresh one."""
+        with ExitStack() as cleanup:
+            if redis_url is None:
+                redis_url = cleanup.enter_context(self._databases.lend())
+            if root is None:
+                root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="thaw-api-")))
+            server = ApiServer(redis_url, root, env=dict(env or {}))
+            cleanup.callback(server.stop)
+            yield server.start()
 
 
 @pytest.fixture(scope="session")
-def api_server(redis_url: str) -> Iterator[ApiServer]:
-    """No API keys (tenant ``default``), small upload limits, Redis database 3."""
+def api_servers(redis_databases: RedisDatabases) -> ApiServers:
+    return ApiServers(redis_databases)
+
+
+@pytest.fixture(scope="session")
+def api_server(api_servers: ApiServers) -> Iterator[ApiServer]:
+    """No API keys (tenant ``default``), small upload limits."""
     limits = {
         "THAW_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
         "THAW_MAX_ARCHIVE_MEMBERS": str(MAX_ARCHIVE_MEMBERS),
     }
-    with running_api(with_db(redis_url, 3), "thaw-api-", limits) as server:
+    with api_servers.serving(limits) as server:
         yield server
 
 
@@ -182,13 +197,12 @@ def store(api: ApiServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def keyed_server(redis_url: str) -> Iterator[ApiServer]:
-    """Tenants ``alice`` and ``bob`` with their keys, Redis database 4. Every test sends from
-    127.0.0.1, so the failed-key throttle is set out of reach here; its own tests use a
-    server of their own."""
+def keyed_server(api_servers: ApiServers) -> Iterator[ApiServer]:
+    """Tenants ``alice`` and ``bob`` with their keys. Every test sends from 127.0.0.1, so the
+    failed-key throttle is set out of reach here; its own tests use a server of their own."""
     pairs = ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items())
     env = {"THAW_API_KEYS": pairs, "THAW_AUTH_FAILURES_MAX": "1000000"}
-    with running_api(with_db(redis_url, 4), "thaw-api-keys-", env) as server:
+    with api_servers.serving(env) as server:
         yield server
 
 

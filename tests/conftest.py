@@ -1,17 +1,25 @@
+"""The one place fixtures are registered: Redis for the session, and the fixture modules."""
+
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
-from redis_server import RedisServer
-from seaweedfs import s3_env, seaweedfs
-from worker_fixtures import stack
+from redis_server import RedisDatabases, RedisServer
 
-__all__ = ["s3_env", "seaweedfs", "stack"]
+pytest.register_assert_rewrite("support")
 
-pytest.register_assert_rewrite("api_fixtures")
+pytest_plugins = (
+    "api_fixtures",
+    "worker_fixtures",
+    "live_stack",
+    "browser_fixtures",
+    "seaweedfs",
+)
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +34,11 @@ def redis_url() -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="session")
+def redis_databases(redis_url: str) -> RedisDatabases:
+    return RedisDatabases(redis_url)
+
+
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A decoded-replies client on an empty database."""
@@ -35,3 +48,14 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Path]:
+    """Scratch for one module's shared fixtures, removed once the module's tests are done
+    (``tmp_path_factory`` alone would keep it until the session ends)."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

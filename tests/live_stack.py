@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from api_fixtures import ApiServer
+from api_fixtures import ApiServer, ApiServers
 from worker_fixtures import Stack, write_base_weights, write_digits
 
 
@@ -21,15 +21,12 @@ class Live:
 
 
 @pytest.fixture
-def live(stack: Stack) -> Iterator[Live]:
+def live(stack: Stack, api_servers: ApiServers) -> Iterator[Live]:
     """The API and one worker on the same Redis and data folder; ``datasets/digits`` (20 per
     class, 32x32) and ``models/resnet18-base.safetensors`` in place for ``digits_spec``."""
     write_base_weights(stack.root / "models")
     write_digits(stack.root / "datasets", per_class=20)
     stack.start_worker("w")
-    api = ApiServer(stack.redis_url, stack.root, env={"THAW_PROGRESS_INTERVAL_SECONDS": "0"})
-    api.start()
-    try:
+    env = {"THAW_PROGRESS_INTERVAL_SECONDS": "0"}
+    with api_servers.serving(env, redis_url=stack.redis_url, root=stack.root) as api:
         yield Live(stack, api)
-    finally:
-        api.stop()

@@ -131,6 +131,7 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         log.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

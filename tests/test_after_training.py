@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,15 @@ import onnxruntime
 import pytest
 import redis
 import torch
-from api_fixtures import KEYS, ApiServer, problem, with_db
+from api_fixtures import KEYS, ApiServer, ApiServers, problem
 from digits import write_digits_folder, zip_folder
 from PIL import Image
+from redis_server import RedisDatabases
 from sklearn.metrics import classification_report, confusion_matrix
 from worker_fixtures import Stack, digits_spec, write_base_weights
 
 import thaw
 
-pytest_plugins = ("browser_fixtures",)
 pytestmark = pytest.mark.slow
 ALICE, BOB = KEYS["alice"], KEYS["bob"]
 REPO = Path(__file__).resolve().parent.parent
@@ -63,13 +64,22 @@ def _wait(http: httpx.Client, url: str, timeout: float = 300) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def trained(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+def trained(
+    module_tmp_path: Path, redis_databases: RedisDatabases, api_servers: ApiServers
+) -> Iterator[Trained]:
     """One digits job (1 epoch) of tenant alice, an uploaded digits test set, a worker."""
-    root = tmp_path_factory.mktemp("after")
-    url = with_db(redis_url, 6)
-    client = redis.Redis.from_url(url, decode_responses=True)
-    client.flushdb()
-    stack = Stack(root, url, client)
+    root = module_tmp_path
+    with ExitStack() as cleanup:
+        url = cleanup.enter_context(redis_databases.lend())
+        client = redis.Redis.from_url(url, decode_responses=True)
+        cleanup.callback(client.close)
+        stack = Stack(root, url, client)
+        cleanup.callback(stack.stop)
+        yield _train(stack, api_servers, cleanup)
+
+
+def _train(stack: Stack, api_servers: ApiServers, cleanup: ExitStack) -> Trained:
+    root = stack.root
     for folder in ("data", "models", "datasets"):
         (root / folder).mkdir()
     write_base_weights(root / "models")
@@ -77,24 +87,19 @@ def trained(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     test_folder = write_digits_folder(root / "test-digits", per_class=4, size=32)
     archive = zip_folder(test_folder, root / "test-digits.zip")
     keys = ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items())
-    api = ApiServer(url, root, env={"THAW_API_KEYS": keys, "THAW_AUTH_FAILURES_MAX": "1000000"})
-    try:
-        stack.start_worker("w")
-        api.start()
-        with api.client(ALICE) as http:
-            spec = digits_spec(epochs=1, batch_size=8, lr=1e-3)
-            job = http.post("/v1/jobs", json=spec)
-            assert job.status_code == 202, job.text
-            with archive.open("rb") as fh:
-                upload = http.post("/v1/datasets", files={"file": ("test.zip", fh)})
-            assert upload.status_code == 201, upload.text
-            done = stack.wait_done(job.json()["id"], timeout=600)
-            assert done.status == "succeeded", done.to_dict()
-        yield Trained(stack, api, done.id, upload.json()["id"], test_folder)
-    finally:
-        api.stop()
-        stack.stop()
-        client.close()
+    env = {"THAW_API_KEYS": keys, "THAW_AUTH_FAILURES_MAX": "1000000"}
+    stack.start_worker("w")
+    api = cleanup.enter_context(api_servers.serving(env, redis_url=stack.redis_url, root=root))
+    with api.client(ALICE) as http:
+        spec = digits_spec(epochs=1, batch_size=8, lr=1e-3)
+        job = http.post("/v1/jobs", json=spec)
+        assert job.status_code == 202, job.text
+        with archive.open("rb") as fh:
+            upload = http.post("/v1/datasets", files={"file": ("test.zip", fh)})
+        assert upload.status_code == 201, upload.text
+        done = stack.wait_done(job.json()["id"], timeout=600)
+        assert done.status == "succeeded", done.to_dict()
+    return Trained(stack, api, done.id, upload.json()["id"], test_folder)
 
 
 def _images(model_config: dict[str, Any], paths: list[Path]) -> torch.Tensor:

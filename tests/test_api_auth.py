@@ -12,8 +12,6 @@ from service.auth.keys import ApiKeys
 from service.launch.server import UnsafeBind, check_bind, is_loopback
 from thaw.settings import Settings
 
-pytest_plugins = ("api_fixtures",)
-
 
 def test_missing_and_wrong_keys_are_401(keyed: ApiServer) -> None:
     with keyed.client() as anonymous:

@@ -11,8 +11,6 @@ from api_fixtures import ApiServer, job_body, problem
 
 from thaw.checkpoints import save_checkpoint
 
-pytest_plugins = ("api_fixtures",)
-
 
 @pytest.fixture
 def job_with_checkpoints(api: ApiServer, http: httpx.Client) -> str:

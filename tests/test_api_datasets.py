@@ -22,14 +22,12 @@ from api_fixtures import (
 )
 from digits import digit_counts, write_digits_folder, zip_folder
 
-pytest_plugins = ("api_fixtures",)
-
 PER_CLASS = 3
 
 
 @pytest.fixture(scope="module")
-def digits_zip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    root = tmp_path_factory.mktemp("digits")
+def digits_zip(module_tmp_path: Path) -> bytes:
+    root = module_tmp_path
     folder = write_digits_folder(root / "digits", per_class=PER_CLASS)
     return zip_folder(folder, root / "digits.zip", top="digits").read_bytes()
 

@@ -12,8 +12,6 @@ from api_fixtures import ApiServer, job_body, problem
 
 from thaw.store import EventLog, JobStore
 
-pytest_plugins = ("api_fixtures",)
-
 
 def new_job(http: httpx.Client) -> str:
     return http.post("/v1/jobs", json=job_body()).json()["id"]

@@ -7,17 +7,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
-from api_fixtures import ApiServer, free_port, job_body, problem, running_api
+from api_fixtures import ApiServer, ApiServers, free_port, job_body, problem
 
 from thaw.store import WorkerRegistry
 
-pytest_plugins = ("api_fixtures",)
-
 
 @pytest.fixture(scope="module")
-def down_server() -> Iterator[ApiServer]:
+def down_server(api_servers: ApiServers) -> Iterator[ApiServer]:
     """An API whose Redis URL points at a port nothing listens on."""
-    with running_api(f"redis://127.0.0.1:{free_port()}/0", "thaw-api-down-") as server:
+    with api_servers.serving(redis_url=f"redis://127.0.0.1:{free_port()}/0") as server:
         yield server
 
 

@@ -11,8 +11,6 @@ from api_fixtures import ApiServer, job_body, problem
 from thaw.spec import JobSpec
 from thaw.store import EventLog, JobStore
 
-pytest_plugins = ("api_fixtures",)
-
 JOB_ID = re.compile(r"^job_[0-9a-f]{24}$")
 
 

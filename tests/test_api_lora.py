@@ -14,8 +14,6 @@ from thaw.checkpoints import save_checkpoint
 from thaw.checkpoints.adapter import AdapterExport
 from thaw.freezing.adapters import Adapters
 
-pytest_plugins = ("api_fixtures",)
-
 LORA = {"method": "lora", "adapter": {"r": 4, "alpha": 8, "targets": ["layer4"]}}
 
 

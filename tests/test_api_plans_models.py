@@ -8,8 +8,6 @@ import httpx
 import redis
 from api_fixtures import job_body, problem
 
-pytest_plugins = ("api_fixtures",)
-
 
 def test_plan_returns_the_table_and_creates_nothing(http: httpx.Client, store: redis.Redis) -> None:
     response = http.post("/v1/plans", json=job_body())

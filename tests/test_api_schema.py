@@ -8,11 +8,9 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from api_fixtures import ApiServer, job_body
+from api_fixtures import ApiServer, ApiServers, job_body
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import response_schema_conformance
-
-pytest_plugins = ("api_fixtures",)
 
 PROBLEM_CONTENT = {
     "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
@@ -144,13 +142,10 @@ def test_parameters_carry_the_formats_and_limits_the_api_enforces(api: ApiServer
     assert (name["maxLength"], name["pattern"]) == (300, "^[^\\x00-\\x1f\\x7f]+$")
 
 
-def test_the_page_limit_follows_the_setting(tmp_path: Any, redis_url: str) -> None:
-    server = ApiServer(redis_url, tmp_path, env={"THAW_PAGE_SIZE_MAX": "7"}).start()
-    try:
+def test_the_page_limit_follows_the_setting(api_servers: ApiServers) -> None:
+    with api_servers.serving({"THAW_PAGE_SIZE_MAX": "7"}) as server:
         limit = parameter(operations(document(server))["GET /v1/jobs"], "limit")["schema"]
         assert limit["anyOf"][0]["maximum"] == 7
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(

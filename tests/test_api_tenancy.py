@@ -12,12 +12,10 @@ from contextlib import ExitStack
 import httpx
 import pytest
 import redis
-from api_fixtures import KEYS, ApiServer, job_body, problem, running_api, with_db
+from api_fixtures import KEYS, ApiServer, ApiServers, job_body, problem
 from prometheus_client.parser import text_string_to_metric_families
 
 from thaw.store import WorkerRegistry
-
-pytest_plugins = ("api_fixtures",)
 
 FAILURES = 3
 ADMIN_KEY = "admin-key-5555555555"
@@ -32,12 +30,12 @@ ENV = {
 
 
 @pytest.fixture(scope="module")
-def pair(redis_url: str) -> Iterator[tuple[ApiServer, ApiServer]]:
-    """Two API processes behind a proxy on 127.0.0.1, sharing Redis database 13."""
+def pair(api_servers: ApiServers) -> Iterator[tuple[ApiServer, ApiServer]]:
+    """Two API processes behind a proxy on 127.0.0.1, sharing one Redis database."""
     env = {**ENV, "THAW_TRUSTED_PROXIES": "127.0.0.1"}
     with (
-        running_api(with_db(redis_url, 13), "thaw-api-a-", env) as a,
-        running_api(with_db(redis_url, 13), "thaw-api-b-", env) as b,
+        api_servers.serving(env) as a,
+        api_servers.serving(env, redis_url=a.redis_url) as b,
     ):
         yield a, b
 
@@ -87,8 +85,8 @@ def test_invalid_keys_sharing_a_prefix_are_limited_from_any_address(two) -> None
         assert bob.get("/v1/jobs").status_code == 200
 
 
-def test_x_forwarded_for_is_ignored_without_trusted_proxies(redis_url: str) -> None:
-    with running_api(with_db(redis_url, 14), "thaw-api-direct-", ENV) as direct:
+def test_x_forwarded_for_is_ignored_without_trusted_proxies(api_servers: ApiServers) -> None:
+    with api_servers.serving(ENV) as direct:
         direct.reset()
         for i in range(FAILURES):
             with _from(direct, f"{i:08d}-wrong", f"10.0.2.{i}") as wrong:

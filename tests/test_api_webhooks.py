@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from api_fixtures import KEYS, problem
 
-pytest_plugins = ("api_fixtures",)
-
 
 def test_a_loopback_url_is_refused_without_the_setting_and_nothing_is_stored(http):
     for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/", "http://[::1]:8080/"):

@@ -20,8 +20,6 @@ from thaw.submit import plan_spec
 from thaw.training.memory import HostMemoryBudget, MemoryWatch, resident_bytes
 from thaw.training.run import train
 
-pytest_plugins = ("api_fixtures",)
-
 # The reproduction: a ~1 KB spec that made a worker allocate ~18 GB.
 HUGE = {
     "base_model": {"source": "torchvision", "name": "resnet18", "weights": None},

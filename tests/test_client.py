@@ -13,8 +13,6 @@ from digits import write_digits_folder, zip_folder
 from thaw.cli import main
 from thaw.client.sse import SseEvent, parse_sse
 
-pytest_plugins = ("api_fixtures",)
-
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))

@@ -21,7 +21,6 @@ import thaw
 if TYPE_CHECKING:
     from live_stack import Live
 
-pytest_plugins = ("api_fixtures", "live_stack")
 pytestmark = pytest.mark.slow
 
 

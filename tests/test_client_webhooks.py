@@ -8,8 +8,6 @@ from api_fixtures import ApiServer, job_body
 
 from thaw.cli import main
 
-pytest_plugins = ("api_fixtures",)
-
 PUBLIC_URL = "https://93.184.215.14/hooks"  # an address literal: nothing to look up
 
 

@@ -28,8 +28,8 @@ DIGITS = [str(d) for d in range(10)]
 
 
 @pytest.fixture(scope="module")
-def all_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_digits_folder(tmp_path_factory.mktemp("digits") / "digits")
+def all_digits(module_tmp_path: Path) -> Path:
+    return write_digits_folder(module_tmp_path / "digits")
 
 
 @pytest.fixture

@@ -23,8 +23,6 @@ from thaw.store import DatasetStore
 from thaw.submit import resolve_spec
 from thaw.uploads import DatasetQuotaExceeded, UploadSpool, store_upload
 
-pytest_plugins = ("api_fixtures",)
-
 PADDING = 1_000_000
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import httpx
 from api_fixtures import ApiServer
 
-pytest_plugins = ("api_fixtures",)
-
 CSV = b"text,label\n" + b"".join(f"sample {i},{'ab'[i % 2]}\n".encode() for i in range(8))
 
 

@@ -28,9 +28,9 @@ SPEC = digits_spec(epochs=2)
 
 
 @pytest.fixture(scope="module")
-def unbroken(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def unbroken(module_tmp_path: Path) -> dict:
     """The final weights of the same job trained in one go, in this process."""
-    root = tmp_path_factory.mktemp("unbroken")
+    root = module_tmp_path
     stack = Stack(root, "redis://unused", None)  # type: ignore[arg-type]
     write_base_weights(_mk(root / "models"))
     write_digits(_mk(root / "datasets"), per_class=PER_CLASS)

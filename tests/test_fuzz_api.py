@@ -23,8 +23,6 @@ from schemathesis.generation import GenerationMode
 
 from thaw.store import WorkerRegistry
 
-pytest_plugins = ("api_fixtures",)
-
 EXAMPLES = 60
 
 OPERATIONS = (

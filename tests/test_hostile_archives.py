@@ -20,8 +20,6 @@ from test_api_datasets import assert_nothing_stored, png, upload, zip_of
 from thaw.data import DatasetError, extract_archive
 from thaw.data.inspection import check_images_decode
 
-pytest_plugins = ("api_fixtures",)
-
 MiB = 1024 * 1024
 
 

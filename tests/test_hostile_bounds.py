@@ -10,9 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
-from api_fixtures import KEYS, ApiServer, files_under, problem, running_api, with_db
-
-pytest_plugins = ("api_fixtures",)
+from api_fixtures import KEYS, ApiServer, ApiServers, files_under, problem
 
 MAX_DATASETS = 2
 MAX_BYTES = 4000
@@ -21,8 +19,8 @@ BOUNDARY = "thawboundary"
 
 
 @pytest.fixture(scope="module")
-def bounded_server(redis_url: str) -> Iterator[ApiServer]:
-    """Two tenants with small dataset quotas, Redis database 11."""
+def bounded_server(api_servers: ApiServers) -> Iterator[ApiServer]:
+    """Two tenants with small dataset quotas."""
     env = {
         "THAW_API_KEYS": ",".join(f"{t}:{k}" for t, k in KEYS.items()),
         "THAW_MAX_DATASETS_PER_TENANT": str(MAX_DATASETS),
@@ -31,7 +29,7 @@ def bounded_server(redis_url: str) -> Iterator[ApiServer]:
         "THAW_AUTH_FAILURES_MAX": str(AUTH_FAILURES),
         "THAW_AUTH_FAILURE_WINDOW_SECONDS": "2",
     }
-    with running_api(with_db(redis_url, 11), "thaw-api-bounds-", env) as server:
+    with api_servers.serving(env) as server:
         yield server
 
 

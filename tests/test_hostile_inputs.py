@@ -11,8 +11,6 @@ from api_fixtures import ApiServer, job_body, problem
 
 from thaw.checkpoints import save_checkpoint
 
-pytest_plugins = ("api_fixtures",)
-
 LARGEST_EVENT_ID = "18446744073709551615-18446744073709551615"
 
 

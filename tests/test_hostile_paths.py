@@ -14,8 +14,6 @@ from PIL import Image
 
 from thaw.data import DatasetError, build_datasets, list_image_folder
 
-pytest_plugins = ("api_fixtures",)
-
 SECRET = "secret-name-outside.txt"
 
 

@@ -14,13 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from api_fixtures import KEYS, ApiServer, job_body, problem
+from api_fixtures import KEYS, ApiServer, ApiServers, job_body, problem
 from redis_server import RedisServer
 from test_api_events import parse_sse
 
 from thaw.store import EventLog, JobStore
-
-pytest_plugins = ("api_fixtures",)
 
 STREAMS = 500
 PROBES = 200
@@ -28,12 +26,10 @@ SSE = {"Accept": "text/event-stream"}
 
 
 @pytest.fixture(scope="module")
-def roomy(redis_url: str) -> Iterator[ApiServer]:
+def roomy(api_servers: ApiServers) -> Iterator[ApiServer]:
     """An API server that allows 600 streams per tenant, with a long keepalive."""
-    from api_fixtures import running_api, with_db
-
     env = {"THAW_SSE_MAX_STREAMS_PER_TENANT": "600", "THAW_SSE_KEEPALIVE_SECONDS": "30"}
-    with running_api(with_db(redis_url, 6), "thaw-api-sse-", env) as server:
+    with api_servers.serving(env) as server:
         yield server
 
 

@@ -29,8 +29,8 @@ LABELS = ["pos" if i % 2 else "neg" for i in range(16)]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("minilm")
+def checkpoint(module_tmp_path: Path) -> Path:
+    root = module_tmp_path
     settings = Settings(
         data_dir=root / "data", models_dir=minilm_dir().parent, datasets_dir=root / "datasets"
     )

@@ -18,8 +18,6 @@ from worker.lease import LeaseKeeper
 from worker.store_link import StoreLink
 from worker.store_reporter import StoreReporter
 
-pytest_plugins = ("api_fixtures",)
-
 GRADUAL = [{"preset": "gradual"}]
 
 

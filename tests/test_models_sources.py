@@ -17,8 +17,8 @@ from thaw.spec import BaseModelRef, JobSpec
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models")
+def models_dir(module_tmp_path: Path) -> Path:
+    root = module_tmp_path
     write_hf_vit(root)
     write_timm_vit(root)
     pickled = root / "pickled-vit"

@@ -8,8 +8,8 @@ model's own library and through ``thaw.load_model`` with the same predictions.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ import httpx
 import pytest
 import redis
 import torch
-from api_fixtures import ApiServer, with_db
+from api_fixtures import ApiServer, ApiServers
 from digits import write_digits_folder
+from redis_server import RedisDatabases
 from safetensors.torch import load_file
 from support import bits_equal
 from worker_fixtures import Stack
@@ -95,13 +96,15 @@ class Zoo:
 
 
 @pytest.fixture(scope="module")
-def zoo(redis_url: str) -> Iterator[Zoo]:
-    with tempfile.TemporaryDirectory(prefix="thaw-zoo-") as tmp:
-        root = Path(tmp)
-        url = with_db(redis_url, 6)
+def zoo(
+    module_tmp_path: Path, redis_databases: RedisDatabases, api_servers: ApiServers
+) -> Iterator[Zoo]:
+    with ExitStack() as cleanup:
+        root = module_tmp_path
+        url = cleanup.enter_context(redis_databases.lend())
         client = redis.Redis.from_url(url, decode_responses=True)
-        client.flushdb()
-        api = ApiServer(url, root).start()
+        cleanup.callback(client.close)
+        api = cleanup.enter_context(api_servers.serving(redis_url=url, root=root))
         stack = Stack(root, url, client)
         models = root / "models"
         write_timm_resnet(models)
@@ -110,13 +113,9 @@ def zoo(redis_url: str) -> Iterator[Zoo]:
         digits = write_digits_folder(root / "datasets" / "digits", per_class=100, size=32)
         for label, word in enumerate(WORDS):
             (digits / str(label)).rename(digits / word)
-        try:
-            stack.start_worker("w")
-            yield Zoo(api, stack)
-        finally:
-            stack.stop()
-            api.stop()
-            client.close()
+        cleanup.callback(stack.stop)
+        stack.start_worker("w")
+        yield Zoo(api, stack)
 
 
 def _frozen_keys(base: dict[str, torch.Tensor], groups: list[dict], half: int) -> list[str]:

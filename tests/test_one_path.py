@@ -14,8 +14,6 @@ import httpx
 import pytest
 from api_fixtures import ApiServer, problem
 
-pytest_plugins = ("api_fixtures",)
-
 SPEC = {
     "name": "one-path",
     "base_model": {"source": "torchvision", "name": "resnet18", "weights": None},

@@ -13,8 +13,6 @@ import httpx
 import redis
 from api_fixtures import ApiServer, files_under, job_body
 
-pytest_plugins = ("api_fixtures",)
-
 BOUNDARY = "quietboundary"
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import httpx
 from api_fixtures import problem
 
-pytest_plugins = ("api_fixtures",)
-
 COMMON = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",

@@ -12,7 +12,6 @@ from worker_fixtures import digits_spec
 if TYPE_CHECKING:
     from live_stack import Live
 
-pytest_plugins = ("api_fixtures", "browser_fixtures", "live_stack")
 pytestmark = pytest.mark.slow
 
 

@@ -8,8 +8,6 @@ from typing import Any
 
 from api_fixtures import ApiServer, job_body
 
-pytest_plugins = ("api_fixtures", "browser_fixtures")
-
 
 def _adapters(page: Any, selector: str) -> list[str | None]:
     return page.locator(f"{selector} td.cell").evaluate_all(

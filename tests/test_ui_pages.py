@@ -11,8 +11,6 @@ from urllib.parse import urlsplit
 
 from api_fixtures import KEYS, ApiServer, job_body
 
-pytest_plugins = ("api_fixtures", "browser_fixtures")
-
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
 
