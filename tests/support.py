@@ -152,7 +152,9 @@ def engine_on(
 ) -> FreezeEngine:
     """A freeze engine on any module, with the spec's freeze, schedule and hyperparameters."""
     from thaw.freezing.model_index import index_model
+    from thaw.freezing.param_options import base_options, options_by_phase
     from thaw.freezing.timeline import resolve_timeline
+    from thaw.settings import Settings
 
     spec = JobSpec.model_validate(
         {
@@ -164,10 +166,17 @@ def engine_on(
     )
     hp = spec.hyperparameters
     index = index_model(model, head)
+    settings = Settings()
     timeline = resolve_timeline(
-        index, spec.freeze, spec.schedule, epochs=hp.epochs, steps_per_epoch=steps_per_epoch
+        index,
+        spec.freeze,
+        spec.schedule,
+        settings,
+        epochs=hp.epochs,
+        steps_per_epoch=steps_per_epoch,
     )
-    return FreezeEngine(index, timeline, spec.freeze, hp)
+    options = options_by_phase(timeline, base_options(index, hp, settings), hp)
+    return FreezeEngine(index, timeline, spec.freeze, hp, options=options)
 
 
 def vector_batches(count: int, features: int = 4, classes: int = 3, batch: int = 8) -> list[tuple]:

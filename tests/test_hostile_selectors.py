@@ -19,6 +19,7 @@ from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.selectors import select
 from thaw.settings import Settings
 
+LIMITS = Settings()
 RULE = ("freeze", "rules", 0, "match")
 
 
@@ -31,29 +32,29 @@ def minilm() -> ModelIndex:
 def test_catastrophic_patterns_answer_at_once(minilm: ModelIndex, pattern: str) -> None:
     # With backtracking `re` these take longer than the age of the universe on BERT names.
     with pytest.raises(SelectorError) as info:
-        select(minilm, pattern, RULE)
+        select(minilm, pattern, RULE, LIMITS)
     assert info.value.message == f"selector {pattern!r} matches no parameter"
     assert info.value.path == "freeze.rules[0].match"
 
 
 def test_regex_that_matches_only_part_of_names_shows_the_one_that_works(minilm) -> None:
     with pytest.raises(SelectorError) as info:
-        select(minilm, r"re:^bert\.encoder\.layer\.[0-3]\.", RULE)
+        select(minilm, r"re:^bert\.encoder\.layer\.[0-3]\.", RULE, LIMITS)
     assert info.value.hint == (
         r"re: matches whole names and '^bert\\.encoder\\.layer\\.[0-3]\\.' only matches part "
         r"of one; use 're:^bert\.encoder\.layer\.[0-3]\..*'"
     )
-    suggested = select(minilm, r"re:^bert\.encoder\.layer\.[0-3]\..*", RULE)
+    suggested = select(minilm, r"re:^bert\.encoder\.layer\.[0-3]\..*", RULE, LIMITS)
     assert suggested[0] == "bert.encoder.layer.0.attention.self.query.weight"
     assert suggested[-1] == "bert.encoder.layer.3.output.LayerNorm.bias"
     with pytest.raises(SelectorError) as info:
-        select(minilm, r"re:attention\.self", RULE)
+        select(minilm, r"re:attention\.self", RULE, LIMITS)
     assert info.value.hint.endswith("use 're:.*attention\\.self'")  # the module name
 
 
 def test_backreferences_are_refused_with_the_reason(minilm) -> None:
     with pytest.raises(SelectorError) as info:
-        select(minilm, r"re:(bert)\1", RULE)
+        select(minilm, r"re:(bert)\1", RULE, LIMITS)
     assert info.value.message == r"bad regular expression '(bert)\\1': invalid escape sequence: \1"
     assert info.value.hint == "fix the pattern; RE2 syntax (no backreferences or lookaround)"
 

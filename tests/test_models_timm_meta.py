@@ -105,7 +105,7 @@ def test_fixed_input_size_is_checked_at_submit() -> None:
 )
 def test_no_weight_decay_on_norms_biases_and_declared_tokens(name: str, norm: type) -> None:
     index, _ = _index(name)
-    options = base_options(index, Hyperparameters(weight_decay=0.05))
+    options = base_options(index, Hyperparameters(weight_decay=0.05), Settings())
     norm_params = [
         f"{m}.{p}"
         for m, module in index.model.named_modules()

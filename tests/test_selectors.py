@@ -10,8 +10,10 @@ from torch import nn
 from thaw.errors import SelectorError
 from thaw.freezing.model_index import ModelIndex, index_model
 from thaw.freezing.selectors import closest_names, select
+from thaw.settings import Settings
 
 RULE = ("freeze", "rules", 0, "match")
+LIMITS = Settings()
 
 
 @pytest.fixture(scope="module")
@@ -46,40 +48,40 @@ def _under(index: ModelIndex, *prefixes: str) -> list[str]:
 
 
 def test_module_path_selects_all_its_parameters_in_model_order(resnet):
-    names = select(resnet, "layer4", RULE)
+    names = select(resnet, "layer4", RULE, LIMITS)
     assert names == _under(resnet, "layer4")
     assert len(names) == 15
     assert names[:3] == ["layer4.0.conv1.weight", "layer4.0.bn1.weight", "layer4.0.bn1.bias"]
-    assert select(resnet, "layer4.0.downsample", RULE) == [
+    assert select(resnet, "layer4.0.downsample", RULE, LIMITS) == [
         "layer4.0.downsample.0.weight",
         "layer4.0.downsample.1.weight",
         "layer4.0.downsample.1.bias",
     ]
-    assert select(resnet, "fc", RULE) == ["fc.weight", "fc.bias"]
+    assert select(resnet, "fc", RULE, LIMITS) == ["fc.weight", "fc.bias"]
 
 
 def test_exact_parameter_name_selects_only_that_parameter(resnet):
-    assert select(resnet, "fc.weight", RULE) == ["fc.weight"]
-    assert select(resnet, "layer1.0.bn1.bias", RULE) == ["layer1.0.bn1.bias"]
-    assert select(resnet, "  fc.bias ", RULE) == ["fc.bias"]
+    assert select(resnet, "fc.weight", RULE, LIMITS) == ["fc.weight"]
+    assert select(resnet, "layer1.0.bn1.bias", RULE, LIMITS) == ["layer1.0.bn1.bias"]
+    assert select(resnet, "  fc.bias ", RULE, LIMITS) == ["fc.bias"]
 
 
 def test_glob_over_names(resnet):
-    biases = select(resnet, "*.bias", RULE)
+    biases = select(resnet, "*.bias", RULE, LIMITS)
     assert biases == [n for n in resnet.params if n.endswith(".bias")]
     assert len(biases) == 21
     assert biases[0] == "bn1.bias" and biases[-1] == "fc.bias"
 
-    upper = select(resnet, "layer[34].*", RULE)
+    upper = select(resnet, "layer[34].*", RULE, LIMITS)
     assert upper == _under(resnet, "layer3", "layer4")
     assert len(upper) == 30
-    assert select(resnet, "layer?.0.conv1.weight", RULE) == [
+    assert select(resnet, "layer?.0.conv1.weight", RULE, LIMITS) == [
         f"layer{i}.0.conv1.weight" for i in range(1, 5)
     ]
 
 
 def test_glob_on_bert_layers(minilm):
-    names = select(minilm, "bert.encoder.layer.[45].*", RULE)
+    names = select(minilm, "bert.encoder.layer.[45].*", RULE, LIMITS)
     assert names == _under(minilm, "bert.encoder.layer.4", "bert.encoder.layer.5")
     assert len(names) == 32
     assert names[0] == "bert.encoder.layer.4.attention.self.query.weight"
@@ -88,39 +90,43 @@ def test_glob_on_bert_layers(minilm):
 
 def test_regex_is_a_full_match(resnet):
     layer4 = _under(resnet, "layer4")
-    assert select(resnet, r"re:layer4\..*", RULE) == layer4
-    assert select(resnet, "re:layer4", RULE) == layer4
-    assert select(resnet, r"re:layer\d\.\d\.bn2\.weight", RULE) == [
+    assert select(resnet, r"re:layer4\..*", RULE, LIMITS) == layer4
+    assert select(resnet, "re:layer4", RULE, LIMITS) == layer4
+    assert select(resnet, r"re:layer\d\.\d\.bn2\.weight", RULE, LIMITS) == [
         f"layer{i}.{j}.bn2.weight" for i in range(1, 5) for j in range(2)
     ]
     with pytest.raises(SelectorError) as info:
-        select(resnet, "re:ayer4", RULE)
+        select(resnet, "re:ayer4", RULE, LIMITS)
     assert info.value.path == "freeze.rules[0].match"
 
 
 def test_type_selects_weights_and_biases_of_every_module_of_that_class(resnet):
-    names = select(resnet, "type:BatchNorm2d", RULE)
+    names = select(resnet, "type:BatchNorm2d", RULE, LIMITS)
     batchnorms = [m for m, t in resnet.module_types.items() if t == "BatchNorm2d"]
     assert len(batchnorms) == 20
     assert names == [f"{m}.{p}" for m in batchnorms for p in ("weight", "bias")]
-    assert select(resnet, "type:Linear", RULE) == ["fc.weight", "fc.bias"]
+    assert select(resnet, "type:Linear", RULE, LIMITS) == ["fc.weight", "fc.bias"]
 
 
 def test_group_selectors(resnet):
     assert [g.name for g in resnet.groups] == ["stem", "layer1", "layer2", "layer3", "layer4", "fc"]
-    assert select(resnet, "group:0", RULE) == ["conv1.weight", "bn1.weight", "bn1.bias"]
-    assert select(resnet, "group:-1", RULE) == ["fc.weight", "fc.bias"]
-    assert select(resnet, "group:5", RULE) == ["fc.weight", "fc.bias"]
-    assert select(resnet, "group:1:3", RULE) == _under(resnet, "layer1", "layer2")
-    assert select(resnet, "group:4:", RULE) == [*_under(resnet, "layer4"), "fc.weight", "fc.bias"]
-    assert select(resnet, "group::2", RULE) == [
+    assert select(resnet, "group:0", RULE, LIMITS) == ["conv1.weight", "bn1.weight", "bn1.bias"]
+    assert select(resnet, "group:-1", RULE, LIMITS) == ["fc.weight", "fc.bias"]
+    assert select(resnet, "group:5", RULE, LIMITS) == ["fc.weight", "fc.bias"]
+    assert select(resnet, "group:1:3", RULE, LIMITS) == _under(resnet, "layer1", "layer2")
+    assert select(resnet, "group:4:", RULE, LIMITS) == [
+        *_under(resnet, "layer4"),
+        "fc.weight",
+        "fc.bias",
+    ]
+    assert select(resnet, "group::2", RULE, LIMITS) == [
         "conv1.weight",
         "bn1.weight",
         "bn1.bias",
         *_under(resnet, "layer1"),
     ]
-    assert select(resnet, "group:-2:", RULE) == select(resnet, "group:4:", RULE)
-    assert select(resnet, "group:0:", RULE) == list(resnet.params)
+    assert select(resnet, "group:-2:", RULE, LIMITS) == select(resnet, "group:4:", RULE, LIMITS)
+    assert select(resnet, "group:0:", RULE, LIMITS) == list(resnet.params)
 
 
 def test_selectors_on_a_custom_module(tiny):
@@ -135,20 +141,20 @@ def test_selectors_on_a_custom_module(tiny):
         "head.weight",
         "head.bias",
     ]
-    assert select(tiny, "scale", RULE) == ["scale"]
-    assert select(tiny, "body", RULE) == [
+    assert select(tiny, "scale", RULE, LIMITS) == ["scale"]
+    assert select(tiny, "body", RULE, LIMITS) == [
         "body.0.weight",
         "body.0.bias",
         "body.2.weight",
         "body.2.bias",
     ]
-    assert select(tiny, "*.weight", RULE) == [
+    assert select(tiny, "*.weight", RULE, LIMITS) == [
         "body.0.weight",
         "body.2.weight",
         "norm.weight",
         "head.weight",
     ]
-    assert select(tiny, "type:Linear", RULE) == [
+    assert select(tiny, "type:Linear", RULE, LIMITS) == [
         "body.0.weight",
         "body.0.bias",
         "body.2.weight",
@@ -156,15 +162,15 @@ def test_selectors_on_a_custom_module(tiny):
         "head.weight",
         "head.bias",
     ]
-    assert select(tiny, "type:LayerNorm", RULE) == ["norm.weight", "norm.bias"]
-    assert select(tiny, "re:body\\.[02]\\.bias", RULE) == ["body.0.bias", "body.2.bias"]
-    assert select(tiny, "group:0", RULE) == ["scale"]
-    assert select(tiny, "group:-1", RULE) == ["head.weight", "head.bias"]
+    assert select(tiny, "type:LayerNorm", RULE, LIMITS) == ["norm.weight", "norm.bias"]
+    assert select(tiny, "re:body\\.[02]\\.bias", RULE, LIMITS) == ["body.0.bias", "body.2.bias"]
+    assert select(tiny, "group:0", RULE, LIMITS) == ["scale"]
+    assert select(tiny, "group:-1", RULE, LIMITS) == ["head.weight", "head.bias"]
 
 
 def test_no_match_names_the_selector_and_the_closest_names(resnet):
     with pytest.raises(SelectorError) as info:
-        select(resnet, "layr4", RULE)
+        select(resnet, "layr4", RULE, LIMITS)
     err = info.value
     assert err.path == "freeze.rules[0].match"
     assert err.loc == RULE
@@ -205,25 +211,25 @@ def test_no_match_path_from_resolve_points_at_the_rule_or_event():
 
 def test_bad_glob(resnet):
     with pytest.raises(SelectorError) as info:
-        select(resnet, "layer[4", RULE)
+        select(resnet, "layer[4", RULE, LIMITS)
     assert info.value.path == "freeze.rules[0].match"
     assert info.value.message == "bad glob 'layer[4': unclosed or empty '[...]'"
     with pytest.raises(SelectorError, match="nested"):
-        select(resnet, "layer[[4]", RULE)
+        select(resnet, "layer[[4]", RULE, LIMITS)
     with pytest.raises(SelectorError, match="empty"):
-        select(resnet, "layer[]4", RULE)
+        select(resnet, "layer[]4", RULE, LIMITS)
 
 
 def test_bad_regex(resnet):
     with pytest.raises(SelectorError) as info:
-        select(resnet, "re:(", RULE)
+        select(resnet, "re:(", RULE, LIMITS)
     assert info.value.path == "freeze.rules[0].match"
     assert info.value.message.startswith("bad regular expression '(': ")
 
 
 def test_unknown_type_lists_the_closest_types(resnet):
     with pytest.raises(SelectorError) as info:
-        select(resnet, "type:BatchNorm9d", RULE)
+        select(resnet, "type:BatchNorm9d", RULE, LIMITS)
     err = info.value
     assert err.path == "freeze.rules[0].match"
     assert err.message == "the model has no module of type 'BatchNorm9d'"
@@ -248,7 +254,7 @@ def test_unknown_type_lists_the_closest_types(resnet):
 )
 def test_bad_group_selectors(resnet, selector, message):
     with pytest.raises(SelectorError) as info:
-        select(resnet, selector, RULE)
+        select(resnet, selector, RULE, LIMITS)
     err = info.value
     assert err.path == "freeze.rules[0].match"
     assert err.message == message

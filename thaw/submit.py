@@ -60,7 +60,7 @@ def _resolve_with_budget(
         _check_base_job(jobs, spec.base_model.name, tenant)
     shape = data_shape(spec.dataset, settings, uploads)
     built, index = meta_model(spec.base_model, len(shape.classes), settings)
-    resolved = resolve_built(spec, shape, built, index)
+    resolved = resolve_built(spec, shape, built, index, settings)
     _check_table_size(resolved, settings)
     check_checkpointing(resolved, settings)
     budget = job_budget(resolved, shape, settings)

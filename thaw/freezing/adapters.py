@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from peft import LoraConfig
 
     from thaw.freezing.timeline import Timeline
+    from thaw.settings import Settings
     from thaw.spec import AdapterSpec, JobSpec
 
 ADAPTER_NAME = "default"
@@ -54,14 +55,14 @@ class Adapters:
         )
 
 
-def resolve_targets(index: ModelIndex, spec: AdapterSpec) -> Adapters:
+def resolve_targets(index: ModelIndex, spec: AdapterSpec, settings: Settings) -> Adapters:
     """The Linear and Conv2d layers the target selectors pick, in model order; a selector
     that picks none of them is an error naming the types it picked."""
     modules = dict(index.model.named_modules())
     chosen: dict[str, None] = {}
     for i, selector in enumerate(spec.targets):
         loc = ("freeze", "adapter", "targets", i)
-        owners = dict.fromkeys(index.param_owner[n] for n in select(index, selector, loc))
+        owners = dict.fromkeys(index.param_owner[n] for n in select(index, selector, loc, settings))
         fit = [
             m for m in owners if m and type(modules[m]) in ADAPTABLE and not _in_head(m, index.head)
         ]

@@ -16,7 +16,7 @@ from torch import nn
 
 from thaw.freezing.lr_curve import GroupLRScheduler, LRCurve
 from thaw.freezing.model_index import ModelIndex
-from thaw.freezing.param_options import ParamOptions, base_options, options_by_phase
+from thaw.freezing.param_options import ParamOptions
 from thaw.freezing.state import ModeKeeper, module_modes
 from thaw.freezing.timeline import Timeline
 from thaw.spec import FreezeSpec, Hyperparameters
@@ -44,7 +44,7 @@ class FreezeEngine:
         hp: Hyperparameters,
         *,
         fused: bool = False,
-        options: list[dict[str, ParamOptions | None]] | None = None,
+        options: list[dict[str, ParamOptions | None]],
     ):
         self.index = index
         self.model: nn.Module = index.model
@@ -53,8 +53,6 @@ class FreezeEngine:
         self.policy = freeze.batchnorm
         self.dropout = freeze.dropout
         self.hp = hp
-        if options is None:
-            options = options_by_phase(timeline, base_options(index, hp), hp)
         self.options = options
         self.phase = 0
         self.trainable = dict(timeline.phases[0].trainable)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.selectors import select
 from thaw.freezing.timeline import Event, Timeline
+from thaw.settings import Settings
 from thaw.spec import Hyperparameters
 
 
@@ -16,7 +17,9 @@ class ParamOptions:
     weight_decay: float
 
 
-def base_options(index: ModelIndex, hp: Hyperparameters) -> dict[str, ParamOptions]:
+def base_options(
+    index: ModelIndex, hp: Hyperparameters, settings: Settings
+) -> dict[str, ParamOptions]:
     """Per parameter: base lr, layer-wise decay from the top group, ``param_groups`` rules,
     and no weight decay on biases and normalization weights."""
     top = len(index.groups) - 1
@@ -29,7 +32,8 @@ def base_options(index: ModelIndex, hp: Hyperparameters) -> dict[str, ParamOptio
         no_decay = param.ndim <= 1 or is_norm or name in index.no_decay
         wd[name] = 0.0 if no_decay else hp.weight_decay
     for i, rule in enumerate(hp.param_groups):
-        for name in select(index, rule.match, ("hyperparameters", "param_groups", i, "match")):
+        loc = ("hyperparameters", "param_groups", i, "match")
+        for name in select(index, rule.match, loc, settings):
             if rule.lr is not None:
                 lr[name] = rule.lr
             elif rule.lr_mult is not None:

@@ -55,7 +55,7 @@ def resolve(spec: JobSpec, settings: Settings, shape: DataShape, *, meta: bool =
     built = build_model(
         spec.base_model, len(shape.classes), settings, meta=meta, classes=shape.classes
     )
-    return resolve_built(spec, shape, built, index_model(built.model, built.head))
+    return resolve_built(spec, shape, built, index_model(built.model, built.head), settings)
 
 
 def meta_model(
@@ -94,7 +94,7 @@ def _build_meta(
 
 
 def resolve_built(
-    spec: JobSpec, shape: DataShape, built: BuiltModel, index: ModelIndex
+    spec: JobSpec, shape: DataShape, built: BuiltModel, index: ModelIndex, settings: Settings
 ) -> Resolved:
     """Resolve the spec against a model built (and indexed) before; ``built`` is not changed."""
     built = copy.copy(built)
@@ -113,7 +113,7 @@ def resolve_built(
         built.max_length = hp.max_length
     adapters = None
     if spec.freeze.adapter is not None:
-        adapters = resolve_targets(index, spec.freeze.adapter)
+        adapters = resolve_targets(index, spec.freeze.adapter, settings)
         if _on_meta(built.model):
             built.model = adapted_copy(built.model)
         index = add_adapters(built.model, index, adapters)
@@ -122,6 +122,7 @@ def resolve_built(
         index,
         spec.freeze,
         spec.schedule,
+        settings,
         epochs=hp.epochs,
         steps_per_epoch=shape.optimizer_steps_per_epoch(hp.batch_size, hp.grad_accumulation_steps),
     )
@@ -130,7 +131,7 @@ def resolve_built(
         built=built,
         index=index,
         timeline=timeline,
-        options=options_by_phase(timeline, base_options(index, hp), hp),
+        options=options_by_phase(timeline, base_options(index, hp, settings), hp),
         thawed_in=thawed_in_by_phase(timeline),
         warnings=[*built.warnings, *timeline.warnings],
         adapters=adapters,

@@ -19,29 +19,34 @@ import re2
 
 from thaw.errors import SelectorError
 from thaw.freezing.model_index import ModelIndex
-from thaw.settings import get_settings
+from thaw.settings import Settings
 
 _GLOB_CHARS = frozenset("*?[")
 _GROUP = re.compile(r"^group:(-?\d*)(?::(-?\d*))?$")
 
 
-def select(index: ModelIndex, selector: str, loc: Sequence[str | int]) -> list[str]:
-    """Parameter names the selector picks, in model order; an error if it picks none."""
-    names = _match(index, selector.strip(), loc)
+def select(
+    index: ModelIndex, selector: str, loc: Sequence[str | int], settings: Settings
+) -> list[str]:
+    """Parameter names the selector picks, in model order; an error if it picks none.
+    ``re:`` patterns compile within ``settings.selector_regex_max_mem``."""
+    max_mem = settings.selector_regex_max_mem
+    names = _match(index, selector.strip(), loc, max_mem)
     if not names:
         raise SelectorError(
             loc,
             f"selector {selector!r} matches no parameter",
-            hint=_whole_name_hint(index, selector.strip()) or _suggest_hint(index, selector),
+            hint=_whole_name_hint(index, selector.strip(), max_mem)
+            or _suggest_hint(index, selector),
             closest=closest_names(index, selector),
         )
     order = {name: i for i, name in enumerate(index.params)}
     return sorted(names, key=order.__getitem__)
 
 
-def _match(index: ModelIndex, selector: str, loc: Sequence[str | int]) -> set[str]:
+def _match(index: ModelIndex, selector: str, loc: Sequence[str | int], max_mem: int) -> set[str]:
     if selector.startswith("re:"):
-        pattern = _compile_regex(selector[3:], loc)
+        pattern = _compile_regex(selector[3:], loc, max_mem)
         return _by_names(index, pattern.fullmatch)
     if selector.startswith("type:"):
         return _by_type(index, selector[5:], loc)
@@ -98,9 +103,9 @@ def _by_group(index: ModelIndex, selector: str, loc: Sequence[str | int]) -> set
     return {p for p, g in index.param_group.items() if g in wanted}
 
 
-def _compile_regex(source: str, loc: Sequence[str | int]) -> re2._Regexp:
+def _compile_regex(source: str, loc: Sequence[str | int], max_mem: int) -> re2._Regexp:
     try:
-        return _re2(source, get_settings().selector_regex_max_mem)
+        return _re2(source, max_mem)
     except re2.error as exc:
         raise SelectorError(
             loc,
@@ -121,13 +126,13 @@ def _re2(source: str, max_mem: int) -> re2._Regexp:
     return re2.compile(source, options)
 
 
-def _whole_name_hint(index: ModelIndex, selector: str) -> str | None:
+def _whole_name_hint(index: ModelIndex, selector: str, max_mem: int) -> str | None:
     """For a ``re:`` pattern that matches only part of some name: the pattern that works."""
     if not selector.startswith("re:"):
         return None
     source = selector[3:]
     try:
-        partial = _re2(source, get_settings().selector_regex_max_mem)
+        partial = _re2(source, max_mem)
     except re2.error:
         return None
     if not _by_names(index, partial.search):
@@ -135,7 +140,7 @@ def _whole_name_hint(index: ModelIndex, selector: str) -> str | None:
     body = f"(?:{source})" if "|" in source else source
     for candidate in (f"{body}.*", f".*{body}", f".*{body}.*"):
         try:
-            pattern = _re2(candidate, get_settings().selector_regex_max_mem)
+            pattern = _re2(candidate, max_mem)
         except re2.error:
             continue
         if _by_names(index, pattern.fullmatch):

@@ -12,12 +12,13 @@ from torch import nn
 from thaw.freezing.adapters import lora_start, steer
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.selectors import select
+from thaw.settings import Settings
 from thaw.spec import FreezeSpec
 
 TrainableMap = dict[str, bool]
 
 
-def initial_state(index: ModelIndex, spec: FreezeSpec) -> TrainableMap:
+def initial_state(index: ModelIndex, spec: FreezeSpec, settings: Settings) -> TrainableMap:
     """``default`` for every parameter, then each rule in order (the last match wins).
     With adapters, see ``thaw.freezing.adapters``: the default is the adapters' and rules
     reaching a target act on its adapter."""
@@ -26,7 +27,8 @@ def initial_state(index: ModelIndex, spec: FreezeSpec) -> TrainableMap:
     else:
         state = dict.fromkeys(index.params, spec.default == "trainable")
     for i, rule in enumerate(spec.rules):
-        for name in steer(index, select(index, rule.match, ("freeze", "rules", i, "match"))):
+        loc = ("freeze", "rules", i, "match")
+        for name in steer(index, select(index, rule.match, loc, settings)):
             state[name] = rule.trainable
     return enforce_batchnorm_policy(index, state, spec.batchnorm)
 

@@ -21,7 +21,7 @@ from thaw.freezing.adapters import steer
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.selectors import select
 from thaw.freezing.state import TrainableMap, enforce_batchnorm_policy, initial_state
-from thaw.settings import get_settings
+from thaw.settings import Settings
 from thaw.spec import (
     FineTunePreset,
     FreezeSpec,
@@ -133,7 +133,7 @@ class Timeline:
 
 
 def expand_schedule(
-    items: list, epochs: int, steps_per_epoch: int, index: ModelIndex
+    items: list, epochs: int, steps_per_epoch: int, index: ModelIndex, settings: Settings
 ) -> tuple[list[Event], list[Event]]:
     """Presets become events; explicit events are checked against the run's length.
     Returns the fixed events by step, and the on_plateau events in the order given."""
@@ -148,7 +148,7 @@ def expand_schedule(
         elif isinstance(item, ScheduleEvent):
             events.append(_explicit(item, loc, epochs, steps_per_epoch, total))
         elif isinstance(item, RotatePreset):
-            events.extend(_rotate(item, loc, index, total))
+            events.extend(_rotate(item, loc, index, total, settings))
         elif isinstance(item, GradualPreset):
             for k in range(group_count):
                 epoch = 1 + k * item.every_epochs
@@ -189,15 +189,18 @@ def _plateau_event(
     )
 
 
-def _rotate(item: RotatePreset, loc: tuple, index: ModelIndex, total: int) -> list[Event]:
+def _rotate(
+    item: RotatePreset, loc: tuple, index: ModelIndex, total: int, settings: Settings
+) -> list[Event]:
     """One at_step event per interval of ``every_steps``: the seeded draw of ``active``
     groups out of the pool trains, the rest of the pool is frozen."""
     always_groups = {
-        index.param_group[n] for s in item.always for n in select(index, s, (*loc, "always"))
+        index.param_group[n]
+        for s in item.always
+        for n in select(index, s, (*loc, "always"), settings)
     }
-    pool = sorted(
-        {index.param_group[n] for n in select(index, item.groups, (*loc, "groups"))} - always_groups
-    )
+    chosen = select(index, item.groups, (*loc, "groups"), settings)
+    pool = sorted({index.param_group[n] for n in chosen} - always_groups)
     if item.active > len(pool):
         raise SpecError(
             (*loc, "active"),
@@ -206,7 +209,7 @@ def _rotate(item: RotatePreset, loc: tuple, index: ModelIndex, total: int) -> li
             f"use 1..{len(pool)}" if pool else "widen 'groups' or narrow 'always'",
         )
     intervals = -(-total // item.every_steps)
-    limit = get_settings().max_rotate_intervals
+    limit = settings.max_rotate_intervals
     if intervals > limit:
         raise SpecError(
             (*loc, "every_steps"),
@@ -295,21 +298,22 @@ def resolve_timeline(
     index: ModelIndex,
     freeze: FreezeSpec,
     schedule: list,
+    settings: Settings,
     *,
     epochs: int,
     steps_per_epoch: int,
 ) -> Timeline:
     """Every phase's full trainable map, in order; errors point at the spec field to fix."""
-    events, conditional = expand_schedule(schedule, epochs, steps_per_epoch, index)
+    events, conditional = expand_schedule(schedule, epochs, steps_per_epoch, index, settings)
     warnings: list[str] = []
-    state = initial_state(index, freeze)
+    state = initial_state(index, freeze, settings)
     phases = [Phase(0, 0, 1, dict(state))]
     for event in events:
         phase = phases[-1]
         if event.step > phase.start_step:
             phase = Phase(len(phases), event.step, event.step // steps_per_epoch + 1, dict(state))
             phases.append(phase)
-        _apply(index, freeze, event, phase, warnings)
+        _apply(index, freeze, event, phase, warnings, settings)
         state = phase.trainable
     for event in conditional:
         _check_deadline(event, phases[-1])
@@ -317,7 +321,7 @@ def resolve_timeline(
         phase.on_plateau = event.on_plateau
         phase.deadline_step = event.step if event.epoch is not None else None
         phases.append(phase)
-        _apply(index, freeze, event, phase, warnings)
+        _apply(index, freeze, event, phase, warnings, settings)
         state = phase.trainable
     for phase in phases:
         if not any(phase.trainable.values()):
@@ -342,10 +346,15 @@ def _check_deadline(event: Event, before: Phase) -> None:
 
 
 def _apply(
-    index: ModelIndex, freeze: FreezeSpec, event: Event, phase: Phase, warnings: list[str]
+    index: ModelIndex,
+    freeze: FreezeSpec,
+    event: Event,
+    phase: Phase,
+    warnings: list[str],
+    settings: Settings,
 ) -> None:
-    to_unfreeze = _select_all(index, event.unfreeze, (*event.loc, "unfreeze"), event.source)
-    to_freeze = _select_all(index, event.freeze, (*event.loc, "freeze"), event.source)
+    to_unfreeze = _select_all(index, event.unfreeze, (*event.loc, "unfreeze"), event, settings)
+    to_freeze = _select_all(index, event.freeze, (*event.loc, "freeze"), event, settings)
     both = to_unfreeze & to_freeze
     if both:
         raise SpecError(
@@ -377,12 +386,13 @@ def _apply(
         )
 
 
-def _select_all(index: ModelIndex, selectors, loc: tuple, source: str) -> set[str]:
+def _select_all(
+    index: ModelIndex, selectors, loc: tuple, event: Event, settings: Settings
+) -> set[str]:
     names: set[str] = set()
     for j, selector in enumerate(selectors):
-        names.update(
-            steer(index, select(index, selector, (*loc, j) if source == "event" else loc[:-1]))
-        )
+        where = (*loc, j) if event.source == "event" else loc[:-1]
+        names.update(steer(index, select(index, selector, where, settings)))
     return names
 
 
