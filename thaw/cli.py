@@ -13,9 +13,12 @@ import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thaw.client.commands import register as register_client_commands
+
+if TYPE_CHECKING:
+    from thaw.settings import Settings
 
 COMMANDS_GROUP = "thaw.commands"
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off by `head`
@@ -58,11 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_spec(path: Path) -> Any:
+def _load_spec(path: Path, settings: Settings) -> Any:
     from pydantic import ValidationError
 
     from thaw.errors import InvalidInput
-    from thaw.spec import JobSpec, closest_fields
+    from thaw.spec import JobSpec, closest_fields, validation_context
 
     try:
         raw = json.loads(path.read_text())
@@ -71,7 +74,7 @@ def _load_spec(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise CliError(f"{path} is not JSON: {exc}") from exc
     try:
-        return JobSpec.model_validate(raw)
+        return JobSpec.model_validate(raw, context=validation_context(settings))
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc.errors(), closest_fields) from exc
 
@@ -89,11 +92,12 @@ def _plan(args: argparse.Namespace) -> int:
     from thaw.errors import ThawError
 
     try:
-        spec = _load_spec(args.spec)
         from thaw.settings import get_settings
         from thaw.submit import plan_spec
 
-        table = plan_spec(spec, get_settings(), detail=args.detail)
+        settings = get_settings()
+        spec = _load_spec(args.spec, settings)
+        table = plan_spec(spec, settings, detail=args.detail)
     except (CliError, ThawError) as exc:
         return _fail(str(exc))
     json.dump(table, sys.stdout, indent=2)
@@ -105,16 +109,17 @@ def _train(args: argparse.Namespace) -> int:
     from thaw.errors import ThawError
 
     try:
-        spec = _load_spec(args.spec)
         from thaw.cpus import apply_cpu_share
         from thaw.settings import get_settings
         from thaw.training import train
         from thaw.training.console import ConsoleReporter
 
-        apply_cpu_share(get_settings().torch_threads)
+        settings = get_settings()
+        spec = _load_spec(args.spec, settings)
+        apply_cpu_share(settings.torch_threads)
         reporter = ConsoleReporter()
         try:
-            result = train(spec, args.out, get_settings(), reporter, device=args.device)
+            result = train(spec, args.out, settings, reporter, device=args.device)
         finally:
             reporter.close()
     except (CliError, ThawError) as exc:

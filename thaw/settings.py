@@ -313,6 +313,10 @@ class Settings(BaseSettings):
         return self.data_dir / "datasets"
 
 
+DEFAULTS = Settings.model_construct()
+"""The built-in defaults, no environment read: the limits of a call given no settings."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()

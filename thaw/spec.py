@@ -25,13 +25,25 @@ from pydantic import (
     model_validator,
 )
 
-from thaw.settings import get_settings
+from thaw.settings import DEFAULTS, Settings
 
 SEED_MAX = 2**32 - 1
 
 
-def _bounded_regex(value: str) -> str:
-    limit = get_settings().selector_regex_max_chars
+def validation_context(settings: Settings) -> dict[str, Settings]:
+    """The context that validates a spec against these settings' limits."""
+    return {"settings": settings}
+
+
+def limits(info: ValidationInfo) -> Settings:
+    """The settings a spec is validated against: the context's, or the built-in defaults."""
+    context = info.context
+    settings = context.get("settings") if isinstance(context, dict) else None
+    return settings if isinstance(settings, Settings) else DEFAULTS
+
+
+def _bounded_regex(value: str, info: ValidationInfo) -> str:
+    limit = limits(info).selector_regex_max_chars
     if value.startswith("re:") and len(value) - 3 > limit:
         raise ValueError(
             f"the re: pattern is {len(value) - 3} characters; at most {limit} "
@@ -47,7 +59,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-MODEL_SOURCES = ("torchvision", "timm", "huggingface", "job")
 ModelSource = Literal["torchvision", "timm", "huggingface", "job"]
 NAME_MAX_LENGTH = 300
 
@@ -146,8 +157,8 @@ class FreezeRule(_Strict):
     trainable: bool
 
 
-def _bounded_rank(value: int) -> int:
-    limit = get_settings().lora_max_rank
+def _bounded_rank(value: int, info: ValidationInfo) -> int:
+    limit = limits(info).lora_max_rank
     if value > limit:
         raise ValueError(f"r is {value}; at most {limit} (THAW_LORA_MAX_RANK)")
     return value
@@ -477,9 +488,9 @@ class JobSpec(_Strict):
 
     @field_validator("metadata")
     @classmethod
-    def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _metadata_size(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         size = len(json.dumps(value, separators=(",", ":")).encode())
-        limit = get_settings().max_metadata_bytes
+        limit = limits(info).max_metadata_bytes
         if size > limit:
             raise ValueError(
                 f"metadata is {size} bytes as JSON; at most {limit} (THAW_MAX_METADATA_BYTES)"
@@ -487,13 +498,13 @@ class JobSpec(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _selector_count(self) -> JobSpec:
+    def _selector_count(self, info: ValidationInfo) -> JobSpec:
         count = len(self.freeze.rules) + len(self.hyperparameters.param_groups)
         count += len(self.freeze.adapter.targets) if self.freeze.adapter else 0
         count += sum(
             len(e.unfreeze) + len(e.freeze) for e in self.schedule if isinstance(e, ScheduleEvent)
         )
-        limit = get_settings().max_selectors
+        limit = limits(info).max_selectors
         if count > limit:
             raise ValueError(
                 f"the spec holds {count} selectors; at most {limit} (THAW_MAX_SELECTORS)"

@@ -13,7 +13,7 @@ from thaw.disk_space import disk_full, is_disk_full
 from thaw.dispatch import Enqueue
 from thaw.errors import ThawError
 from thaw.settings import Settings
-from thaw.spec import JobSpec
+from thaw.spec import JobSpec, validation_context
 from thaw.store import Dataset, DatasetStore, Job, JobStore
 from thaw.training.memory import release_memory
 from thaw.uploads import tenant_uploads
@@ -83,7 +83,7 @@ def _train(
     try:
         from thaw.training import train
 
-        spec = JobSpec.model_validate(job.spec)
+        spec = JobSpec.model_validate(job.spec, context=validation_context(settings))
         run_dir = settings.jobs_dir / job.id
         remote = store_run(settings, job.id)
         result = train(

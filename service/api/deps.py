@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Body, Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import PlainValidator, ValidationError
 
+from service.api.schemas import SPEC_EXAMPLES
 from service.api.spec_pool import SpecPool
 from service.api.stores import Stores
 from service.auth.keys import ALL_SEEING, ApiKeys, Caller
@@ -14,6 +17,7 @@ from service.auth.throttle import FailureThrottle
 from service.http.problems import Problem, not_found
 from thaw.dispatch import Enqueue, SendTask
 from thaw.settings import Settings
+from thaw.spec import JobSpec, validation_context
 from thaw.store import Job
 from thaw.store.jobs import JOB_ID
 
@@ -110,6 +114,26 @@ def get_spec_pool(request: Request) -> SpecPool:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+# The body as parsed JSON, described in OpenAPI as a JobSpec; valid_spec validates it.
+_RawSpec = Annotated[
+    JobSpec,
+    PlainValidator(lambda raw: raw, json_schema_input_type=JobSpec),
+    Body(openapi_examples=SPEC_EXAMPLES),
+]
+
+
+def valid_spec(spec: _RawSpec, settings: SettingsDep) -> JobSpec:
+    """The request's job spec validated against this app's limits (its settings)."""
+    raw: Any = spec
+    try:
+        return JobSpec.model_validate(raw, context=validation_context(settings))
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+SpecDep = Annotated[JobSpec, Depends(valid_spec)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
 TenantDep = Annotated[str, Depends(get_tenant)]
 CallerDep = Annotated[Caller, Depends(get_caller)]

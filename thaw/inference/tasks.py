@@ -14,7 +14,7 @@ from thaw.inference.errors import ClassMismatch, check_classes
 from thaw.inference.evaluate import LabelledData, evaluate, uploaded_data, validation_names
 from thaw.inference.predict import predict
 from thaw.settings import Settings
-from thaw.spec import JobSpec
+from thaw.spec import JobSpec, validation_context
 from thaw.store.checkpoint_tasks import CheckpointTask
 
 FOLDERS = {"prediction": "predictions", "export": "exports", "evaluation": "evaluations"}
@@ -100,7 +100,9 @@ def _evaluation_data(
         return uploaded_data(model, Path(record.path), record.format, dataset_roots(settings))
     from thaw.training.data_source import load_training_data
 
-    data = load_training_data(JobSpec.model_validate(job_spec), settings, uploads)
+    data = load_training_data(
+        JobSpec.model_validate(job_spec, context=validation_context(settings)), settings, uploads
+    )
     if list(data.classes) != model.classes:
         check_classes(data.classes, model.classes)
         raise ClassMismatch([], model.classes)

@@ -5,20 +5,20 @@ from __future__ import annotations
 import shutil
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from service.api.deps import (
     EnqueueDep,
     JobDep,
     SettingsDep,
+    SpecDep,
     SpecPoolDep,
     StoresDep,
     TenantDep,
 )
 from service.api.openapi import V1_RESPONSES, problem_responses
 from service.api.schemas import (
-    SPEC_EXAMPLES,
     JobList,
     JobOut,
     JobStatusName,
@@ -29,7 +29,6 @@ from service.http.finite import finite
 from service.http.paging import paging
 from service.http.problems import Problem, not_found
 from thaw.freezing.status import layer_status
-from thaw.spec import JobSpec
 from thaw.store import Job
 from thaw.store.jobs import JOB_ID
 from thaw.submit import submit_job
@@ -76,7 +75,7 @@ def job_out(job: Job) -> dict[str, Any]:
     },
 )
 async def create_job(
-    spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    spec: SpecDep,
     response: Response,
     settings: SettingsDep,
     stores: StoresDep,

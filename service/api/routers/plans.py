@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.api.deps import SettingsDep, SpecPoolDep, StoresDep, TenantDep
+from service.api.deps import SettingsDep, SpecDep, SpecPoolDep, StoresDep, TenantDep
 from service.api.openapi import V1_RESPONSES, problem_responses
-from service.api.schemas import SPEC_EXAMPLES, PlanOut
-from thaw.spec import JobSpec
+from service.api.schemas import PlanOut
 from thaw.submit import plan_spec
 from thaw.uploads import tenant_uploads
 
@@ -31,7 +28,7 @@ router = APIRouter(prefix="/v1/plans", tags=["plans"], responses=V1_RESPONSES)
     ),
 )
 async def create_plan(
-    spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    spec: SpecDep,
     settings: SettingsDep,
     stores: StoresDep,
     tenant: TenantDep,
