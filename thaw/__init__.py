@@ -15,5 +15,6 @@ def load_model(folder: Any, device: str = "cpu", settings: Any = None) -> nn.Mod
     from its ``adapter/`` folder: the base model (found through ``settings``, by default
     the environment's) with the adapter on it, as a PEFT model."""
     from thaw.models.rebuild import load_model as _load
+    from thaw.settings import get_settings
 
-    return _load(folder, device, settings)
+    return _load(folder, device, settings or get_settings())

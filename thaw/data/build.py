@@ -20,6 +20,7 @@ from thaw.data.info import (
 from thaw.data.inspection import infer_format
 from thaw.data.rows import TextRows, read_text_rows
 from thaw.data.split import stratified_split
+from thaw.settings import DEFAULTS, Settings
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -77,6 +78,7 @@ def build_datasets(
     tokenizer: Any = None,
     max_length: int = 128,
     within: Sequence[PathLike] = (),
+    limits: Settings = DEFAULTS,
 ) -> TrainingData:
     """Build the train and validation datasets of a job.
 
@@ -86,7 +88,8 @@ def build_datasets(
     it); otherwise classes are the sorted labels found. ``augment`` (``"flip"`` or True: a
     random horizontal flip; ``"standard"``: random resized crop and flip) applies to
     training images only. Text needs a Hugging Face ``tokenizer``. Image folders may link
-    only inside ``within`` (``list_image_folder``).
+    only inside ``within`` (``list_image_folder``). Images and labels are held to the
+    limits of ``limits`` (THAW_MAX_IMAGE_PIXELS, THAW_MAX_CLASSES).
     """
     if modality not in ("image", "text"):
         raise ValueError(f"modality must be 'image' or 'text', got {modality!r}")
@@ -99,8 +102,12 @@ def build_datasets(
     fmt = format or infer_format(source)
     _check_modality(fmt, modality)
     if fmt == "image_folder":
-        return _images(source, classes, validation, seed, image_size, mean, std, augment, within)
-    return _text(source, fmt, classes, validation, validation_format, seed, tokenizer, max_length)
+        return _images(
+            source, classes, validation, seed, image_size, mean, std, augment, within, limits
+        )
+    return _text(
+        source, fmt, classes, validation, validation_format, seed, tokenizer, max_length, limits
+    )
 
 
 def _images(
@@ -113,6 +120,7 @@ def _images(
     std: Sequence[float],
     augment: bool | str,
     within: Sequence[PathLike],
+    limits: Settings,
 ) -> TrainingData:
     from thaw.data.images import ImageFolderDataset
 
@@ -138,6 +146,7 @@ def _images(
             [s.path for s in samples],
             [index[s.label] for s in samples],
             image_size=image_size,
+            max_image_pixels=limits.max_image_pixels,
             mean=mean,
             std=std,
             augment=flip,
@@ -160,10 +169,11 @@ def _text(
     seed: int,
     tokenizer: Any,
     max_length: int,
+    limits: Settings,
 ) -> TrainingData:
     from thaw.data.text import PadCollate, pad_token_id, tokenize_dataset
 
-    rows = read_text_rows(source, fmt)
+    rows = read_text_rows(source, fmt, max_classes=limits.max_classes)
     class_list = _class_list(classes, sort_labels(rows.labels))
     index = {name: i for i, name in enumerate(class_list)}
     labels = [index[label] for label in rows.labels]
@@ -176,7 +186,7 @@ def _text(
         train = rows
         val_fmt = validation_format or infer_format(validation)
         _check_modality(val_fmt, "text")
-        val = read_text_rows(validation, val_fmt)
+        val = read_text_rows(validation, val_fmt, max_classes=limits.max_classes)
         _check_known(set(val.labels), index, "the validation dataset")
 
     def dataset(part: TextRows) -> Dataset[Any]:

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from thaw.data.archive import shown_name
 from thaw.data.errors import DatasetError, ImageDecodeError
 from thaw.data.info import IMAGENET_MEAN, IMAGENET_STD
-from thaw.settings import get_settings
+from thaw.settings import DEFAULTS
 
 if TYPE_CHECKING:
     from thaw.data.decoded import DecodedImages
@@ -38,6 +38,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         labels: Sequence[int],
         *,
         image_size: int,
+        max_image_pixels: int = DEFAULTS.max_image_pixels,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         augment: bool | str = False,
@@ -48,6 +49,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         self.relative_paths = np.array(list(paths), dtype=np.str_)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.image_size = int(image_size)
+        self.max_image_pixels = max_image_pixels
         self.augment = "flip" if augment is True else (augment or "none")
         self._standard = _standard_transform(self.image_size) if augment == "standard" else None
         std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
@@ -77,7 +79,8 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
 
     def decode(self, index: int) -> torch.Tensor:
         rel = str(self.relative_paths[index])
-        image = load_rgb(os.path.join(self.root, rel), self.image_size, shown_path=rel)
+        path = os.path.join(self.root, rel)
+        image = load_rgb(path, self.image_size, max_pixels=self.max_image_pixels, shown_path=rel)
         return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -86,13 +89,15 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         return {**self.__dict__, "decoded": None}
 
 
-def load_rgb(path: str, size: int, *, shown_path: str | None = None) -> Image.Image:
+def load_rgb(
+    path: str, size: int, *, max_pixels: int, shown_path: str | None = None
+) -> Image.Image:
     """Decode an image as RGB resized to ``size`` x ``size``; ImageDecodeError if it fails,
-    DatasetError if its header says it is over THAW_MAX_IMAGE_PIXELS (nothing is decoded)."""
+    DatasetError if its header says it is over ``max_pixels`` (nothing is decoded)."""
     shown = shown_path or os.path.basename(path)
     try:
         with Image.open(path) as im:
-            check_pixels(im.width, im.height, get_settings().max_image_pixels, shown)
+            check_pixels(im.width, im.height, max_pixels, shown)
             rgb = im.convert("RGB")
         if rgb.size != (size, size):
             rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)

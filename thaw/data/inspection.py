@@ -14,7 +14,7 @@ from thaw.data.folder import list_image_folder
 from thaw.data.images import check_pixels
 from thaw.data.info import DatasetInfo
 from thaw.data.rows import inspect_rows
-from thaw.settings import get_settings
+from thaw.settings import DEFAULTS, Settings
 
 UploadKind = Literal["archive", "csv", "jsonl"]
 _ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
@@ -30,10 +30,10 @@ def inspect_image_folder(
     within: Sequence[str | os.PathLike[str]] = (),
 ) -> DatasetInfo:
     """Check an image folder's layout, its class count and (with ``decode``) that every
-    image decodes within the pixel limits (settings by default). Links must stay inside
+    image decodes within the pixel limits (the built-in ones by default). Links must stay inside
     ``within`` (``list_image_folder``)."""
     listing = list_image_folder(root, within=within)
-    settings = get_settings()
+    settings = DEFAULTS
     limit = max_classes or settings.max_classes
     if len(listing.classes) > limit:
         raise DatasetError(
@@ -62,12 +62,27 @@ def inspect_text_file(
     return inspect_rows(path, format, max_classes=max_classes, shown_as=shown_as)
 
 
-def inspect_dataset(path: str | os.PathLike[str], format: str) -> DatasetInfo:
-    """Dispatch on ``format``: ``image_folder``, ``csv`` or ``jsonl``."""
+def inspect_dataset(
+    path: str | os.PathLike[str],
+    format: str,
+    settings: Settings = DEFAULTS,
+    *,
+    decode: bool = True,
+    within: Sequence[str | os.PathLike[str]] = (),
+) -> DatasetInfo:
+    """Dispatch on ``format``: ``image_folder``, ``csv`` or ``jsonl``, within the limits
+    of ``settings``."""
     if format == "image_folder":
-        return inspect_image_folder(path)
+        return inspect_image_folder(
+            path,
+            decode=decode,
+            max_image_pixels=settings.max_image_pixels,
+            max_dataset_pixels=settings.max_dataset_pixels,
+            max_classes=settings.max_classes,
+            within=within,
+        )
     if format in ("csv", "jsonl"):
-        return inspect_rows(path, format)
+        return inspect_rows(path, format, max_classes=settings.max_classes)
     raise DatasetError(
         f"dataset format '{format}' is not supported; use image_folder, csv or jsonl",
         code="bad_format",
@@ -92,6 +107,7 @@ def infer_format(path: str | os.PathLike[str]) -> str:
 def inspect_path(
     path: str | os.PathLike[str],
     format: str | None = None,
+    settings: Settings = DEFAULTS,
     *,
     loc: Sequence[str | int] = (),
     decode: bool = False,
@@ -103,10 +119,9 @@ def inspect_path(
     A DatasetError raised here carries ``loc``. Links must stay inside ``within``.
     """
     try:
-        fmt = format or infer_format(path)
-        if fmt == "image_folder":
-            return inspect_image_folder(path, decode=decode, within=within)
-        return inspect_dataset(path, fmt)
+        return inspect_dataset(
+            path, format or infer_format(path), settings, decode=decode, within=within
+        )
     except DatasetError as exc:
         if not exc.loc:
             exc.loc = tuple(loc)

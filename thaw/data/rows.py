@@ -12,6 +12,7 @@ from typing import Literal
 
 from thaw.data.errors import DatasetError
 from thaw.data.info import DatasetInfo, counts_in_order, sort_labels
+from thaw.settings import DEFAULTS
 
 TextFormat = Literal["csv", "jsonl"]
 _SHOWN_PROBLEMS = 5
@@ -59,14 +60,13 @@ def read_text_rows(
     shown_as: str | None = None,
 ) -> TextRows:
     """Every row's text and label (as a string); raises DatasetError naming bad lines, or
-    at the first label past ``max_classes`` distinct ones (THAW_MAX_CLASSES by default).
+    at the first label past ``max_classes`` distinct ones (the built-in THAW_MAX_CLASSES
+    by default).
     Errors call the file ``shown_as`` (the name the user gave it), or else by its name."""
     file = Path(path)
     name = shown_as or file.name
     if max_classes is None:
-        from thaw.settings import get_settings
-
-        max_classes = get_settings().max_classes
+        max_classes = DEFAULTS.max_classes
     if format not in ("csv", "jsonl"):
         raise DatasetError(
             f"text format '{format}' is not supported; use 'csv' or 'jsonl'", code="bad_format"

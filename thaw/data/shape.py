@@ -55,6 +55,7 @@ def describe_source(
     return inspect_path(
         dataset_path(source, settings, loc),
         source.format,
+        settings,
         loc=(*loc, "path"),
         within=dataset_roots(settings),
     )

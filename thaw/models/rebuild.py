@@ -10,7 +10,7 @@ from torch import nn
 from thaw.errors import ModelError
 from thaw.models import huggingface_source, timm_source, torchvision_source
 from thaw.models.heads import replace_head
-from thaw.settings import Settings, get_settings
+from thaw.settings import Settings
 
 
 def rebuild_architecture(config: dict[str, Any], folder: Path) -> nn.Module:
@@ -41,13 +41,16 @@ def load_model(
     folder: str | Path, device: str = "cpu", settings: Settings | None = None
 ) -> nn.Module:
     """A fine-tuned model from a checkpoint folder, in eval mode, in one call; from a
-    checkpoint's ``adapter/`` folder, its base model with the adapter on it."""
+    checkpoint's ``adapter/`` folder, its base model (found through ``settings``) with the
+    adapter on it."""
     from thaw.checkpoints import load_model_state, read_config
     from thaw.checkpoints.adapter import ADAPTER_CONFIG
 
     folder = Path(folder)
     if (folder / ADAPTER_CONFIG).is_file():
-        return load_adapter_model(folder, settings or get_settings()).to(device).eval()
+        if settings is None:
+            raise ValueError(f"{folder} is an adapter: give the settings that find its base model")
+        return load_adapter_model(folder, settings).to(device).eval()
     config = read_config(folder)
     model = rebuild_architecture(config, folder)
     model.load_state_dict(load_model_state(folder, device="cpu"), strict=True)

@@ -87,5 +87,6 @@ def load_training_data(spec: JobSpec, settings: Settings, uploads: UploadLookup 
         tokenizer=tokenizer_for(inputs) if modality == "text" else None,
         max_length=hp.max_length,
         within=dataset_roots(settings),
+        limits=settings,
     )
     return data
