@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from service.api.app import create_app
 from thaw.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,10 +22,10 @@ ENTRY_POINTS = {
     "thaw/__init__.py": {"load_model"},
     "thaw/cli.py": {"*"},
     "thaw/webhooks/dispatcher.py": {"main"},
-    "service/app.py": {"create_app"},
-    "service/server.py": {"*"},
-    "service/stack.py": {"*"},
-    "service/commands.py": {"*"},
+    "service/api/app.py": {"create_app"},
+    "service/launch/server.py": {"*"},
+    "service/launch/stack.py": {"*"},
+    "service/launch/commands.py": {"*"},
     "worker/celery_app.py": {"*"},
     "worker/commands.py": {"*"},
     "worker/healthcheck.py": {"*"},
