@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from support import bits_equal
 
-import thaw.training.feature_cache_setup as setup
+import thaw.caching.inputs as caching_inputs
 from thaw.settings import Settings
 from thaw.spec import JobSpec
 from thaw.training import train
@@ -98,7 +98,7 @@ def test_each_image_is_decoded_once_and_training_is_bitwise_equal_to_decoding_ev
     )
 
     opened.clear()
-    monkeypatch.setattr(setup, "attach_decoded_cache", lambda *args: [])
+    monkeypatch.setattr(caching_inputs, "attach_decoded_cache", lambda *args: [])
     plain = Lines()
     train(spec, tmp_path / "plain", _settings(tmp_path), plain)
     assert set(opened.values()) == {3}  # every epoch decodes every image again
@@ -133,8 +133,8 @@ def test_dataloader_worker_processes_fill_the_shared_cache(tmp_path: Path, budge
     import torch
     from torch.utils.data import DataLoader
 
+    from thaw.caching.inputs import attach_decoded_cache
     from thaw.data import build_datasets
-    from thaw.data.decoded import attach_decoded_cache
 
     root = write_digits_folder(tmp_path / "digits", per_class=2)
     data = build_datasets(root, modality="image", image_size=32, validation=0.5)

@@ -268,3 +268,81 @@ def test_plan_shows_boundary_bytes_and_why_the_cache_does_not_engage(tmp_path):
     assert vit[0]["reason"].startswith("class_token is a parameter, not a module")
     trained = _plan({**RESNET, "freeze": {"default": "trainable"}, "schedule": []}, settings)
     assert trained[0]["reason"] == "the first layer group (stem) trains or has BatchNorm training"
+
+
+class _Conv1Samples:
+    """Samples through the model's input convolution (resnet's conv1: the only one with three
+    input channels), per call, counted by a global forward hook."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, module: torch.nn.Module, args: tuple, output: Any) -> None:
+        if isinstance(module, torch.nn.Conv2d) and module.in_channels == 3:
+            self.calls.append(int(args[0].shape[0]))
+
+
+def test_each_phase_runs_its_prefix_once_per_sample_before_its_first_step(tmp_path):
+    """One fill pass per phase, before the phase's first step: epoch 1 trains from the cache,
+    and the prefix never runs in a training or validation step."""
+    body = {
+        **RESNET,
+        "dataset": {"synthetic": {"num_classes": 3, "num_examples": 30}},
+        "schedule": [{"at_epoch": 2, "unfreeze": ["layer4"]}],
+    }
+    spec = _spec(body, epochs=2, num_workers=2)
+    conv1 = _Conv1Samples()
+    reporter = Recorder()
+    handle = torch.nn.modules.module.register_module_forward_hook(conv1)
+    try:
+        train(spec, tmp_path / "run", _settings(tmp_path, cache_fill_batch_size=10), reporter)
+    finally:
+        handle.remove()
+    # First the plan's one-sample trace (unless an earlier plan in this process kept it).
+    # Per phase: the split's check (two samples through the full model, two through the
+    # prefix), then the 24 training samples in fill batches of 10 and the 6 validation ones.
+    traced, trained = conv1.calls[:-12], conv1.calls[-12:]
+    assert traced in ([], [1])
+    assert trained == [2, 2, 10, 10, 4, 6] * 2
+    assert "feature cache: epoch 2 reuses" not in " ".join(reporter.lines)
+    assert sum("filled the output of" in line for line in reporter.lines) == 2
+    assert any("filled the output of layer4 for 30 samples" in line for line in reporter.lines)
+    assert any("filled the output of layer3 for 30 samples" in line for line in reporter.lines)
+
+
+def test_fill_progress_comes_before_the_first_step_and_cached_runs_need_no_loader_workers(
+    tmp_path,
+):
+    from thaw.caching.inputs import CachedInputs, RunInputs, build_inputs
+    from thaw.training.data_source import load_training_data
+    from thaw.training.device import choose_placement
+
+    class Progress(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[dict[str, Any]] = []
+
+        def progress(self, progress: dict[str, Any]) -> None:
+            self.seen.append(progress)
+
+    body = {**RESNET, "dataset": {"synthetic": {"num_classes": 3, "num_examples": 20}}}
+    body["schedule"] = []
+    reporter = Progress()
+    settings = _settings(tmp_path, cache_fill_batch_size=6)
+    train(_spec(body, epochs=1), tmp_path / "run", settings, reporter)
+    fills = [p["cache_fill"] for p in reporter.seen if "cache_fill" in p]
+    assert fills[-1] == {"done": 20, "total": 20}
+    first_fill = next(i for i, p in enumerate(reporter.seen) if "cache_fill" in p)
+    first_step = next(i for i, p in enumerate(reporter.seen) if p["step"] > 0)
+    assert first_fill < first_step and reporter.seen[first_fill]["step"] == 0
+
+    def workers(**hp: Any) -> tuple[type, int]:
+        spec = _spec(body, num_workers=2, **hp)
+        data = load_training_data(spec, settings, None)
+        resolved = resolve(spec, settings, DataShape(list(data.classes), len(data.train)))
+        placement = choose_placement("auto", True, "cpu")
+        inputs = build_inputs(spec, resolved, data, settings, tmp_path, placement, reporter.log)
+        return type(inputs), inputs.workers(2)
+
+    assert workers() == (CachedInputs, 0)  # every epoch reads features: no loader processes
+    assert workers(feature_cache="off") == (RunInputs, 2)

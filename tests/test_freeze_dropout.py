@@ -8,8 +8,8 @@ import torch
 from pydantic import ValidationError
 from support import engine_for, minilm_spec, resolved
 
+from thaw.caching.prefix import Split, run_prefix
 from thaw.freezing.plan import plan_table
-from thaw.freezing.prefix import Split, run_prefix
 from thaw.freezing.status import epoch_entry, live_view
 from thaw.spec import JobSpec
 

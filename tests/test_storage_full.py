@@ -10,9 +10,9 @@ import pytest
 import torch
 from worker_fixtures import Stack, digits_spec, write_base_weights, write_digits
 
-from thaw.data.decoded import DecodedImages
+from thaw.caching.decoded import DecodedImages
+from thaw.caching.features import FeatureStore
 from thaw.disk_space import StorageFull
-from thaw.training.feature_cache import FeatureStore
 
 HUGE = 2**62
 

@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         description="Feature cache held in memory; beyond it the cache is a memory-mapped "
         "file in the job folder. None: a quarter of the memory available when the run starts.",
     )
+    feature_cache_gpu_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Feature cache held in GPU memory on a GPU worker; beyond it the cache "
+        "sits in pinned host memory. None: a quarter of the GPU's memory.",
+    )
+    cache_fill_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Samples per batch of the feature cache's fill (one inference pass "
+        "before a phase's first step). None: as many as the frozen prefix's largest "
+        "activation fits in a sixteenth of the device's memory, from the training batch "
+        "size up to 1024.",
+    )
     decoded_cache_bytes: int | None = Field(
         default=None,
         ge=0,

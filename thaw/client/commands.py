@@ -208,6 +208,8 @@ def _follow(client: Any, job_id: str) -> int:
                 shown = {"epoch": f"{data.get('epoch')}/{data.get('epochs')}"}
                 if "loss" in data:
                     shown["loss"] = f"{data['loss']:.4g}"
+                if "cache_fill" in data:
+                    shown["caching"] = f"{data['cache_fill']['done']}/{data['cache_fill']['total']}"
                 bar.set_postfix(shown, refresh=False)
                 bar.refresh()
             elif kind == "metrics":

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -16,8 +16,11 @@ from thaw.data.errors import DatasetError, ImageDecodeError
 from thaw.data.info import IMAGENET_MEAN, IMAGENET_STD
 from thaw.settings import DEFAULTS
 
-if TYPE_CHECKING:
-    from thaw.data.decoded import DecodedImages
+
+class PixelStore(Protocol):
+    """Where decoded pixels are kept (the decoded-input cache, ``thaw.caching.decoded``)."""
+
+    def get(self, index: int, decode: Callable[[], torch.Tensor]) -> torch.Tensor: ...
 
 
 class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
@@ -27,8 +30,8 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
     [0, 1] -> ``(x - mean) / std``. ``augment`` (training only): ``"flip"`` (or True) a
     random horizontal flip, drawn by the sampler when it passes ``(index, flip)`` keys and
     from torch's RNG otherwise; ``"standard"`` (torch's RNG) a random resized crop back to
-    ``size`` and a random flip, on the uint8 tensor. With ``decoded`` set (``attach_decoded_cache``)
-    each image is decoded once and its uint8 pixels are kept.
+    ``size`` and a random flip, on the uint8 tensor. With ``decoded`` set (a pixel store,
+    ``thaw.caching.inputs.attach_decoded_cache``) each image is decoded once and kept.
     """
 
     def __init__(
@@ -55,7 +58,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self._scale = 1.0 / (255.0 * std_t)
         self._shift = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1) / std_t
-        self.decoded: DecodedImages | None = None
+        self.decoded: PixelStore | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -7,9 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from thaw.caching.memory import decoded_cache_memory_cap, feature_cache_memory_cap
+from thaw.caching.planning import PhaseCache, plan_cache, traced
 from thaw.data.shape import DataShape
 from thaw.errors import SpecError
-from thaw.freezing.cache_plan import PhaseCache, plan_cache, traced
 from thaw.freezing.resolve import Resolved
 from thaw.settings import Settings
 
@@ -82,19 +83,6 @@ class Budget:
             },
             "disk_bytes": self.disk,
         }
-
-
-def feature_cache_memory_cap(settings: Settings) -> int:
-    """The most of a job's feature cache kept in memory (the worker never keeps more)."""
-    if settings.feature_cache_bytes is not None:
-        return settings.feature_cache_bytes
-    return settings.max_job_host_memory_bytes // 4
-
-
-def decoded_cache_memory_cap(settings: Settings) -> int:
-    if settings.decoded_cache_bytes is not None:
-        return settings.decoded_cache_bytes
-    return settings.max_job_host_memory_bytes // 8
 
 
 def job_budget(resolved: Resolved, shape: DataShape, settings: Settings) -> Budget:

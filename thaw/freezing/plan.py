@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from thaw.caching.planning import plan_cache
 from thaw.freezing.adapters import adapter_params
-from thaw.freezing.cache_plan import plan_cache
 from thaw.freezing.resolve import Resolved
 from thaw.freezing.status import epoch_entry, planned_view
 from thaw.freezing.timeline import Phase

@@ -29,6 +29,9 @@ class ConsoleReporter(NullReporter):
         shown = {"phase": progress["phase"], "samples/s": progress["samples_per_s"]}
         if "loss" in progress:
             shown["loss"] = progress["loss"]
+        if "cache_fill" in progress:
+            fill = progress["cache_fill"]
+            shown["caching"] = f"{fill['done']}/{fill['total']}"
         bar.set_postfix(shown, refresh=True)
 
     def metrics(self, epoch: int, metrics: dict[str, float]) -> None:

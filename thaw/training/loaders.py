@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from thaw.training.device import Placement
 
@@ -80,68 +80,4 @@ def make_loaders(
 
 def _flips(data: Dataset[Any]) -> bool:
     """Whether the sampler draws random horizontal flips for ``data`` (augment "flip")."""
-    inner = getattr(data, "data", data)
-    return getattr(inner, "augment", None) == "flip"
-
-
-Key = int | tuple[int, bool]
-
-
-class Indexed(Dataset[tuple[Key, Any]]):
-    """``(key, item)`` pairs, so a batch says which samples it holds (and which view)."""
-
-    def __init__(self, data: Dataset[Any]):
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: Key) -> tuple[Key, Any]:
-        return key, self.data[key]
-
-
-def split_keys(keys: list[Key]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample indices and views (1: mirrored) of a batch's keys."""
-    indices = [k[0] if isinstance(k, tuple) else k for k in keys]
-    views = [int(k[1]) if isinstance(k, tuple) else 0 for k in keys]
-    return torch.tensor(indices, dtype=torch.long), torch.tensor(views, dtype=torch.long)
-
-
-class IndexedCollate:
-    """Collates ``(key, item)`` pairs into ``(inputs, labels, indices, views)``."""
-
-    def __init__(self, inner: Any = None):
-        self.inner = inner
-
-    def __call__(self, batch: list[tuple[Key, Any]]) -> tuple[Any, Any, torch.Tensor, torch.Tensor]:
-        indices, views = split_keys([k for k, _ in batch])
-        items = [item for _, item in batch]
-        inputs, labels = (self.inner or default_collate)(items)
-        return inputs, labels, indices, views
-
-
-class _Range(Dataset[Key]):
-    def __init__(self, n: int):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, key: Key) -> Key:
-        return key
-
-
-def index_loader(like: DataLoader[Any], sampler: Any) -> DataLoader[Any]:
-    """Batches of ``(indices, views)`` in the order ``like`` yields its samples.
-
-    It shares ``like``'s generator, so starting an epoch draws the same random number
-    (from that generator, or the global one) as starting ``like`` would.
-    """
-    return DataLoader(
-        _Range(len(like.dataset)),  # type: ignore[arg-type]
-        batch_size=like.batch_size,
-        sampler=sampler,
-        shuffle=False if sampler is None else None,
-        generator=like.generator,
-        collate_fn=split_keys,
-    )
+    return getattr(data, "augment", None) == "flip"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from thaw.caching.inputs import RunInputs, build_inputs
 from thaw.checkpoints.adapter import base_state
 from thaw.checkpoints.commit import raise_fence
 from thaw.checkpoints.errors import FencedOut
@@ -30,8 +31,6 @@ from thaw.training.background_commit import BackgroundCommit
 from thaw.training.confusion import ConfusionMatrix
 from thaw.training.data_source import load_training_data
 from thaw.training.device import Placement, choose_placement
-from thaw.training.feature_cache import CachedBatch, FeatureCache
-from thaw.training.feature_cache_setup import build_feature_cache, cached_batches
 from thaw.training.layer_changes import changed_layers
 from thaw.training.loaders import default_workers, make_loaders
 from thaw.training.loss import TrainingLoss
@@ -160,26 +159,22 @@ def _train(
         )
     elif resumed is not None:
         reporter.log("info", f"resumed from epoch {resumed.epoch} (phase {engine.phase})")
-    workers = default_workers(placement, hp.num_workers)
-    run.cache = build_feature_cache(
-        spec, resolved, data, settings, run_dir, reporter, placement.autocast_dtype
-    )
-    train_set, val_set, collate_fn = run.cache_datasets(data)
+    run.inputs = build_inputs(spec, resolved, data, settings, run_dir, placement, reporter.log)
+    train_set, val_set, collate_fn = run.inputs.datasets()
     train_loader, val_loader, sampler = make_loaders(
         train_set,
         val_set,
         batch_size=hp.batch_size,
         seed=hp.seed,
         placement=placement,
-        workers=workers,
+        workers=run.inputs.workers(default_workers(placement, hp.num_workers)),
         collate_fn=collate_fn,
     )
     try:
         return run.loop(train_loader, val_loader, sampler, resumed)
     finally:
         run.commits.abandon()
-        if run.cache is not None:
-            run.cache.close()
+        run.inputs.close()
 
 
 class _Run:
@@ -207,8 +202,7 @@ class _Run:
         self.scaler = torch.amp.GradScaler(enabled=placement.use_scaler)
         self.params = list(engine.index.params.values())
         self._last_report = 0.0
-        self.cache: FeatureCache | None = None
-        self._cached_epoch = False
+        self.inputs = RunInputs(None, placement)
         self._samples = 0
         self._epoch_rng: dict[str, Any] = {}
         self._last_progress: dict[str, Any] = {}
@@ -242,7 +236,7 @@ class _Run:
             sampler.set_epoch(epoch)
             self._enter_phases(step)
             self.reporter.layers(epoch, self._layer_entry(epoch))
-            self._begin_cache_epoch(epoch)
+            self.inputs.begin_epoch(epoch, self._fill_progress(epoch, step, total))
             self.model.train()
             skip = resumed.batch if resumed is not None and epoch == start_epoch else 0
             if not skip:
@@ -326,7 +320,7 @@ class _Run:
         if skip and resumed is not None and resumed.epoch_rng is not None:
             restore_rng_state(resumed.epoch_rng)
         self._epoch_rng = capture_rng_state()
-        iterator = self._epoch_batches(loader, sampler, "train")
+        iterator = self.inputs.batches(loader, sampler, "train")
         for _ in range(skip):
             next(iterator)
         if skip and resumed is not None and resumed.step_rng is not None:
@@ -402,23 +396,29 @@ class _Run:
             status, epoch, step, metrics, _epoch_of(resumed), round(wall, 3), round(rate, 2)
         )
 
-    # Feature cache hooks ------------------------------------------------------------------
+    def _fill_progress(self, epoch: int, step: int, total: int) -> Callable[[int, int], None]:
+        """Progress of a feature-cache fill before the epoch's first step, as progress
+        events (``cache_fill``: samples done and in all)."""
 
-    def cache_datasets(self, data: Any) -> tuple[Any, Any, Any]:
-        """Datasets that say their sample indices when the cache may engage."""
-        from thaw.training.loaders import Indexed, IndexedCollate
+        def report(done: int, samples: int) -> None:
+            now = time.monotonic()
+            if done < samples and now - self._last_report < self.settings.progress_interval_seconds:
+                return
+            self._last_report = now
+            self.reporter.progress(
+                {
+                    "epoch": epoch,
+                    "epochs": self.resolved.timeline.epochs,
+                    "step": step,
+                    "total_steps": total,
+                    "fraction": round(step / total, 4) if total else 1.0,
+                    "phase": self.engine.phase,
+                    "samples_per_s": 0.0,
+                    "cache_fill": {"done": done, "total": samples},
+                }
+            )
 
-        if self.cache is None:
-            return data.train, data.val, data.collate_fn
-        return Indexed(data.train), Indexed(data.val), IndexedCollate(data.collate_fn)
-
-    def _begin_cache_epoch(self, epoch: int) -> None:
-        self._cached_epoch = self.cache is not None and self.cache.begin_epoch(epoch)
-
-    def _epoch_batches(self, loader: Any, sampler: Any, part: str) -> Iterator[Any]:
-        if self.cache is None:
-            return iter(loader)
-        return cached_batches(self.cache, loader, sampler, part, self._cached_epoch)
+        return report
 
     def _enter_phases(self, step: int) -> None:
         for change in self.engine.advance(step):
@@ -429,11 +429,11 @@ class _Run:
         weighted by its share of that step's samples."""
         share = len(labels) / self._step_samples(batch)
         inputs, labels = (
-            self._to_device(inputs),
+            self.inputs.to_device(inputs),
             labels.to(self.placement.device, non_blocking=True),
         )
         with self.placement.autocast():
-            loss = self.loss_fn(self._forward(inputs), labels)
+            loss = self.loss_fn(self.inputs.forward(self.model, inputs), labels)
         self.scaler.scale(loss if share == 1.0 else loss * share).backward()
         return loss.detach()
 
@@ -459,42 +459,23 @@ class _Run:
         self.engine.after_step()
         self.engine.optimizer.zero_grad(set_to_none=True)
 
-    def _forward(self, inputs: Any) -> torch.Tensor:
-        if isinstance(inputs, CachedBatch):
-            assert self.cache is not None
-            return self.cache.forward(inputs, "val" if not self.model.training else "train")
-        out = self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
-        return out.logits if hasattr(out, "logits") else out
-
-    def _to_device(self, inputs: Any) -> Any:
-        device = self.placement.device
-        if isinstance(inputs, CachedBatch):
-            fmt = torch.channels_last if self.placement.channels_last else torch.contiguous_format
-            return inputs.to(device, fmt)
-        if isinstance(inputs, dict):
-            return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
-        fmt = torch.channels_last if self.placement.channels_last else torch.contiguous_format
-        return inputs.to(device, non_blocking=True, memory_format=fmt)
-
     @torch.no_grad()
     def _validate(self, loader) -> dict[str, float]:
         self.model.eval()
         total_loss, count = 0.0, 0
         confusion = ConfusionMatrix(self.resolved.built.num_classes)
-        for inputs, labels in self._epoch_batches(loader, None, "val"):
+        for inputs, labels in self.inputs.batches(loader, None, "val"):
             if self.watch is not None:
                 self.watch.check()
             labels = labels.to(self.placement.device, non_blocking=True)
             with self.placement.autocast():
-                logits = self._forward(self._to_device(inputs))
+                logits = self.inputs.forward(self.model, self.inputs.to_device(inputs))
             total_loss += nn.functional.cross_entropy(
                 logits.float(), labels, reduction="sum"
             ).item()
             confusion.update(logits.argmax(dim=1), labels)
             count += labels.numel()
         self.model.train()
-        if self.cache is not None and self._cached_epoch:
-            self.cache.end_fill("val")
         if count == 0:
             return {}
         return {

@@ -1,11 +1,11 @@
 """Decoded-input cache: each image decoded and resized once per job into uint8 pixels.
 
-An image dataset decodes a sample the first time it is read (in the first epoch, by the
-normal data pipeline, in whichever DataLoader worker reads it) and keeps its pixels; later
-epochs read them back and apply augmentation on top. Pixels live in anonymous shared
-memory up to THAW_DECODED_CACHE_BYTES and in a memory-mapped file in the run folder beyond
-that, so forked DataLoader workers fill and read the same buffer. The file goes when the
-dataset does.
+An image dataset decodes a sample the first time it is read (by the feature cache's fill,
+or in the first epoch by the normal data pipeline, in whichever DataLoader worker reads it)
+and keeps its pixels; later reads get them back and apply augmentation on top. Pixels live
+in anonymous shared memory up to THAW_DECODED_CACHE_BYTES and in a memory-mapped file in
+the run folder beyond that, so forked DataLoader workers fill and read the same buffer.
+The file goes when the dataset does.
 """
 
 from __future__ import annotations
@@ -24,14 +24,6 @@ import torch
 from thaw.disk_space import require_free
 
 DECODED_FOLDER = "decoded_cache"
-
-
-def available_memory() -> int:
-    """Bytes of physical memory free now (4 GiB where the system does not say)."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return 4 * 1024**3
 
 
 class DecodedImages:
@@ -73,28 +65,3 @@ def _remove(path: Path, owner: int) -> None:
         path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             path.parent.rmdir()
-
-
-def attach_decoded_cache(
-    data: Any, budget: int, folder: Path, disk_reserve: int = 0
-) -> list[DecodedImages]:
-    """Give the image datasets of ``data`` (train, then validation) their decoded caches,
-    sharing ``budget`` bytes of memory; other datasets are left as they are."""
-    from thaw.data.images import ImageFolderDataset
-
-    caches = []
-    for part in ("train", "val"):
-        dataset = getattr(data, part)
-        if not isinstance(dataset, ImageFolderDataset) or len(dataset) == 0:
-            continue
-        cache = DecodedImages(
-            len(dataset),
-            dataset.image_size,
-            budget=budget,
-            spill=folder / f"{part}.u8",
-            disk_reserve=disk_reserve,
-        )
-        budget = max(0, budget - cache.nbytes)
-        dataset.decoded = cache
-        caches.append(cache)
-    return caches

@@ -8,8 +8,7 @@ from typing import Any
 
 import torch
 
-from thaw.freezing.model_index import ModelIndex
-from thaw.freezing.prefix import (
+from thaw.caching.prefix import (
     Chain,
     Split,
     example_inputs,
@@ -18,6 +17,7 @@ from thaw.freezing.prefix import (
     stochastic_module,
     trace,
 )
+from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.state import module_modes
 from thaw.freezing.timeline import Timeline
 from thaw.spec import JobSpec
@@ -32,6 +32,7 @@ class PhaseCache:
     num_samples: int
     reason: str | None
     views: int = 1
+    activation_bytes: int = 0  # the prefix's largest output per sample: sizes the fill batch
 
     @property
     def engages(self) -> bool:
@@ -118,7 +119,10 @@ def plan_cache(
             continue
         per_sample = _sample_elements(chain, found, modality, hp.max_length) * size
         views = 2 if modality == "image" and hp.augment == "flip" else 1
-        out.append(PhaseCache(phase.index, found, boundary, per_sample, num_samples, None, views))
+        peak = _peak_elements(chain, found, modality, hp.max_length) * size
+        out.append(
+            PhaseCache(phase.index, found, boundary, per_sample, num_samples, None, views, peak)
+        )
     return out
 
 
@@ -151,7 +155,17 @@ def _sample_elements(chain: Chain, split: Split, modality: str, max_length: int)
     """Elements per sample of the prefix output, read off the traced one-sample call."""
     last = next(c for c in reversed(chain.calls) if c.name == split.modules[-1])
     assert last.output_shape is not None
-    shape = list(last.output_shape[1:])
-    if modality == "text":
-        shape[0] = max_length
-    return math.prod(shape)
+    return _per_sample(last.output_shape, modality, max_length)
+
+
+def _peak_elements(chain: Chain, split: Split, modality: str, max_length: int) -> int:
+    """Elements per sample of the largest output a module of the prefix makes."""
+    shapes = [c.output_shape for c in chain.calls if c.name in split.modules and c.output_shape]
+    return max((_per_sample(s, modality, max_length) for s in shapes), default=0)
+
+
+def _per_sample(shape: tuple[int, ...], modality: str, max_length: int) -> int:
+    sample = list(shape[1:])
+    if modality == "text" and sample:
+        sample[0] = max_length
+    return math.prod(sample)
