@@ -98,7 +98,7 @@ def test_each_image_is_decoded_once_and_training_is_bitwise_equal_to_decoding_ev
     )
 
     opened.clear()
-    monkeypatch.setattr(caching_inputs, "attach_decoded_cache", lambda *args: [])
+    monkeypatch.setattr(caching_inputs, "attach_decoded_cache", lambda *args: {})
     plain = Lines()
     train(spec, tmp_path / "plain", _settings(tmp_path), plain)
     assert set(opened.values()) == {3}  # every epoch decodes every image again
@@ -138,7 +138,7 @@ def test_dataloader_worker_processes_fill_the_shared_cache(tmp_path: Path, budge
 
     root = write_digits_folder(tmp_path / "digits", per_class=2)
     data = build_datasets(root, modality="image", image_size=32, validation=0.5)
-    cache = attach_decoded_cache(data, budget, tmp_path / "decoded")[0]
+    cache = attach_decoded_cache(data, budget, tmp_path / "decoded")["train"]
     assert not cache.filled.any()
     from_workers = [x for x, _ in DataLoader(data.train, batch_size=4, num_workers=2)]
     assert cache.filled.all()  # filled by the workers, seen by this process
@@ -191,3 +191,43 @@ def test_sampler_flips_depend_on_seed_epoch_and_index_only():
     sampler.set_epoch(1)
     assert dict(sampler) == flips
     assert all(isinstance(i, int) for i in EpochSampler(list(range(8)), seed=3))
+
+
+def test_once_every_image_is_decoded_batches_are_read_without_loader_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Loader workers decode the first epoch; the next reads the decoded pixels in the
+    training process (no worker processes alive), and trains as a run that keeps them."""
+    import multiprocessing
+
+    class Children(Lines):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 1
+            self.seen: dict[int, set[int]] = {1: set(), 2: set()}
+
+        def metrics(self, epoch: int, metrics: dict[str, float]) -> None:
+            super().metrics(epoch, metrics)
+            self.epoch = epoch + 1
+
+    def record(module: torch.nn.Module, args: tuple, output: Any) -> None:
+        if isinstance(module, torch.nn.Conv2d) and module.in_channels == 3:
+            children.seen[children.epoch].add(len(multiprocessing.active_children()))
+
+    write_digits_folder(tmp_path / "datasets" / "digits", per_class=PER_CLASS)
+    spec = _spec(epochs=2, augment="flip", num_workers=2)
+    children = Children()
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        train(spec, tmp_path / "served", _settings(tmp_path), children)
+    finally:
+        handle.remove()
+    assert min(children.seen[1]) > 0  # the first epoch's batches come from loader workers
+    assert children.seen[2] == {0}
+
+    monkeypatch.setattr(caching_inputs, "attach_decoded_cache", lambda *args: {})
+    kept = Lines()  # no decoded cache: loader workers read every epoch
+    train(spec, tmp_path / "kept", _settings(tmp_path), kept)
+    assert kept.val == children.val
+    a, b = _final(tmp_path / "served"), _final(tmp_path / "kept")
+    assert all(bits_equal(a[k], b[k]) for k in a)

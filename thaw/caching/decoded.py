@@ -49,6 +49,11 @@ class DecodedImages:
         self.filled = torch.from_numpy(np.frombuffer(self._flags, dtype=np.uint8, count=n))
 
     @property
+    def complete(self) -> bool:
+        """Whether every sample is decoded (in this process or a forked loader worker)."""
+        return bool(self.filled.all())
+
+    @property
     def where(self) -> str:
         return "memory" if self.file is None else f"memory-mapped file {self.file.name}"
 

@@ -41,11 +41,16 @@ class Placed(Protocol):
 
 
 class RunInputs:
-    """A run's inputs without the feature cache: every batch runs every layer."""
+    """A run's inputs without the feature cache: every batch runs every layer. Once a part's
+    images are all decoded (``decoded``: the decoded-image caches by part), its batches are
+    read in this process: what is left per sample is a flip and a normalization."""
 
-    def __init__(self, data: Any, placement: Placed):
+    def __init__(
+        self, data: Any, placement: Placed, decoded: dict[str, DecodedImages] | None = None
+    ):
         self.data = data
         self.placement = placement
+        self.decoded = decoded or {}
         self.memory_format = (
             torch.channels_last if placement.channels_last else torch.contiguous_format
         )
@@ -58,11 +63,19 @@ class RunInputs:
         """DataLoader worker processes the run needs (``requested`` unless caches serve)."""
         return requested
 
+    def persistent_workers(self) -> bool:
+        """Whether loader workers outlive an epoch: not when the decoded-image cache will
+        serve the later ones."""
+        return not self.decoded
+
     def begin_epoch(self, epoch: int, progress: Progress) -> None:
         """Called after the epoch's phase is entered and before its first batch."""
 
     def batches(self, loader: DataLoader[Any], sampler: Any, part: str) -> Iterator[Any]:
         """``(inputs, labels)`` of the epoch's ``part`` ("train" or "val") in loader order."""
+        decoded = self.decoded.get(part)
+        if loader.num_workers and decoded is not None and decoded.complete:
+            return iter(in_process(loader, sampler))
         return iter(loader)
 
     def to_device(self, inputs: Any) -> Any:
@@ -81,8 +94,14 @@ class RunInputs:
 class CachedInputs(RunInputs):
     """A run some of whose epochs train from the feature cache."""
 
-    def __init__(self, data: Any, placement: Placed, cache: FeatureCache):
-        super().__init__(data, placement)
+    def __init__(
+        self,
+        data: Any,
+        placement: Placed,
+        decoded: dict[str, DecodedImages],
+        cache: FeatureCache,
+    ):
+        super().__init__(data, placement, decoded)
         self.cache = cache
         self.cached = False
 
@@ -94,7 +113,7 @@ class CachedInputs(RunInputs):
 
     def batches(self, loader: DataLoader[Any], sampler: Any, part: str) -> Iterator[Any]:
         if not self.cached:
-            return iter(loader)
+            return super().batches(loader, sampler, part)
         return (
             (self.cache.gather(part, indices, views), self.cache.labels(part, indices))
             for indices, views in index_loader(loader, sampler)
@@ -127,13 +146,14 @@ def build_inputs(
     joins when a phase can train from cached features. Logs one line per phase: the
     boundary and size when the feature cache engages, the reason otherwise."""
     hp = spec.hyperparameters
-    for decoded in attach_decoded_cache(
+    decoded = attach_decoded_cache(
         data, decoded_budget(settings), run_dir / DECODED_FOLDER, settings.disk_reserve_bytes
-    ):
+    )
+    for images in decoded.values():
         log(
             "info",
-            f"decoded-input cache: {decoded.shape[0]} images of {decoded.shape[2]} px, decoded "
-            f"once per job ({decoded.nbytes / 2**20:.1f} MiB in {decoded.where})",
+            f"decoded-input cache: {images.shape[0]} images of {images.shape[2]} px, decoded "
+            f"once per job ({images.nbytes / 2**20:.1f} MiB in {images.where})",
         )
     element = torch.empty((), dtype=placement.autocast_dtype or torch.float32).element_size()
     plans = plan_cache(
@@ -147,7 +167,7 @@ def build_inputs(
     )
     _log_plans(plans, log)
     if not any(p.engages for p in plans):
-        return RunInputs(data, placement)
+        return RunInputs(data, placement, _served(decoded, hp.augment))
     peak = max(p.activation_bytes for p in plans)
     fill = FillOptions(
         placement.device,
@@ -169,7 +189,13 @@ def build_inputs(
         flips=data.modality == "image" and hp.augment == "flip",
         disk_reserve=settings.disk_reserve_bytes,
     )
-    return CachedInputs(data, placement, cache)
+    return CachedInputs(data, placement, _served(decoded, hp.augment), cache)
+
+
+def _served(decoded: dict[str, DecodedImages], augment: str) -> dict[str, DecodedImages]:
+    """The parts whose batches the decoded images serve in process once full: not training
+    images cropped at random every epoch (augment "standard" keeps its loader workers)."""
+    return {p: d for p, d in decoded.items() if p != "train" or augment != "standard"}
 
 
 def _log_plans(plans: list[PhaseCache], log: Log) -> None:
@@ -187,10 +213,10 @@ def _log_plans(plans: list[PhaseCache], log: Log) -> None:
 
 def attach_decoded_cache(
     data: Any, budget: int, folder: Path, disk_reserve: int = 0
-) -> list[DecodedImages]:
+) -> dict[str, DecodedImages]:
     """Give the image datasets of ``data`` (train, then validation) their decoded caches,
     sharing ``budget`` bytes of memory; other datasets are left as they are."""
-    caches = []
+    caches = {}
     for part in ("train", "val"):
         dataset = getattr(data, part)
         if not isinstance(dataset, ImageFolderDataset) or len(dataset) == 0:
@@ -204,7 +230,7 @@ def attach_decoded_cache(
         )
         budget = max(0, budget - cache.nbytes)
         dataset.decoded = cache
-        caches.append(cache)
+        caches[part] = cache
     return caches
 
 
@@ -230,6 +256,20 @@ class _Range(Dataset[Key]):
 
     def __getitem__(self, key: Key) -> Key:
         return key
+
+
+def in_process(like: DataLoader[Any], sampler: Any) -> DataLoader[Any]:
+    """``like`` read in this process: the same batches in the same order, and the same
+    random draw (from ``like``'s generator) when an epoch starts."""
+    return DataLoader(
+        like.dataset,
+        batch_size=like.batch_size,
+        sampler=sampler,
+        shuffle=False if sampler is None else None,
+        generator=like.generator,
+        collate_fn=like.collate_fn,
+        pin_memory=like.pin_memory,
+    )
 
 
 def index_loader(like: DataLoader[Any], sampler: Any) -> DataLoader[Any]:

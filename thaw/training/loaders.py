@@ -62,6 +62,7 @@ def make_loaders(
     placement: Placement,
     workers: int,
     collate_fn: Any = None,
+    persistent: bool = True,
 ) -> tuple[DataLoader[Any], DataLoader[Any], EpochSampler]:
     sampler = EpochSampler(train, seed, flips=_flips(train))
     common: dict[str, Any] = {
@@ -69,7 +70,7 @@ def make_loaders(
         "num_workers": workers,
         "pin_memory": placement.pin_memory,
         "collate_fn": collate_fn,
-        "persistent_workers": workers > 0,
+        "persistent_workers": persistent and workers > 0,
     }
     if workers > 0:
         common["generator"] = torch.Generator().manual_seed(seed)

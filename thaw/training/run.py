@@ -169,6 +169,7 @@ def _train(
         placement=placement,
         workers=run.inputs.workers(default_workers(placement, hp.num_workers)),
         collate_fn=collate_fn,
+        persistent=run.inputs.persistent_workers(),
     )
     try:
         return run.loop(train_loader, val_loader, sampler, resumed)
