@@ -239,7 +239,7 @@ def test_long_job_is_not_redelivered_and_dataloader_workers_start_in_the_worker(
     write_base_weights(stack.root / "models")
     write_digits(stack.root / "datasets", per_class=40)
     stack.start_worker("w")
-    job = stack.submit(digits_spec(epochs=2, num_workers=2))
+    job = stack.submit(digits_spec(epochs=2, num_workers=2, feature_cache="off"))
     done = stack.wait_done(job.id)
     assert done.status == "succeeded", done.error
     assert done.attempts == 1
