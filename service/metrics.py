@@ -22,7 +22,7 @@ from service.api.routers.workers import runs_for
 from service.api.stores import Stores
 from service.auth.keys import Caller
 from thaw.dispatch import broker_queue_keys
-from thaw.store.job_record import JobStatus
+from thaw.job_status import JobStatus
 
 UNMATCHED = "unmatched"
 

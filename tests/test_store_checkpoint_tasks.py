@@ -4,10 +4,13 @@ a worker and a waiting API make on a real Redis."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import redis
 
 from thaw.store.checkpoint_tasks import TASK_ID, CheckpointTaskStore
+from thaw.store.keys import Keys
 
 JOB = "job_0123456789abcdef01234567"
 
@@ -87,3 +90,57 @@ def test_a_record_whose_worker_died_is_failed_once(redis_client: redis.Redis) ->
     kept = store.get(alive.id)
     assert kept is not None and kept.status == "running"
     assert store.get(done.id).status == "succeeded"  # type: ignore[union-attr]
+
+
+def _commands_during(client: redis.Redis, action: Callable[[], object]) -> list[dict[str, Any]]:
+    """Every command Redis ran on this client's database while ``action`` ran."""
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    seen = []
+    with client.monitor() as monitor:
+        action()
+        client.echo("end-of-action")
+        while (command := monitor.next_command())["command"] != "ECHO end-of-action":
+            if command["db"] == db:
+                seen.append(command)
+    return seen
+
+
+def test_a_finished_evaluation_reaches_the_webhook_feed_inside_its_transition(
+    redis_client: redis.Redis,
+) -> None:
+    store = CheckpointTaskStore(redis_client)
+    keys = Keys()
+    redis_client.sadd(keys.webhooks_by_tenant("alice"), "wh_1")
+    task = store.create("evaluation", "alice", JOB, "epoch-1", {})
+    assert store.start(task.id, "w1")
+
+    commands = _commands_during(redis_client, lambda: store.finish(task.id, result={"a": 1}))
+
+    writes = [c for c in commands if c["command"].split()[0] in {"HSET", "XADD", "RPUSH"}]
+    assert [c["command"].split()[:2] for c in writes] == [
+        ["HSET", keys.checkpoint_task(task.id)],
+        ["RPUSH", keys.checkpoint_task_done(task.id)],
+        ["XADD", keys.webhook_feed],
+    ]
+    assert {c["client_type"] for c in writes} == {"lua"}, "every write is inside one script"
+    [(_, entry)] = redis_client.xrange(keys.webhook_feed)
+    assert entry == {"task": task.id, "kind": "evaluation", "job": JOB, "tenant": "alice",
+                     "data": '{"status":"succeeded"}'}  # fmt: skip
+
+
+def test_only_finished_evaluations_and_exports_of_a_webhook_tenant_reach_the_feed(
+    redis_client: redis.Redis,
+) -> None:
+    store = CheckpointTaskStore(redis_client)
+    keys = Keys()
+    redis_client.sadd(keys.webhooks_by_tenant("alice"), "wh_1")
+    prediction = store.create("prediction", "alice", JOB, "epoch-1", {})
+    expired = store.create("export", "alice", JOB, "epoch-1", {})
+    unheard = store.create("export", "bob", JOB, "epoch-1", {})
+    failed = store.create("export", "alice", JOB, "epoch-1", {})
+    assert store.finish(prediction.id, result={}) and store.expire(expired.id)
+    assert store.finish(unheard.id, result={})
+    assert store.finish(failed.id, error={"code": "boom"})
+    assert store.finish(failed.id, result={}) is False
+    entries = [fields for _, fields in redis_client.xrange(keys.webhook_feed)]
+    assert [(e["task"], e["data"]) for e in entries] == [(failed.id, '{"status":"failed"}')]

@@ -24,7 +24,6 @@ from thaw.spec import JobSpec
 from thaw.store import EventLog, Job, JobStore, WorkerRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 @dataclass
@@ -127,7 +126,7 @@ class Stack:
             time.sleep(0.05)
 
     def wait_done(self, job_id: str, timeout: float = 180) -> Job:
-        return self.wait_for(job_id, lambda j: j.status in TERMINAL, timeout)
+        return self.wait_for(job_id, lambda j: j.status.terminal, timeout)
 
     def stop(self) -> None:
         for proc in self.workers:

@@ -30,6 +30,7 @@ from service.api.routers import (
     workers,
 )
 from service.api.spec_pool import SpecPool
+from service.api.sse import StreamSlots, async_client
 from service.api.stores import Stores
 from service.auth.keys import ApiKeys
 from service.auth.throttle import FailureThrottle
@@ -37,7 +38,6 @@ from service.http.body_limit import JsonBodyLimit
 from service.http.head import HeadAsGet
 from service.http.problems import install_problem_handlers
 from service.http.security_headers import SecurityHeaders
-from service.http.sse import StreamSlots, async_client
 from service.metrics import install_metrics
 from thaw.settings import Settings, get_settings
 

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from thaw.job_status import JobStatus
+from thaw.store.checkpoint_tasks import TaskStatus
 
 EXAMPLE_SPEC: dict[str, Any] = {
     "name": "digits-resnet18",
@@ -73,7 +74,7 @@ class JobLinks(BaseModel):
 class JobOut(BaseModel):
     id: str
     name: str | None
-    status: JobStatusName
+    status: JobStatus
     spec: dict[str, Any] = Field(description="The normalized job spec, every default filled.")
     progress: dict[str, Any]
     metrics: dict[str, Any]
@@ -338,7 +339,7 @@ class CheckpointTaskOut(BaseModel):
     id: str
     kind: Literal["evaluation", "prediction", "export"]
     job_id: str
-    status: Literal["queued", "running", "succeeded", "failed", "expired"]
+    status: TaskStatus
     checkpoint: str = Field(description="The checkpoint folder it ran on, such as epoch-3.")
     request: dict[str, Any]
     result: dict[str, Any] | None = Field(

@@ -1,2 +1,2 @@
-"""HTTP protocol pieces that know nothing of jobs: problem+json, paging, byte ranges, event
-streams, multipart uploads, body limits, HEAD and security headers."""
+"""HTTP protocol pieces that know nothing of jobs: problem+json, paging, byte ranges, multipart
+uploads, body limits, HEAD and security headers."""

@@ -15,7 +15,6 @@ from thaw.client.errors import ApiError, raise_for_problem
 from thaw.client.settings import ClientSettings
 from thaw.client.sse import SseEvent, parse_sse
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 RESUME_STATE_FILE = "training_state.safetensors"
 
 

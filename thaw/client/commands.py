@@ -13,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from thaw.job_status import JobStatus
+
 EXIT_FAILED = 1
 EXIT_CANCELLED = 3
 EXIT_ERROR = 1
-JOB_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,9 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     jobs = sub.add_parser("jobs", help="list, read or cancel jobs")
     jobs_sub = jobs.add_subparsers(required=True, metavar="ACTION")
     listing = jobs_sub.add_parser("list", parents=[common], help="jobs, newest first")
-    listing.add_argument(
-        "--status", choices=["queued", "running", "succeeded", "failed", "cancelled"]
-    )
+    listing.add_argument("--status", choices=[s.value for s in JobStatus])
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--json", action="store_true", help="the API's JSON")
     listing.set_defaults(run=_client_command(_jobs_list))

@@ -1,5 +1,6 @@
 """The Redis job store, job event streams, dataset records and worker liveness."""
 
+from thaw.job_status import TERMINAL_STATUSES, JobStatus
 from thaw.store.datasets import Dataset, DatasetStore
 from thaw.store.errors import (
     DatasetExists,
@@ -9,7 +10,7 @@ from thaw.store.errors import (
     StoreError,
 )
 from thaw.store.events import EVENT_TYPES, Event, EventLog
-from thaw.store.job_record import TERMINAL_STATUSES, Job, JobError, JobStatus
+from thaw.store.job_record import Job, JobError
 from thaw.store.jobs import JobStore, body_hash_of
 from thaw.store.keys import Keys
 from thaw.store.redis_conn import connect, is_reachable

@@ -12,42 +12,79 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 import redis
 
 from thaw.store.codec import decoded, dumps, iso, loads, text
-from thaw.store.keys import WEBHOOK_FEED_MAXLEN, Keys
+from thaw.store.keys import Keys
+from thaw.store.lua import script
 
 TaskKind = Literal["evaluation", "prediction", "export"]
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
 ID_PREFIXES: dict[str, str] = {"evaluation": "ev_", "prediction": "pr_", "export": "ex_"}
 TASK_ID = {kind: re.compile(rf"^{prefix}[0-9a-f]{{24}}$") for kind, prefix in ID_PREFIXES.items()}
-TERMINAL = frozenset({"succeeded", "failed", "expired"})
+TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.EXPIRED})
+FINISHED = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED})
+"""The ends a worker reaches: they wake waiters and, for WEBHOOK_KINDS, notify webhooks."""
 WEBHOOK_KINDS = frozenset({"evaluation", "export"})
 DONE_SIGNAL_TTL_S = 300
 LIST_LIMIT = 100
 WAIT_SLICE_S = 10.0
 
-# KEYS: the record, the set of running records. ARGV: the statuses it may move from (comma
-# separated), the new status, then field/value pairs to set. Returns 1 when it moved; a
-# record that starts running joins the set, one that ends leaves it.
-_TRANSITION = r"""
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 0 end
+
+def _lua_set(name: str, members: frozenset[str]) -> str:
+    return f"local {name} = {{" + ", ".join(f"['{m}'] = true" for m in sorted(members)) + "}\n"
+
+
+# ARGV (after the prelude's two): the record's id, the statuses it may move from (comma
+# separated), the new status, then field/value pairs to set. Returns 1 when it moved. A
+# record that starts running joins the running set, one that ends leaves it; one that
+# finishes wakes its waiters and, in the same script, reaches the webhook feed when its
+# tenant has a webhook (``thaw.webhooks`` turns it into deliveries).
+_TRANSITION = script(
+    f"local RUNNING = '{TaskStatus.RUNNING}'\n"
+    f"local DONE_TTL = {DONE_SIGNAL_TTL_S}\n"
+    + _lua_set("FINISHED", FINISHED)
+    + _lua_set("WEBHOOK_KINDS", WEBHOOK_KINDS)
+    + r"""
+local id, to = ARGV[3], ARGV[5]
+local k = key_checkpoint_task(id)
+local h = redis.call('HMGET', k, 'status', 'tenant', 'kind', 'job_id')
+if not h[1] then return 0 end
 local allowed = false
-for from in string.gmatch(ARGV[1], '[^,]+') do
-  if from == status then allowed = true end
+for from in string.gmatch(ARGV[4], '[^,]+') do
+  if from == h[1] then allowed = true end
 end
 if not allowed then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
-local id = redis.call('HGET', KEYS[1], 'id')
-if ARGV[2] == 'running' then
-  redis.call('SADD', KEYS[2], id)
+redis.call('HSET', k, 'status', to, unpack(ARGV, 6))
+if to == RUNNING then
+  redis.call('SADD', key_checkpoint_tasks_running(), id)
 else
-  redis.call('SREM', KEYS[2], id)
+  redis.call('SREM', key_checkpoint_tasks_running(), id)
+end
+if FINISHED[to] then
+  local done = key_checkpoint_task_done(id)
+  redis.call('RPUSH', done, to)
+  redis.call('EXPIRE', done, DONE_TTL)
+  if WEBHOOK_KINDS[h[3]] and redis.call('EXISTS', key_webhooks_by_tenant(h[2])) == 1 then
+    redis.call('XADD', key_webhook_feed(), 'MAXLEN', '~', FEED_MAXLEN, '*', 'task', id,
+      'kind', h[3], 'job', h[4], 'tenant', h[2], 'data', cjson.encode({status = to}))
+  end
 end
 return 1
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +93,7 @@ class CheckpointTask:
     kind: str
     tenant: str
     job_id: str
-    status: str
+    status: TaskStatus
     checkpoint: str
     request: dict[str, Any]
     result: dict[str, Any] | None
@@ -72,7 +109,7 @@ class CheckpointTask:
             kind=fields["kind"],
             tenant=fields["tenant"],
             job_id=fields["job_id"],
-            status=fields["status"],
+            status=TaskStatus(fields["status"]),
             checkpoint=fields["checkpoint"],
             request=loads(fields.get("request") or "{}"),
             result=loads(fields["result"]) if fields.get("result") else None,
@@ -92,7 +129,7 @@ class CheckpointTask:
             "id": self.id,
             "kind": self.kind,
             "job_id": self.job_id,
-            "status": self.status,
+            "status": self.status.value,
             "checkpoint": self.checkpoint,
             "request": self.request,
             "result": self.result,
@@ -131,7 +168,7 @@ class CheckpointTaskStore:
             "kind": kind,
             "tenant": tenant,
             "job_id": job_id,
-            "status": "queued",
+            "status": TaskStatus.QUEUED.value,
             "checkpoint": checkpoint,
             "request": dumps(dict(request)),
             "created_at": _now(),
@@ -159,15 +196,20 @@ class CheckpointTaskStore:
         found = (decoded(raw) for raw in pipe.execute())
         return [CheckpointTask.from_hash(f) for f in found if f]
 
-    def _move(self, task_id: str, from_: str, to: str, **fields: str) -> bool:
-        args = [from_, to, *(x for pair in fields.items() for x in pair)]
-        keys = [self.keys.checkpoint_task(task_id), self.keys.checkpoint_tasks_running]
-        return bool(self._transition(keys=keys, args=args))
+    def _move(
+        self, task_id: str, from_: tuple[TaskStatus, ...], to: TaskStatus, **fields: str
+    ) -> bool:
+        pairs = (x for pair in fields.items() for x in pair)
+        # The prelude's second argument caps job event streams, which this script never writes.
+        args = [self.keys.prefix, 0, task_id, ",".join(from_), to, *pairs]
+        return bool(self._transition(args=args))
 
     def start(self, task_id: str, worker_id: str = "") -> bool:
         """Queued to running on ``worker_id``; False when it was not queued (expired, or
         already taken)."""
-        return self._move(task_id, "queued", "running", started_at=_now(), worker=worker_id)
+        return self._move(
+            task_id, (TaskStatus.QUEUED,), TaskStatus.RUNNING, started_at=_now(), worker=worker_id
+        )
 
     def fail_orphans(self, live_workers: set[str]) -> list[str]:
         """Fail every running record whose worker is not among ``live_workers`` (it died
@@ -198,38 +240,16 @@ class CheckpointTaskStore:
     ) -> bool:
         """Running (or queued) to succeeded with ``result``, or failed with ``error``;
         wakes whoever waits on it."""
-        status = "failed" if error is not None else "succeeded"
+        status = TaskStatus.FAILED if error is not None else TaskStatus.SUCCEEDED
         payload = {"error": dumps(dict(error))} if error is not None else {}
         if result is not None:
             payload["result"] = dumps(dict(result))
-        moved = self._move(task_id, "queued,running", status, finished_at=_now(), **payload)
-        if moved:
-            done = self.keys.checkpoint_task_done(task_id)
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.rpush(done, status)
-            pipe.expire(done, DONE_SIGNAL_TTL_S)
-            self._to_webhook_feed(pipe, task_id, status)
-            pipe.execute()
-        return moved
-
-    def _to_webhook_feed(self, pipe: Any, task_id: str, status: str) -> None:
-        """A finished evaluation or export goes to the webhook feed when its tenant has a
-        webhook (``thaw.webhooks`` turns it into deliveries)."""
-        tenant, kind, job_id = (
-            text(v) or ""
-            for v in self.redis.hmget(
-                self.keys.checkpoint_task(task_id), "tenant", "kind", "job_id"
-            )
-        )
-        if kind not in WEBHOOK_KINDS or not self.redis.exists(self.keys.webhooks_by_tenant(tenant)):
-            return
-        entry = {"task": task_id, "kind": kind, "job": job_id, "tenant": tenant,
-                 "data": dumps({"status": status})}  # fmt: skip
-        pipe.xadd(self.keys.webhook_feed, entry, maxlen=WEBHOOK_FEED_MAXLEN, approximate=True)
+        from_ = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+        return self._move(task_id, from_, status, finished_at=_now(), **payload)
 
     def expire(self, task_id: str) -> bool:
         """Queued to expired (its deadline passed before a worker took it)."""
-        return self._move(task_id, "queued", "expired", finished_at=_now())
+        return self._move(task_id, (TaskStatus.QUEUED,), TaskStatus.EXPIRED, finished_at=_now())
 
     def wait(self, task_id: str, timeout: float) -> CheckpointTask | None:
         """Block up to ``timeout`` seconds until the record is terminal; the record then,

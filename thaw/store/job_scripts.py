@@ -18,18 +18,18 @@ if idem ~= '' then
 end
 local id = new_id('job_', rand)
 local t = ts(now())
-redis.call('HSET', key_job(id), 'id', id, 'tenant', tenant, 'status', 'queued',
+redis.call('HSET', key_job(id), 'id', id, 'tenant', tenant, 'status', QUEUED,
   'name', ARGV[8], 'spec', ARGV[9], 'progress', '{}', 'metrics', '{}', 'trainable', '{}',
   'attempts', 0, 'max_attempts', ARGV[10], 'error', '', 'cancel_requested', '0',
   'worker', '', 'lease_expires_at', '', 'created_at', t, 'started_at', '',
   'finished_at', '', 'updated_at', t, 'token', 0, 'released', '0', 'dispatched_at', t)
 redis.call('ZADD', key_jobs_by_tenant(tenant), 0, id)
-index_status(id, tenant, nil, 'queued')
+index_status(id, tenant, nil, QUEUED)
 if idem ~= '' then
   redis.call('HSET', idem, 'job_id', id, 'body_hash', body_hash)
   redis.call('EXPIRE', idem, idem_ttl)
 end
-emit(id, {status = 'queued', attempts = 0})
+emit(id, {status = QUEUED, attempts = 0})
 return reply('created', id)
 """,
     jobs=True,
@@ -46,43 +46,43 @@ local status, tenant = h[1], h[2]
 if not status then return {'missing'} end
 local t = now()
 local attempts = tonumber(h[3])
-if status == 'queued' then
+if status == QUEUED then
   if h[5] == '1' then return {'cancel_requested'} end
-elseif status == 'running' then
+elseif status == RUNNING then
   local expires = tonumber(h[6])
   if expires and expires > t then return {'held'} end
   -- A lease that lapsed while Redis was away is its holder's to renew for one more
   -- whole lease, counted from when Redis answered again.
   if up < (tonumber(h[10]) or lease) then return {'held'} end
   if h[5] == '1' then
-    finalize(id, tenant, status, 'cancelled', '', t)
-    emit(id, {status = 'cancelled', attempts = attempts})
+    finalize(id, tenant, status, CANCELLED, '', t)
+    emit(id, {status = CANCELLED, attempts = attempts})
     return {'cancelled'}
   end
 else
   return {'terminal'}
 end
 -- A job its holder handed back (released) resumes without being charged an attempt.
-local released = status == 'queued' and h[9] == '1'
+local released = status == QUEUED and h[9] == '1'
 local max_attempts = tonumber(h[4])
 if not released and attempts + 1 > max_attempts then
   local err = cjson.encode({code = 'max_attempts', message = string.format(
     'gave up after %d attempts (max_attempts=%d): each worker that ran the job ' ..
     'stopped without finishing it', attempts, max_attempts)})
-  finalize(id, tenant, status, 'failed', err, t)
-  emit(id, {status = 'failed', attempts = attempts, error = cjson.decode(err)}, 'error')
+  finalize(id, tenant, status, FAILED, err, t)
+  emit(id, {status = FAILED, attempts = attempts, error = cjson.decode(err)}, 'error')
   return {'exhausted'}
 end
 if not released then attempts = attempts + 1 end
 local token = (tonumber(h[8]) or 0) + 1
 local started = h[7]
 if not started or started == '' then started = ts(t) end
-redis.call('HSET', k, 'status', 'running', 'attempts', attempts, 'worker', worker,
+redis.call('HSET', k, 'status', RUNNING, 'attempts', attempts, 'worker', worker,
   'lease_expires_at', ts(t + lease), 'started_at', started, 'updated_at', ts(t),
   'token', token, 'released', '0', 'lease_s', lease)
 redis.call('ZADD', key_leases(), ts(t + lease), id)
-if status ~= 'running' then index_status(id, tenant, status, 'running') end
-emit(id, {status = 'running', attempts = attempts, worker = worker, token = token,
+if status ~= RUNNING then index_status(id, tenant, status, RUNNING) end
+emit(id, {status = RUNNING, attempts = attempts, worker = worker, token = token,
   resumed = started ~= ts(t)})
 return reply('claimed', id)
 """,
@@ -107,10 +107,10 @@ FINISH = script(
 local id, worker, to, err, token = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if not holds(id, worker, token) then return {'not_holder'} end
 local h = redis.call('HMGET', key_job(id), 'status', 'worker', 'tenant', 'attempts')
-finalize(id, h[3], 'running', to, err, now())
+finalize(id, h[3], RUNNING, to, err, now())
 local data = {status = to, attempts = tonumber(h[4])}
 if err ~= '' then data['error'] = cjson.decode(err) end
-emit(id, data, to == 'failed' and 'error' or 'info')
+emit(id, data, to == FAILED and 'error' or 'info')
 return reply('finished', id)
 """,
     jobs=True,
@@ -122,13 +122,13 @@ local id, tenant = ARGV[3], ARGV[4]
 local h = redis.call('HMGET', key_job(id), 'status', 'tenant', 'cancel_requested', 'attempts')
 if not h[1] or (tenant ~= '' and h[2] ~= tenant) then return {'missing'} end
 local t = now()
-if h[1] == 'queued' then
+if h[1] == QUEUED then
   redis.call('HSET', key_job(id), 'cancel_requested', '1')
-  finalize(id, h[2], 'queued', 'cancelled', '', t)
-  emit(id, {status = 'cancelled', attempts = tonumber(h[4])})
-elseif h[1] == 'running' and h[3] ~= '1' then
+  finalize(id, h[2], QUEUED, CANCELLED, '', t)
+  emit(id, {status = CANCELLED, attempts = tonumber(h[4])})
+elseif h[1] == RUNNING and h[3] ~= '1' then
   redis.call('HSET', key_job(id), 'cancel_requested', '1', 'updated_at', ts(t))
-  emit(id, {status = 'running', attempts = tonumber(h[4]), cancel_requested = true})
+  emit(id, {status = RUNNING, attempts = tonumber(h[4]), cancel_requested = true})
 end
 return reply('ok', id)
 """,
@@ -213,15 +213,15 @@ local h = redis.call('HMGET', key_job(id), 'tenant', 'attempts', 'cancel_request
 local t = now()
 local attempts = tonumber(h[2])
 if h[3] == '1' then
-  finalize(id, h[1], 'running', 'cancelled', '', t)
-  emit(id, {status = 'cancelled', attempts = attempts})
+  finalize(id, h[1], RUNNING, CANCELLED, '', t)
+  emit(id, {status = CANCELLED, attempts = attempts})
   return {'cancelled'}
 end
-redis.call('HSET', key_job(id), 'status', 'queued', 'worker', '', 'lease_expires_at', '',
+redis.call('HSET', key_job(id), 'status', QUEUED, 'worker', '', 'lease_expires_at', '',
   'released', '1', 'dispatched_at', ts(t), 'updated_at', ts(t))
 redis.call('ZREM', key_leases(), id)
-index_status(id, h[1], 'running', 'queued')
-emit(id, {status = 'queued', attempts = attempts, released = true})
+index_status(id, h[1], RUNNING, QUEUED)
+emit(id, {status = QUEUED, attempts = attempts, released = true})
 return {'released'}
 """,
     jobs=True,
@@ -236,10 +236,10 @@ local t = now()
 local last = tonumber(h[3]) or 0
 local due = t - last >= period
 local why
-if h[1] == 'queued' then
+if h[1] == QUEUED then
   if h[2] == '1' or not due then return 0 end
   why = string.format('queued for %.1f s without a live message', t - last)
-elseif h[1] == 'running' then
+elseif h[1] == RUNNING then
   local expires = tonumber(h[4])
   if not expires or expires > t or up_for() < (tonumber(h[6]) or 0) then return 0 end
   if not (due or last < expires) then return 0 end

@@ -12,11 +12,12 @@ from typing import Any
 
 import redis
 
+from thaw.job_status import TERMINAL_STATUSES, JobStatus
 from thaw.store import job_scripts
 from thaw.store.codec import decoded, dumps, loads, pairs, text
 from thaw.store.errors import IdempotencyConflict, InvalidCursor, JobNotTerminal, StoreError
 from thaw.store.events import check_event
-from thaw.store.job_record import TERMINAL_STATUSES, Job, JobError, JobStatus
+from thaw.store.job_record import Job, JobError
 from thaw.store.keys import Keys
 
 JOB_ID = re.compile(r"^job_[0-9a-f]{24}$")

@@ -5,6 +5,7 @@ the Redis server clock, so workers on hosts with skewed clocks agree on leases.
 
 from __future__ import annotations
 
+from thaw.job_status import TERMINAL_STATUSES, JobStatus
 from thaw.store.keys import WEBHOOK_FEED_MAXLEN, lua_key_functions
 
 PRELUDE = (
@@ -61,8 +62,17 @@ end
 """
 )
 
-JOB_HELPERS = r"""
-local TERMINAL = {succeeded = true, failed = true, cancelled = true}
+
+def lua_job_statuses() -> str:
+    """``local QUEUED = 'queued'`` for every job status, and the set ``TERMINAL``."""
+    names = "".join(f"local {s.name} = '{s.value}'\n" for s in JobStatus)
+    terminal = ", ".join(f"[{s.name}] = true" for s in JobStatus if s in TERMINAL_STATUSES)
+    return names + f"local TERMINAL = {{{terminal}}}\n"
+
+
+JOB_HELPERS = (
+    lua_job_statuses()
+    + r"""
 
 local function index_status(id, tenant, from, to)
   if from then
@@ -91,7 +101,7 @@ end
 -- predate fencing). A stale token is refused even for the same worker id.
 local function holds(id, worker, token)
   local h = redis.call('HMGET', key_job(id), 'status', 'worker', 'token')
-  if h[1] ~= 'running' or h[2] ~= worker then return false end
+  if h[1] ~= RUNNING or h[2] ~= worker then return false end
   return token == '' or (h[3] or '0') == token
 end
 
@@ -109,6 +119,7 @@ local function finalize(id, tenant, from, to, err, t)
   index_status(id, tenant, from, to)
 end
 """
+)
 
 
 def script(body: str, *, jobs: bool = False) -> str:

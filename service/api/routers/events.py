@@ -10,10 +10,10 @@ from fastapi.responses import StreamingResponse
 from service.api.deps import JobDep, SettingsDep, StoresDep, TenantDep
 from service.api.openapi import V1_RESPONSES, problem_responses
 from service.api.schemas import EventPage
+from service.api.sse import StreamSlots, job_event_stream
 from service.http.finite import finite
 from service.http.paging import paging
 from service.http.problems import Problem
-from service.http.sse import StreamSlots, job_event_stream
 from thaw.store.events import EVENT_ID, valid_event_id
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"], responses=V1_RESPONSES)

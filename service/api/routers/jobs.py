@@ -21,7 +21,6 @@ from service.api.openapi import V1_RESPONSES, problem_responses
 from service.api.schemas import (
     JobList,
     JobOut,
-    JobStatusName,
     LayerEpochOut,
     LayerStatusOut,
 )
@@ -29,6 +28,7 @@ from service.http.finite import finite
 from service.http.paging import paging
 from service.http.problems import Problem, not_found
 from thaw.freezing.status import layer_status
+from thaw.job_status import JobStatus
 from thaw.store import Job
 from thaw.store.jobs import JOB_ID
 from thaw.submit import submit_job
@@ -117,7 +117,7 @@ def list_jobs(
     stores: StoresDep,
     tenant: TenantDep,
     page: JobPageDep,
-    status_: Annotated[JobStatusName | None, Query(alias="status")] = None,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
 ) -> dict[str, Any]:
     jobs, has_more = stores.jobs.list(tenant, status=status_, limit=page.limit, after=page.after)
     return {"data": [job_out(j) for j in jobs], "has_more": has_more}

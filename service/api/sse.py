@@ -21,15 +21,14 @@ import redis.asyncio as aioredis
 
 from service.http.finite import finite
 from service.http.problems import Problem
+from thaw.job_status import TERMINAL_STATUSES
 from thaw.store import Event
 from thaw.store.events import after_start, event_from_entry, stream_entries
-from thaw.store.job_record import TERMINAL_STATUSES
 from thaw.store.keys import Keys
 from thaw.store.redis_conn import READ_TIMEOUT_S
 
 BATCH = 100
 RETRY_MS = 2000
-_TERMINAL = frozenset(str(s) for s in TERMINAL_STATUSES)
 
 log = logging.getLogger("thaw.api")
 
@@ -161,7 +160,7 @@ async def _frames(
             if len(events) == BATCH:
                 continue
             status = await client.hget(keys.job(job_id), "status")
-            if status is None or status in _TERMINAL:
+            if status is None or status in TERMINAL_STATUSES:
                 async for frame in _drain(client, keys, job_id, cursor):
                     yield frame
                 return
