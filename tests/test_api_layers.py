@@ -24,8 +24,8 @@ def test_planned_layers_match_the_plan(http: httpx.Client) -> None:
         assert got["layers"] == planned["layers"]
         assert got["trainable_params"] == planned["trainable_params"]
     rows = {r["name"]: r for r in layers["epochs"][1]["layers"]}
-    assert rows["layer3.0.conv1"]["trainable"] is True
-    assert rows["layer2.0.conv1"]["trainable"] is False
+    assert rows["layer3.0.conv1"]["trainable"] == "trainable"
+    assert rows["layer2.0.conv1"]["trainable"] == "frozen"
     assert "parameters" not in rows["fc"]
 
 

@@ -45,8 +45,8 @@ def test_plan_shows_adapters_per_layer_and_counts_their_parameters(
     assert conv["base_trains"] is False and conv["trainable"] == "partial"
     assert rows["layer4.0.bn1"] | {"adapter": None} == rows["layer4.0.bn1"]
     assert rows["layer4.0.bn1"]["mode"] == "eval"
-    assert rows["fc"]["base_trains"] is True and rows["fc"]["trainable"] is True
-    assert rows["layer3.0.conv1"]["trainable"] is False
+    assert rows["fc"]["base_trains"] is True and rows["fc"]["trainable"] == "trainable"
+    assert rows["layer3.0.conv1"]["trainable"] == "frozen"
     assert store.dbsize() == 0
 
 

@@ -20,7 +20,7 @@ def test_plan_returns_the_table_and_creates_nothing(http: httpx.Client, store: r
     row = next(r for r in plan["epochs"][0]["layers"] if r["name"] == "layer4.0.conv1")
     assert row == {
         "name": "layer4.0.conv1", "type": "Conv2d", "group": 4, "params": 1_179_648,
-        "trainable_params": 1_179_648, "trainable": True, "lr": 0.001, "mode": "train",
+        "trainable_params": 1_179_648, "trainable": "trainable", "lr": 0.001, "mode": "train",
         "thawed_in": 0,
     }  # fmt: skip
     assert plan["warnings"] == []

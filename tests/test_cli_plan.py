@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from support import minilm_dir
+
+from thaw.store import DatasetStore
 
 ROW_KEYS = {
     "name",
@@ -50,7 +53,9 @@ RESNET50_FC = 2048 * 10 + 10
 RESNET50_TOTAL = 23_528_522
 
 
-def _plan(tmp_path: Path, spec: Any, label: str) -> subprocess.CompletedProcess[str]:
+def _plan(
+    tmp_path: Path, spec: Any, label: str, *flags: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / f"{label}.json"
     path.write_text(spec if isinstance(spec, str) else json.dumps(spec))
     env = {
@@ -60,10 +65,11 @@ def _plan(tmp_path: Path, spec: Any, label: str) -> subprocess.CompletedProcess[
         "THAW_MODELS_DIR": str(minilm_dir().parent),
         "THAW_DATASETS_DIR": str(tmp_path / "datasets"),
         "THAW_DATA_DIR": str(tmp_path / "data"),
+        **(env or {}),
     }
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "thaw.cli", "plan", str(path)],
+        [sys.executable, "-m", "thaw.cli", "plan", str(path), *flags],
         capture_output=True,
         text=True,
         env=env,
@@ -128,7 +134,7 @@ def test_plan_resnet50(tmp_path):
         "group": 0,
         "params": 9408,
         "trainable_params": 0,
-        "trainable": False,
+        "trainable": "frozen",
         "lr": None,
         "mode": "train",
         "thawed_in": None,
@@ -140,20 +146,20 @@ def test_plan_resnet50(tmp_path):
         "group": 4,
         "params": 524288,
         "trainable_params": 524288,
-        "trainable": True,
+        "trainable": "trainable",
         "lr": 0.001,
         "mode": "train",
         "thawed_in": 0,
     }
     assert one["layer3.0.bn1"]["mode"] == "eval"
-    assert one["layer3.0.conv1"]["trainable"] is False
+    assert one["layer3.0.conv1"]["trainable"] == "frozen"
     assert two["layer3.0.bn1"] == {
         "name": "layer3.0.bn1",
         "type": "BatchNorm2d",
         "group": 3,
         "params": 512,
         "trainable_params": 512,
-        "trainable": True,
+        "trainable": "trainable",
         "lr": 0.0001,
         "mode": "train",
         "thawed_in": 1,
@@ -164,7 +170,7 @@ def test_plan_resnet50(tmp_path):
         "group": 5,
         "params": RESNET50_FC,
         "trainable_params": RESNET50_FC,
-        "trainable": True,
+        "trainable": "trainable",
         "lr": 0.001,
         "mode": "train",
         "thawed_in": 0,
@@ -197,7 +203,7 @@ def test_plan_minilm_gradual(tmp_path):
         for row in epoch["layers"]:
             assert set(row) == ROW_KEYS, row["name"]
     third = _rows(plan["epochs"][2])
-    assert {n for n, r in third.items() if r["trainable"]} == {
+    assert {n for n, r in third.items() if r["trainable"] != "frozen"} == {
         "classifier",
         "bert.pooler.dense",
         *(n for n in third if n.startswith("bert.encoder.layer.5.")),
@@ -205,14 +211,14 @@ def test_plan_minilm_gradual(tmp_path):
     assert third["bert.encoder.layer.5.attention.self.query"]["thawed_in"] == 2
     assert third["bert.pooler.dense"]["thawed_in"] == 1
     assert third["classifier"]["thawed_in"] == 0
-    assert third["bert.encoder.layer.4.output.dense"]["trainable"] is False
+    assert third["bert.encoder.layer.4.output.dense"]["trainable"] == "frozen"
     assert third["bert.embeddings.word_embeddings"] == {
         "name": "bert.embeddings.word_embeddings",
         "type": "Embedding",
         "group": 0,
         "params": 30522 * 384,
         "trainable_params": 0,
-        "trainable": False,
+        "trainable": "frozen",
         "lr": None,
         "mode": "train",
         "thawed_in": None,
@@ -259,3 +265,42 @@ def test_invalid_spec_exits_2_with_one_line_naming_the_field(tmp_path, label, sp
     assert lines[0].startswith("thaw: error: ")
     for text in expected:
         assert text in lines[0]
+
+
+UPLOADED = {
+    "base_model": {"source": "torchvision", "name": "resnet18", "weights": None},
+    "dataset": {"id": "ds_0123456789abcdef01234567"},
+    "freeze": {"default": "frozen", "rules": [{"match": "fc", "trainable": True}]},
+    "hyperparameters": {"epochs": 1, "batch_size": 4, "lr": 1e-3},
+}
+
+
+def _fc_params(plan: dict[str, Any]) -> int:
+    return next(r["params"] for r in plan["epochs"][0]["layers"] if r["name"] == "fc")
+
+
+def test_plan_looks_an_uploaded_dataset_up_in_the_store(
+    tmp_path, redis_url: str, redis_client: redis.Redis
+) -> None:
+    DatasetStore(redis_client).create("alice", {
+        "id": UPLOADED["dataset"]["id"], "name": "four", "format": "image_folder",
+        "num_examples": 40, "classes": ["a", "b", "c", "d"],
+        "class_counts": {"a": 10, "b": 10, "c": 10, "d": 10}, "size_bytes": 1, "sha256": "0" * 64,
+        "path": "x",
+    })  # fmt: skip
+    plan = _ok(_plan(tmp_path, UPLOADED, "uploaded", env={"THAW_REDIS_URL": redis_url}))
+    assert _fc_params(plan) == 512 * 4 + 4
+
+
+def test_plan_without_the_store_says_how_or_takes_the_classes(tmp_path) -> None:
+    nowhere = {"THAW_REDIS_URL": "redis://127.0.0.1:1/0"}
+    done = _plan(tmp_path, UPLOADED, "unreachable", env=nowhere)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "thaw: error: dataset.id: uploaded dataset 'ds_0123456789abcdef01234567' cannot be "
+        "looked up here: the store (THAW_REDIS_URL) does not answer (plan it with POST "
+        "/v1/plans, set THAW_REDIS_URL to the service's Redis, or give its classes: thaw plan "
+        "SPEC --classes a,b,c [--examples N])\n"
+    )
+    plan = _ok(_plan(tmp_path, UPLOADED, "classes", "--classes", "cat,dog,eel", env=nowhere))
+    assert _fc_params(plan) == 512 * 3 + 3

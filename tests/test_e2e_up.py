@@ -153,10 +153,11 @@ def test_upload_train_follow_and_download_over_http(service, tmp_path):
     assert one["source"] == "recorded" and three["source"] == "recorded"
     row1 = {r["name"]: r for r in one["layers"]}
     row3 = {r["name"]: r for r in three["layers"]}
-    assert row1["layer3.0.conv1"]["trainable"] is False
-    assert row3["layer3.0.conv1"]["trainable"] is True
-    assert (
-        row3["layer2.0.conv1"]["trainable"] is False and row3["layer2.0.conv1"]["changed"] is False
+    assert row1["layer3.0.conv1"]["trainable"] == "frozen"
+    assert row3["layer3.0.conv1"]["trainable"] == "trainable"
+    assert (row3["layer2.0.conv1"]["trainable"], row3["layer2.0.conv1"]["changed"]) == (
+        "frozen",
+        False,
     )
 
     listing = httpx.get(f"{job_url}/checkpoints").json()["data"]

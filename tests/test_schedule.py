@@ -46,7 +46,7 @@ def test_trainable_set_per_epoch_matches_the_plan_and_groups_follow_events():
         e["epoch"]: {
             p
             for row in e["layers"]
-            if row["trainable"]
+            if row["trainable"] != "frozen"
             for p in engine.index.module_params.get(row["name"], [row["name"]])
             if engine.index.param_owner[p] == row["name"] or p == row["name"]
         }
@@ -151,7 +151,7 @@ def test_gradual_preset_thaws_one_group_per_epoch_from_the_top():
     )
     plan = plan_table(resolved(spec, meta=True, num_train=8))
     by_epoch = {
-        e["epoch"]: {r["name"] for r in e["layers"] if r["trainable"] is True}
+        e["epoch"]: {r["name"] for r in e["layers"] if r["trainable"] == "trainable"}
         for e in plan["epochs"]
     }
     assert by_epoch[1] == {"fc"}

@@ -50,9 +50,9 @@ def test_a_digits_job_on_the_jobs_list_and_the_job_page(page, live: Live, artifa
     assert rows.evaluate_all("rs => rs.map(r => r.dataset.name)") == groups
     assert page.locator("th.epoch").all_inner_texts() == ["1", "2", "3"]
     states = {name: _row_states(page, name) for name in groups}
-    assert states["layer3"] == ["false", "true", "true"]
-    assert states["layer4"] == states["fc"] == ["true"] * 3
-    assert states["stem"] == states["layer1"] == states["layer2"] == ["false"] * 3
+    assert states["layer3"] == ["frozen", "trainable", "trainable"]
+    assert states["layer4"] == states["fc"] == ["trainable"] * 3
+    assert states["stem"] == states["layer1"] == states["layer2"] == ["frozen"] * 3
     sources = page.locator("td.cell").evaluate_all("cs => cs.map(c => c.dataset.source)")
     assert set(sources) == {"recorded"}
     assert [e["source"] for e in layers["epochs"]] == ["recorded"] * 3
@@ -112,5 +112,5 @@ def test_the_job_page_says_when_a_plateau_thawed_and_why_the_run_stopped(page, l
     assert markers == ["thaw layer3 (plateau)"]
     assert page.locator("th.epoch").all_inner_texts()[:4] == ["1", "2", "3", "4"]
     # BatchNorm stays frozen, so layer3 trains all but its norms from epoch 3.
-    assert _row_states(page, "layer3")[:4] == ["false", "false", "partial", "partial"]
+    assert _row_states(page, "layer3")[:4] == ["frozen", "frozen", "partial", "partial"]
     assert "plateau" in page.locator('#phases li[data-phase="1"]').inner_text()

@@ -110,9 +110,9 @@ def test_plan_page_maps_the_plan_then_submits_it(page, api: ApiServer) -> None:
     page.locator("tr.group-row").first.wait_for()
     assert _map_names(page) == [g["name"] for g in plan["groups"]]
     assert page.locator("th.epoch").all_inner_texts() == ["1", "2", "3", "4"]
-    assert _row_states(page, "layer3") == ["false", "false", "true", "true"]
-    assert _row_states(page, "layer4") == ["true"] * 4
-    assert _row_states(page, "stem") == ["false"] * 4
+    assert _row_states(page, "layer3") == ["frozen", "frozen", "trainable", "trainable"]
+    assert _row_states(page, "layer4") == ["trainable"] * 4
+    assert _row_states(page, "stem") == ["frozen"] * 4
     assert set(page.locator("td.cell").evaluate_all("cs => cs.map(c => c.dataset.source)")) == {
         "planned"
     }
@@ -137,7 +137,7 @@ def test_plan_page_maps_the_plan_then_submits_it(page, api: ApiServer) -> None:
     with api.client() as http:
         assert http.get(f"/v1/jobs/{job_id}").json()["spec"]["hyperparameters"]["epochs"] == 4
     page.locator("tr.group-row").first.wait_for()
-    assert _row_states(page, "layer3") == ["false", "false", "true", "true"]
+    assert _row_states(page, "layer3") == ["frozen", "frozen", "trainable", "trainable"]
 
 
 def test_jobs_list_shows_the_tenants_jobs_and_updates_live(page, api: ApiServer) -> None:

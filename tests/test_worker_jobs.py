@@ -61,9 +61,9 @@ def test_digits_job_trains_thaws_layer3_at_epoch_2_and_keeps_frozen_tensors_bitw
     assert status1["source"] == "recorded"
     rows1 = {r["name"]: r for r in status1["layers"]}
     rows3 = {r["name"]: r for r in layer_status(recorded, epoch=3)["layers"]}
-    assert rows1["layer3.0.conv1"]["trainable"] is False
+    assert rows1["layer3.0.conv1"]["trainable"] == "frozen"
     assert rows1["layer3.0.conv1"]["changed"] is False
-    assert rows3["layer3.0.conv1"]["trainable"] is True
+    assert rows3["layer3.0.conv1"]["trainable"] == "trainable"
     assert rows3["layer3.0.conv1"]["changed"] is True
     assert rows3["layer2.0.conv1"]["changed"] is False
     assert rows1["layer1.0.bn1"]["mode"] == "eval"

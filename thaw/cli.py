@@ -47,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="print the trainable table per epoch of a spec")
     plan.add_argument("spec", type=Path)
     plan.add_argument("--detail", action="store_true", help="list every parameter")
+    plan.add_argument(
+        "--classes",
+        type=_class_list,
+        help="an uploaded dataset's classes (a,b,c), to plan it without reaching the store",
+    )
+    plan.add_argument(
+        "--examples", type=_positive, help="with --classes: its examples (default one a class)"
+    )
     plan.set_defaults(run=_plan)
 
     train = sub.add_parser("train", help="train a spec in this process, without Redis")
@@ -59,6 +67,19 @@ def _parser() -> argparse.ArgumentParser:
     for command in entry_points(group=COMMANDS_GROUP):
         command.load()(sub)
     return parser
+
+
+def _class_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("give distinct, non-empty class names: a,b,c")
+    return names
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("give a whole number of at least 1")
+    return int(text)
 
 
 def _load_spec(path: Path, settings: Settings) -> Any:
@@ -91,13 +112,17 @@ def _fail(message: str) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from thaw.errors import ThawError
 
+    if args.examples is not None and args.classes is None:
+        return _fail("--examples goes with --classes")
     try:
+        from thaw.plan_uploads import plan_uploads
         from thaw.settings import get_settings
         from thaw.submit import plan_spec
 
         settings = get_settings()
         spec = _load_spec(args.spec, settings)
-        table = plan_spec(spec, settings, detail=args.detail)
+        uploads = plan_uploads(spec, settings, args.classes, args.examples)
+        table = plan_spec(spec, settings, uploads=uploads, detail=args.detail)
     except (CliError, ThawError) as exc:
         return _fail(str(exc))
     json.dump(table, sys.stdout, indent=2)

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from thaw.freezing.status import LayerTrainable
 from thaw.job_status import JobStatus
 from thaw.store.checkpoint_tasks import TaskStatus
 
@@ -192,7 +193,10 @@ class LayerRow(_Open):
     group: int
     params: int
     trainable_params: int
-    trainable: bool | Literal["partial"]
+    trainable: LayerTrainable = Field(
+        description="trainable: every parameter of the layer trains; frozen: none does; "
+        "partial: some do (trainable_params says how many)."
+    )
     lr: float | None
     mode: Literal["train", "eval"]
     changed: bool | None = None

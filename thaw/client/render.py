@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-TRAINABLE_MARK = {True: "#", "partial": "+", False: "."}
+TRAINABLE_MARK = {"trainable": "#", "partial": "+", "frozen": "."}
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -45,11 +45,11 @@ def jobs_table(jobs: Sequence[dict[str, Any]]) -> str:
     return table(["ID", "NAME", "STATUS", "PROGRESS", "METRICS", "CREATED"], rows)
 
 
-def _combined(flags: Sequence[Any]) -> Any:
-    if flags and all(f is True for f in flags):
-        return True
-    if all(f is False for f in flags):
-        return False
+def _combined(flags: Sequence[str]) -> str:
+    if flags and all(f == "trainable" for f in flags):
+        return "trainable"
+    if all(f == "frozen" for f in flags):
+        return "frozen"
     return "partial"
 
 
@@ -79,7 +79,7 @@ def epoch_layers(entry: dict[str, Any]) -> str:
             r["name"],
             r["type"],
             r["group"],
-            json.dumps(r["trainable"]).strip('"'),
+            r["trainable"],
             f"{r['trainable_params']}/{r['params']}",
             "-" if r.get("lr") is None else f"{r['lr']:.3g}",
             r["mode"],

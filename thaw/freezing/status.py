@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from thaw.errors import ThawError
 from thaw.freezing.adapters import adapter_fields
@@ -24,6 +24,10 @@ from thaw.freezing.timeline import Timeline
 
 if TYPE_CHECKING:
     from thaw.freezing.engine import FreezeEngine
+
+
+LayerTrainable = Literal["trainable", "frozen", "partial"]
+"""A layer's row: all of its parameters train, none does, or some do."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,9 @@ def layer_rows(index: ModelIndex, view: StateView, *, detail: bool = False) -> l
         trained = [p for p in owned if view.trainable[p]]
         count = sum(s for p, s in zip(owned, sizes, strict=True) if view.trainable[p])
         total = sum(sizes)
-        flag: bool | str = True if count == total else False if count == 0 else "partial"
+        flag: LayerTrainable = (
+            "trainable" if count == total else "frozen" if count == 0 else "partial"
+        )
         first = trained[0] if trained else owned[0]
         module = name if name in index.module_types else ""
         row: dict[str, Any] = {

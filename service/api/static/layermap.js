@@ -6,13 +6,13 @@ const LayerMap = (() => {
   const { el, fmtNumber } = Thaw;
 
   function combine(flags) {
-    if (flags.length && flags.every((f) => f === true)) return "true";
-    if (flags.every((f) => f === false)) return "false";
+    if (flags.length && flags.every((f) => f === "trainable")) return "trainable";
+    if (flags.every((f) => f === "frozen")) return "frozen";
     return "partial";
   }
 
   function lrText(rows) {
-    const lrs = [...new Set(rows.filter((r) => r.trainable !== false && r.lr !== null && r.lr !== undefined).map((r) => r.lr))];
+    const lrs = [...new Set(rows.filter((r) => r.trainable !== "frozen" && r.lr !== null && r.lr !== undefined).map((r) => r.lr))];
     return lrs.length ? lrs.map((lr) => fmtNumber(lr, 3)).join(", ") : "–";
   }
 
@@ -114,10 +114,10 @@ const LayerMap = (() => {
     const legend = el(
       "p",
       { class: "legend" },
-      el("span", { class: "swatch state-true source-recorded" }), " trainable ",
+      el("span", { class: "swatch state-trainable source-recorded" }), " trainable ",
       el("span", { class: "swatch state-partial source-recorded" }), " partly ",
-      el("span", { class: "swatch state-false source-recorded" }), " frozen ",
-      el("span", { class: "swatch state-true source-planned" }), " planned (not yet recorded) ",
+      el("span", { class: "swatch state-frozen source-recorded" }), " frozen ",
+      el("span", { class: "swatch state-trainable source-planned" }), " planned (not yet recorded) ",
       epochs.some((e) => e.layers.some((r) => r.adapter)) ? [el("span", { class: "swatch adapter adapter-on" }), " A LoRA adapters (outlined: training) "] : [],
       "● weights changed in that epoch · hover a cell for its lr",
     );
@@ -134,7 +134,7 @@ const LayerMap = (() => {
         continue;
       }
       const trainable = (table.groups || [])
-        .filter((g) => epoch.layers.some((r) => r.group === g.index && r.trainable !== false))
+        .filter((g) => epoch.layers.some((r) => r.group === g.index && r.trainable !== "frozen"))
         .map((g) => g.name);
       out.push({ phase: epoch.phase, from: epoch.epoch, to: epoch.epoch, trainable, params: epoch.trainable_params, total: epoch.total_params });
     }
