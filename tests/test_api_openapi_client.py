@@ -20,7 +20,6 @@ from worker_fixtures import digits_spec
 if TYPE_CHECKING:
     from live_stack import Live
 
-pytest_plugins = ("api_fixtures", "live_stack")
 pytestmark = pytest.mark.slow
 
 PACKAGE = "thaw_generated_client"
