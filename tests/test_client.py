@@ -85,7 +85,7 @@ def test_submit_list_get_cancel_and_planned_layers(api: ApiServer, tmp_path, cap
     code, out, _ = _run(capsys, "layers", job_id, "--epoch", "2", "--api-url", api.url)
     assert out.startswith("epoch 2 (planned), phase 1: ")
     row = next(line.split() for line in out.splitlines() if line.startswith("layer3.0.conv1 "))
-    assert row[:4] == ["layer3.0.conv1", "Conv2d", "3", "true"]
+    assert row[:4] == ["layer3.0.conv1", "Conv2d", "3", "trainable"]
     assert row[5] == "0.0001"
 
     code, out, err = _run(capsys, "layers", job_id, "--epoch", "9", "--api-url", api.url)

@@ -1,14 +1,21 @@
 """What the evaluation, prediction and export routes share: the checked checkpoint, the
-record's public shape, and the tenant's record by id."""
-
-from __future__ import annotations
+record's public shape, the tenant's record by id, and one router per kind that lists a job's
+records and reads one (each kind's module adds its own create route)."""
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Response
+from fastapi import Path as PathParam
+
+from service.api.deps import JobDep, StoresDep, TenantDep
+from service.api.openapi import V1_RESPONSES, problem_responses
+from service.api.schemas import CheckpointTaskList, CheckpointTaskOut
 from service.api.stores import Stores
+from service.http.finite import finite
 from service.http.problems import Problem, not_found
 from thaw.checkpoints import CheckpointError, list_checkpoints, read_config, resolve_checkpoint
+from thaw.dispatch import SendTask
 from thaw.settings import Settings
 from thaw.store import Job
 from thaw.store.checkpoint_tasks import TASK_ID, CheckpointTask, TaskKind
@@ -37,14 +44,14 @@ def checked_checkpoint(settings: Settings, job: Job, name: str) -> tuple[Path, d
         ) from exc
 
 
-def task_out(task: CheckpointTask) -> dict[str, Any]:
+def task_out(task: CheckpointTask) -> CheckpointTaskOut:
     body = task.public_dict()
     self_url = f"/v1/{ROUTES[task.kind]}/{task.id}"
     body["links"] = {"self": self_url, "job": f"/v1/jobs/{task.job_id}"}
     if task.kind == "export" and task.result:
         for f in task.result.get("files", []):
             body["links"][f["name"]] = f"{self_url}/files/{f['name']}"
-    return body
+    return CheckpointTaskOut.model_validate(finite(body))
 
 
 def tenant_task(stores: Stores, kind: TaskKind, task_id: str, tenant: str) -> CheckpointTask:
@@ -54,5 +61,56 @@ def tenant_task(stores: Stores, kind: TaskKind, task_id: str, tenant: str) -> Ch
     return task
 
 
-def listing(stores: Stores, job: Job, kind: TaskKind) -> dict[str, Any]:
-    return {"data": [task_out(t) for t in stores.tasks.list(job.id, kind)], "has_more": False}
+def queued(
+    stores: Stores,
+    send: SendTask,
+    response: Response,
+    *,
+    kind: TaskKind,
+    tenant: str,
+    job: Job,
+    folder: Path,
+    request: dict[str, Any],
+) -> CheckpointTaskOut:
+    """A new record of ``kind`` on the checkpoint in ``folder``, sent to the workers;
+    ``Location`` is the record to poll."""
+    task = stores.tasks.create(kind, tenant, job.id, folder.name, request)
+    send(kind, task.id, None)
+    response.headers["Location"] = f"/v1/{ROUTES[kind]}/{task.id}"
+    return task_out(task)
+
+
+def task_id_param(kind: TaskKind) -> Any:
+    """The ``{<kind>_id}`` path parameter: a record id of this kind; any other form is a 404."""
+    return Annotated[
+        str, PathParam(alias=f"{kind}_id", json_schema_extra={"pattern": TASK_ID[kind].pattern})
+    ]
+
+
+def task_router(kind: TaskKind) -> APIRouter:
+    """``GET /v1/jobs/{job_id}/<kinds>`` and ``GET /v1/<kinds>/{<kind>_id}`` for one kind."""
+    plural = ROUTES[kind]
+    router = APIRouter(tags=[plural], responses=V1_RESPONSES)
+    task_id = task_id_param(kind)
+
+    @router.get(
+        f"/v1/jobs/{{job_id}}/{plural}",
+        name=f"list_{plural}",
+        response_model=CheckpointTaskList,
+        summary=f"List a job's {plural}, newest first",
+        responses=problem_responses(404),
+    )
+    def list_tasks(job: JobDep, stores: StoresDep) -> CheckpointTaskList:
+        return CheckpointTaskList(data=[task_out(t) for t in stores.tasks.list(job.id, kind)])
+
+    @router.get(
+        f"/v1/{plural}/{{{kind}_id}}",
+        name=f"get_{kind}",
+        response_model=CheckpointTaskOut,
+        summary=f"Read {'an' if kind[0] in 'aeiou' else 'a'} {kind}",
+        responses=problem_responses(404),
+    )
+    def get_task(task_id: task_id, stores: StoresDep, tenant: TenantDep) -> CheckpointTaskOut:
+        return task_out(tenant_task(stores, kind, task_id, tenant))
+
+    return router

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Response, status
-from fastapi import Path as PathParam
+from fastapi import Body, Response, status
 
-from service.api.checkpoint_tasks import checked_checkpoint, listing, task_out, tenant_task
+from service.api.checkpoint_tasks import checked_checkpoint, queued, task_router
 from service.api.deps import JobDep, SendTaskDep, SettingsDep, StoresDep, TenantDep
-from service.api.openapi import V1_RESPONSES, problem_responses
-from service.api.schemas import CheckpointTaskList, CheckpointTaskOut
-from service.http.finite import finite
+from service.api.openapi import problem_responses
+from service.api.schemas import CheckpointTaskOut
 from service.http.problems import Problem
 from thaw.inference.errors import check_classes
 from thaw.inference.requests import EvaluationRequest
-from thaw.store.checkpoint_tasks import TASK_ID
 
-router = APIRouter(tags=["evaluations"], responses=V1_RESPONSES)
+router = task_router("evaluation")
 
 EXAMPLES = {
     "validation": {
@@ -48,7 +45,7 @@ def create_evaluation(
     stores: StoresDep,
     tenant: TenantDep,
     send: SendTaskDep,
-) -> dict[str, Any]:
+) -> CheckpointTaskOut:
     folder, config = checked_checkpoint(settings, job, body.checkpoint)
     if body.dataset.id is not None:
         dataset = stores.datasets.get(body.dataset.id, tenant)
@@ -62,35 +59,6 @@ def create_evaluation(
                          "hint": "upload it with POST /v1/datasets", "closest": []}],
             )  # fmt: skip
         check_classes(dataset.classes, config["classes"])
-    task = stores.tasks.create(
-        "evaluation", tenant, job.id, folder.name, body.model_dump(exclude_none=True)
-    )
-    send("evaluation", task.id, None)
-    response.headers["Location"] = f"/v1/evaluations/{task.id}"
-    return task_out(task)
-
-
-@router.get(
-    "/v1/jobs/{job_id}/evaluations",
-    response_model=CheckpointTaskList,
-    summary="List a job's evaluations, newest first",
-    responses=problem_responses(404),
-)
-def list_evaluations(job: JobDep, stores: StoresDep) -> dict[str, Any]:
-    return finite(listing(stores, job, "evaluation"))
-
-
-@router.get(
-    "/v1/evaluations/{evaluation_id}",
-    response_model=CheckpointTaskOut,
-    summary="Read an evaluation",
-    responses=problem_responses(404),
-)
-def get_evaluation(
-    evaluation_id: Annotated[
-        str, PathParam(json_schema_extra={"pattern": TASK_ID["evaluation"].pattern})
-    ],
-    stores: StoresDep,
-    tenant: TenantDep,
-) -> dict[str, Any]:
-    return finite(task_out(tenant_task(stores, "evaluation", evaluation_id, tenant)))
+    request = body.model_dump(exclude_none=True)
+    return queued(stores, send, response, kind="evaluation", tenant=tenant, job=job,
+                  folder=folder, request=request)  # fmt: skip

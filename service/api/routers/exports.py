@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Response, status
+from fastapi import Body, Response, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
-from service.api.checkpoint_tasks import checked_checkpoint, listing, task_out, tenant_task
+from service.api.checkpoint_tasks import (
+    checked_checkpoint,
+    queued,
+    task_id_param,
+    task_router,
+    tenant_task,
+)
 from service.api.deps import JobDep, SendTaskDep, SettingsDep, StoresDep, TenantDep
-from service.api.openapi import V1_RESPONSES, problem_responses
-from service.api.schemas import CheckpointTaskList, CheckpointTaskOut
-from service.http.finite import finite
+from service.api.openapi import problem_responses
+from service.api.schemas import CheckpointTaskOut
 from service.http.problems import Problem
 from thaw.inference.requests import ExportRequest
 from thaw.inference.tasks import task_dir
-from thaw.store.checkpoint_tasks import TASK_ID
+from thaw.store.checkpoint_tasks import TaskStatus
 
-router = APIRouter(tags=["exports"], responses=V1_RESPONSES)
+router = task_router("export")
 
-ExportId = Annotated[str, PathParam(json_schema_extra={"pattern": TASK_ID["export"].pattern})]
+ExportId = task_id_param("export")
 
 
 @router.post(
@@ -40,32 +45,10 @@ def create_export(
     stores: StoresDep,
     tenant: TenantDep,
     send: SendTaskDep,
-) -> dict[str, Any]:
+) -> CheckpointTaskOut:
     folder, _ = checked_checkpoint(settings, job, body.checkpoint)
-    task = stores.tasks.create("export", tenant, job.id, folder.name, body.model_dump())
-    send("export", task.id, None)
-    response.headers["Location"] = f"/v1/exports/{task.id}"
-    return task_out(task)
-
-
-@router.get(
-    "/v1/jobs/{job_id}/exports",
-    response_model=CheckpointTaskList,
-    summary="List a job's exports, newest first",
-    responses=problem_responses(404),
-)
-def list_exports(job: JobDep, stores: StoresDep) -> dict[str, Any]:
-    return finite(listing(stores, job, "export"))
-
-
-@router.get(
-    "/v1/exports/{export_id}",
-    response_model=CheckpointTaskOut,
-    summary="Read an export",
-    responses=problem_responses(404),
-)
-def get_export(export_id: ExportId, stores: StoresDep, tenant: TenantDep) -> dict[str, Any]:
-    return finite(task_out(tenant_task(stores, "export", export_id, tenant)))
+    return queued(stores, send, response, kind="export", tenant=tenant, job=job,
+                  folder=folder, request=body.model_dump())  # fmt: skip
 
 
 @router.get(
@@ -87,7 +70,7 @@ def download_export_file(
     tenant: TenantDep,
 ) -> Response:
     task = tenant_task(stores, "export", export_id, tenant)
-    if task.status != "succeeded" or not task.result:
+    if task.status != TaskStatus.SUCCEEDED or not task.result:
         raise Problem(409, f"export {task.id} is {task.status}", code="export_not_ready")
     listed = {f["name"]: f for f in task.result.get("files", [])}
     if file not in listed:

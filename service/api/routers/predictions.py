@@ -5,28 +5,26 @@ from __future__ import annotations
 
 import math
 import shutil
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi import Path as PathParam
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from service.api.checkpoint_tasks import checked_checkpoint, listing, task_out, tenant_task
+from service.api.checkpoint_tasks import checked_checkpoint, task_out, task_router
 from service.api.deps import JobDep, SendTaskDep, SettingsDep, StoresDep, TenantDep
-from service.api.openapi import V1_RESPONSES, problem_responses
-from service.api.schemas import CheckpointTaskList, CheckpointTaskOut
-from service.http.finite import finite
+from service.api.openapi import problem_responses
+from service.api.schemas import CheckpointTaskOut
 from service.http.problems import Problem
 from thaw.errors import InvalidInput
 from thaw.inference.requests import PredictionOptions, TextPredictionRequest
 from thaw.inference.tasks import task_dir
 from thaw.settings import Settings
-from thaw.store.checkpoint_tasks import TASK_ID
+from thaw.store.checkpoint_tasks import TaskStatus
 
-router = APIRouter(tags=["predictions"], responses=V1_RESPONSES)
+router = task_router("prediction")
 
 _MULTIPART = "multipart/form-data"
 _REQUEST_BODY = {
@@ -147,7 +145,7 @@ async def create_prediction(
     stores: StoresDep,
     tenant: TenantDep,
     send: SendTaskDep,
-) -> dict[str, Any]:
+) -> CheckpointTaskOut:
     media = request.headers.get("content-type", "").lower()
     images: list[bytes] = []
     if media.startswith(_MULTIPART):
@@ -187,7 +185,7 @@ async def create_prediction(
             code="prediction_timeout",
             headers={"Retry-After": str(math.ceil(timeout)), "Location": location},
         )
-    if done.status == "failed" and done.error:
+    if done.status == TaskStatus.FAILED and done.error:
         error = dict(done.error)
         status = int(error.pop("status", 500))
         raise Problem(
@@ -196,33 +194,7 @@ async def create_prediction(
             code=str(error.pop("code", "prediction_failed")),
             **{k: v for k, v in error.items() if k not in ("type", "title", "detail")},
         )
-    if done.status != "succeeded":
+    if done.status != TaskStatus.SUCCEEDED:
         raise Problem(503, f"prediction {task.id} {done.status}", code="prediction_timeout",
                       headers={"Retry-After": str(math.ceil(timeout))})  # fmt: skip
-    return finite(task_out(done))
-
-
-@router.get(
-    "/v1/jobs/{job_id}/predictions",
-    response_model=CheckpointTaskList,
-    summary="List a job's predictions, newest first",
-    responses=problem_responses(404),
-)
-def list_predictions(job: JobDep, stores: StoresDep) -> dict[str, Any]:
-    return finite(listing(stores, job, "prediction"))
-
-
-@router.get(
-    "/v1/predictions/{prediction_id}",
-    response_model=CheckpointTaskOut,
-    summary="Read a prediction",
-    responses=problem_responses(404),
-)
-def get_prediction(
-    prediction_id: Annotated[
-        str, PathParam(json_schema_extra={"pattern": TASK_ID["prediction"].pattern})
-    ],
-    stores: StoresDep,
-    tenant: TenantDep,
-) -> dict[str, Any]:
-    return finite(task_out(tenant_task(stores, "prediction", prediction_id, tenant)))
+    return task_out(done)
