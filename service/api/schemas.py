@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thaw.freezing.status import LayerTrainable
 from thaw.job_status import JobStatus
@@ -67,6 +67,9 @@ class JobLinks(BaseModel):
     events: str
     layers: str
     checkpoints: str
+    evaluations: str
+    predictions: str
+    exports: str
     cancel: str
     metrics: str
     tensorboard: str
@@ -203,6 +206,14 @@ class LayerRow(_Open):
     parameters: list[dict[str, Any]] | None = Field(
         default=None, description="With ?detail=params: name, shape, requires_grad per parameter."
     )
+
+    @field_validator("trainable", mode="before")
+    @classmethod
+    def _stored_as_bool(cls, value: Any) -> Any:
+        """Rows a worker stored before ``trainable`` was a string held true or false."""
+        if isinstance(value, bool):
+            return "trainable" if value else "frozen"
+        return value
 
 
 class EpochOut(_Open):

@@ -55,13 +55,13 @@ CheckpointName = Annotated[
     summary="List a job's checkpoints",
     responses=problem_responses(404),
 )
-def get_checkpoints(job: JobDep, settings: SettingsDep) -> dict[str, Any]:
+def get_checkpoints(job: JobDep, settings: SettingsDep) -> CheckpointList:
     remote = store_run(settings, job.id)
     if remote is not None:
         infos = store_checkpoints(remote)
     else:
         infos = list_checkpoints(settings.jobs_dir / job.id)
-    return {"data": [info.to_dict() for info in reversed(infos)], "has_more": False}
+    return CheckpointList.model_validate({"data": [info.to_dict() for info in reversed(infos)]})
 
 
 @router.get(

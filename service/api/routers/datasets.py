@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
 from service.api.deps import SettingsDep, StoresDep, TenantDep
 from service.api.openapi import V1_RESPONSES, problem_responses
-from service.api.schemas import DatasetClassPage, DatasetList, DatasetOut, DatasetUpload
+from service.api.schemas import (
+    DatasetClass,
+    DatasetClassPage,
+    DatasetList,
+    DatasetOut,
+    DatasetSummary,
+    DatasetUpload,
+)
 from service.http.multipart import receive_upload
 from service.http.paging import paging
 from service.http.problems import not_found
@@ -67,10 +73,11 @@ DatasetId = Annotated[
 )
 async def upload_dataset(
     request: Request,
+    response: Response,
     settings: SettingsDep,
     stores: StoresDep,
     tenant: TenantDep,
-) -> JSONResponse:
+) -> DatasetOut:
     await run_in_threadpool(check_dataset_quota, stores.datasets, tenant, settings)
     form = await receive_upload(request, settings)
     assert form.spool is not None and form.filename is not None
@@ -80,7 +87,8 @@ async def upload_dataset(
             existing_upload, form.spool, tenant, settings, stores.datasets
         )
         if existing is not None:
-            return await run_in_threadpool(_created, existing, status.HTTP_200_OK)
+            response.status_code = status.HTTP_200_OK
+            return await run_in_threadpool(_created, existing, response)
         dataset = await run_in_threadpool(
             store_upload,
             form.spool,
@@ -92,14 +100,13 @@ async def upload_dataset(
         )
     finally:
         form.spool.discard()
-    # Rendered off the event loop: a dataset carries up to THAW_MAX_CLASSES classes.
-    return await run_in_threadpool(_created, dataset)
+    # Built off the event loop: a dataset carries up to THAW_MAX_CLASSES classes.
+    return await run_in_threadpool(_created, dataset, response)
 
 
-def _created(dataset: Dataset, code: int = status.HTTP_201_CREATED) -> JSONResponse:
-    body = DatasetOut.model_validate(dataset.public_dict()).model_dump(mode="json")
-    headers = {"Location": f"/v1/datasets/{dataset.id}"}
-    return JSONResponse(body, status_code=code, headers=headers)
+def _created(dataset: Dataset, response: Response) -> DatasetOut:
+    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
+    return DatasetOut.model_validate(dataset.public_dict())
 
 
 @router.get(
@@ -110,9 +117,10 @@ def _created(dataset: Dataset, code: int = status.HTTP_201_CREATED) -> JSONRespo
     "are on GET /v1/datasets/{id} and, paged, on GET /v1/datasets/{id}/classes.",
     responses=problem_responses(422),
 )
-def list_datasets(stores: StoresDep, tenant: TenantDep, page: DatasetPageDep) -> dict[str, Any]:
+def list_datasets(stores: StoresDep, tenant: TenantDep, page: DatasetPageDep) -> DatasetList:
     datasets, has_more = stores.datasets.list(tenant, limit=page.limit, after=page.after)
-    return {"data": [d.summary_dict() for d in datasets], "has_more": has_more}
+    summaries = [DatasetSummary.model_validate(d.summary_dict()) for d in datasets]
+    return DatasetList(data=summaries, has_more=has_more)
 
 
 @router.get(
@@ -121,11 +129,11 @@ def list_datasets(stores: StoresDep, tenant: TenantDep, page: DatasetPageDep) ->
     summary="Read a dataset",
     responses=problem_responses(404),
 )
-def get_dataset(dataset_id: DatasetId, stores: StoresDep, tenant: TenantDep) -> dict[str, Any]:
+def get_dataset(dataset_id: DatasetId, stores: StoresDep, tenant: TenantDep) -> DatasetOut:
     dataset = stores.datasets.get(dataset_id, tenant)
     if dataset is None:
         raise not_found("dataset", dataset_id)
-    return dataset.public_dict()
+    return DatasetOut.model_validate(dataset.public_dict())
 
 
 @router.get(
@@ -136,7 +144,7 @@ def get_dataset(dataset_id: DatasetId, stores: StoresDep, tenant: TenantDep) -> 
 )
 def list_dataset_classes(
     dataset_id: DatasetId, stores: StoresDep, tenant: TenantDep, page: ClassPageDep
-) -> dict[str, Any]:
+) -> DatasetClassPage:
     dataset = stores.datasets.get(dataset_id, tenant)
     if dataset is None:
         raise not_found("dataset", dataset_id)
@@ -147,10 +155,10 @@ def list_dataset_classes(
         except ValueError:
             raise InvalidCursor(page.after, "a class name of this dataset") from None
     names = dataset.classes[start : start + page.limit]
-    return {
-        "data": [{"name": n, "count": dataset.class_counts.get(n, 0)} for n in names],
-        "has_more": start + page.limit < len(dataset.classes),
-    }
+    return DatasetClassPage(
+        data=[DatasetClass(name=n, count=dataset.class_counts.get(n, 0)) for n in names],
+        has_more=start + page.limit < len(dataset.classes),
+    )
 
 
 @router.delete(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis
 from fastapi import APIRouter
 
@@ -17,8 +15,8 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=HealthOut, response_model_exclude_none=True)
-async def healthz() -> dict[str, Any]:
-    return {"status": "ok"}
+async def healthz() -> HealthOut:
+    return HealthOut(status="ok")
 
 
 @router.get(
@@ -36,7 +34,7 @@ async def healthz() -> dict[str, Any]:
         "`artifact_store_unreachable`), or no worker heartbeats (`no_workers`)."
     ),
 )
-def readyz(stores: StoresDep, known: KnownCallerDep, settings: SettingsDep) -> dict[str, Any]:
+def readyz(stores: StoresDep, known: KnownCallerDep, settings: SettingsDep) -> HealthOut:
     try:
         stores.client.ping()
         workers = stores.workers.live_workers()
@@ -63,11 +61,9 @@ def readyz(stores: StoresDep, known: KnownCallerDep, settings: SettingsDep) -> d
             workers=0,
         )
     if known is None:
-        return {"status": "ok"}
-    ready: dict[str, Any] = {"status": "ok", "redis": True, "workers": len(workers)}
-    if known.admin:
-        ready["worker_ids"] = workers
-    return ready
+        return HealthOut(status="ok")
+    worker_ids = workers if known.admin else None
+    return HealthOut(status="ok", redis=True, workers=len(workers), worker_ids=worker_ids)
 
 
 _NOT_READY = Problem(

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
-from fastapi.responses import JSONResponse
 
 from service.api.deps import (
     EnqueueDep,
@@ -38,7 +37,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=V1_RESPONSES)
 JobPageDep = paging(JOB_ID.pattern, "job_0123456789abcdef01234567", 28)
 
 
-def job_out(job: Job) -> dict[str, Any]:
+def job_out(job: Job) -> JobOut:
     body = finite(job.to_dict())
     for private in ("tenant", "lease_expires_at"):
         body.pop(private, None)
@@ -55,7 +54,7 @@ def job_out(job: Job) -> dict[str, Any]:
         "metrics": f"{base}/metrics",
         "tensorboard": f"{base}/tensorboard",
     }
-    return body
+    return JobOut.model_validate(body)
 
 
 @router.post(
@@ -90,7 +89,7 @@ async def create_job(
             description="Repeat a submit safely: the same key and body return the same job.",
         ),
     ] = None,
-) -> dict[str, Any]:
+) -> JobOut:
     submission = await pool.run(
         submit_job,
         spec,
@@ -118,15 +117,15 @@ def list_jobs(
     tenant: TenantDep,
     page: JobPageDep,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
-) -> dict[str, Any]:
+) -> JobList:
     jobs, has_more = stores.jobs.list(tenant, status=status_, limit=page.limit, after=page.after)
-    return {"data": [job_out(j) for j in jobs], "has_more": has_more}
+    return JobList(data=[job_out(j) for j in jobs], has_more=has_more)
 
 
 @router.get(
     "/{job_id}", response_model=JobOut, summary="Read a job", responses=problem_responses(404)
 )
-def get_job(job: JobDep) -> dict[str, Any]:
+def get_job(job: JobDep) -> JobOut:
     return job_out(job)
 
 
@@ -138,7 +137,7 @@ def get_job(job: JobDep) -> dict[str, Any]:
     "and keeps its last checkpoint; a finished job is returned as it is.",
     responses=problem_responses(404),
 )
-def cancel_job(job: JobDep, stores: StoresDep, tenant: TenantDep) -> dict[str, Any]:
+def cancel_job(job: JobDep, stores: StoresDep, tenant: TenantDep) -> JobOut:
     cancelled = stores.jobs.request_cancel(job.id, tenant)
     if cancelled is None:
         raise not_found("job", job.id)
@@ -164,6 +163,7 @@ def delete_job(
 @router.get(
     "/{job_id}/layers",
     response_model=LayerStatusOut | LayerEpochOut,
+    response_model_exclude_unset=True,
     summary="Per-layer trainable status",
     description="Every epoch as recorded by the worker from the live model (`source: "
     "recorded`), else as planned. With `?epoch=N` one epoch's entry (`LayerEpochOut`).",
@@ -176,8 +176,10 @@ def get_layers(
     detail: Annotated[
         Literal["params"] | None, Query(description="`params` adds each layer's parameters.")
     ] = None,
-) -> Response:
+) -> LayerStatusOut | LayerEpochOut:
     stored = stores.jobs.load_layer_status(job.id)
     if not stored:
         raise Problem(404, f"job {job.id} has no layer status yet", code="layers_not_found")
-    return JSONResponse(layer_status(stored, epoch=epoch, detail=detail == "params"))
+    status_ = layer_status(stored, epoch=epoch, detail=detail == "params")
+    shape = LayerEpochOut if epoch is not None else LayerStatusOut
+    return shape.model_validate(status_)

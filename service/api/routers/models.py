@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
@@ -20,8 +20,8 @@ router = APIRouter(prefix="/v1/models", tags=["models"], responses=V1_RESPONSES)
 
 
 @router.get("", response_model=ModelSources, summary="Model sources and builders")
-def list_models(_: TenantDep) -> dict[str, Any]:
-    return {"data": available_sources()}
+def list_models(_: TenantDep) -> ModelSources:
+    return ModelSources.model_validate({"data": available_sources()})
 
 
 @router.get(
@@ -42,9 +42,10 @@ async def model_layers(
     source: Annotated[Literal["torchvision", "timm", "huggingface"], Query()],
     name: Annotated[str, Query(min_length=1, max_length=NAME_MAX_LENGTH, pattern=PLAIN_NAME)],
     num_classes: Annotated[int, Query(ge=2, le=100_000)] = 10,
-) -> dict[str, Any]:
+) -> ModelLayersOut:
     try:
-        return await pool.run(describe_model, source, name, num_classes, settings)
+        described = await pool.run(describe_model, source, name, num_classes, settings)
     except SpecError as exc:
         exc.loc = tuple(part for part in exc.loc if part != "base_model")
         raise
+    return ModelLayersOut.model_validate(described)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from service.api.deps import SettingsDep, SpecDep, SpecPoolDep, StoresDep, TenantDep
 from service.api.openapi import V1_RESPONSES, problem_responses
 from service.api.schemas import PlanOut
+from service.api.stores import Stores
+from thaw.data.shape import UploadLookup
+from thaw.settings import Settings
+from thaw.spec import JobSpec
 from thaw.submit import plan_spec
 from thaw.uploads import tenant_uploads
 
@@ -17,6 +20,7 @@ router = APIRouter(prefix="/v1/plans", tags=["plans"], responses=V1_RESPONSES)
 @router.post(
     "",
     response_model=PlanOut,
+    response_model_exclude_unset=True,
     summary="Plan a job spec",
     description="The resolved trainable table for every epoch, the layer groups and any "
     "warnings; the same row shape as GET /v1/jobs/{id}/layers.",
@@ -33,13 +37,13 @@ async def create_plan(
     stores: StoresDep,
     tenant: TenantDep,
     pool: SpecPoolDep,
-) -> JSONResponse:
-    table = await pool.run(
-        plan_spec,
-        spec,
-        settings,
-        uploads=tenant_uploads(stores.datasets, tenant),
-        jobs=stores.jobs,
-        tenant=tenant,
-    )
-    return JSONResponse(table)
+) -> PlanOut:
+    uploads = tenant_uploads(stores.datasets, tenant)
+    return await pool.run(_plan, spec, settings, uploads, stores, tenant)
+
+
+def _plan(
+    spec: JobSpec, settings: Settings, uploads: UploadLookup, stores: Stores, tenant: str
+) -> PlanOut:
+    table = plan_spec(spec, settings, uploads=uploads, jobs=stores.jobs, tenant=tenant)
+    return PlanOut.model_validate(table)

@@ -127,19 +127,20 @@ WebhookId = Annotated[
 )
 def create_webhook(
     body: WebhookIn, request: Request, response: Response, settings: SettingsDep, tenant: TenantDep
-) -> dict[str, Any]:
+) -> WebhookCreated:
     resolve_target(body.url, settings.webhooks_allow_private)
     events = list(dict.fromkeys(body.events))
     hook = _store(request).create(
         tenant, body.url, events, body.description, settings.max_webhooks_per_tenant
     )
     response.headers["Location"] = f"/v1/webhooks/{hook.id}"
-    return {**hook.to_dict(), "secret": hook.secret}
+    return WebhookCreated.model_validate({**hook.to_dict(), "secret": hook.secret})
 
 
 @router.get("", response_model=WebhookList, summary="List webhooks, newest first")
-def list_webhooks(request: Request, tenant: TenantDep) -> dict[str, Any]:
-    return {"data": [h.to_dict() for h in _store(request).list(tenant)], "has_more": False}
+def list_webhooks(request: Request, tenant: TenantDep) -> WebhookList:
+    hooks = [WebhookOut.model_validate(h.to_dict()) for h in _store(request).list(tenant)]
+    return WebhookList(data=hooks, has_more=False)
 
 
 @router.get(
@@ -148,8 +149,8 @@ def list_webhooks(request: Request, tenant: TenantDep) -> dict[str, Any]:
     summary="Read a webhook",
     responses=problem_responses(404),
 )
-def get_webhook(webhook_id: WebhookId, request: Request, tenant: TenantDep) -> dict[str, Any]:
-    return _owned(request, webhook_id, tenant).to_dict()
+def get_webhook(webhook_id: WebhookId, request: Request, tenant: TenantDep) -> WebhookOut:
+    return WebhookOut.model_validate(_owned(request, webhook_id, tenant).to_dict())
 
 
 @router.delete(
@@ -173,7 +174,8 @@ def delete_webhook(webhook_id: WebhookId, request: Request, tenant: TenantDep) -
 )
 def list_deliveries(
     webhook_id: WebhookId, request: Request, tenant: TenantDep, page: DeliveryPageDep
-) -> dict[str, Any]:
+) -> DeliveryList:
     hook = _owned(request, webhook_id, tenant)
     found, has_more = _store(request).deliveries(hook.id, page.limit, page.after)
-    return {"data": [d.to_dict() for d in found], "has_more": has_more}
+    return DeliveryList(data=[DeliveryOut.model_validate(d.to_dict()) for d in found],
+                        has_more=has_more)  # fmt: skip

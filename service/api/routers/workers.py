@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from service.api.deps import CallerDep, StoresDep
 from service.api.openapi import V1_RESPONSES
-from service.api.schemas import WorkerList
+from service.api.schemas import WorkerList, WorkerOut
 from service.auth.keys import Caller
 
 router = APIRouter(prefix="/v1", tags=["workers"], responses=V1_RESPONSES)
@@ -51,6 +51,7 @@ def worker_view(worker_id: str, info: dict[str, Any], caller: Caller) -> dict[st
     description="A tenant sees only the workers that run one of its jobs; an admin key "
     "(THAW_ADMIN_KEYS) sees every worker.",
 )
-def list_workers(stores: StoresDep, caller: CallerDep) -> dict[str, Any]:
+def list_workers(stores: StoresDep, caller: CallerDep) -> WorkerList:
     live = [(i, info) for i, info in stores.workers.live() if runs_for(info, caller)]
-    return {"data": [worker_view(i, info, caller) for i, info in live], "has_more": False}
+    return WorkerList(data=[WorkerOut.model_validate(worker_view(i, info, caller))
+                            for i, info in live])  # fmt: skip
