@@ -53,6 +53,21 @@ def test_recorded_epoch_replaces_the_planned_one(http: httpx.Client, store: redi
     assert fc["parameters"] == [{"name": "fc.x"}]
 
 
+def test_rows_recorded_with_a_boolean_trainable_read_as_the_strings(
+    http: httpx.Client, store: redis.Redis
+) -> None:
+    job_id = new_job(http)
+    planned = http.get(f"/v1/jobs/{job_id}/layers", params={"epoch": 1}).json()
+    recorded = {key: value for key, value in planned.items() if key != "source"}
+    recorded["layers"] = [{**row, "trainable": row["trainable"] == "trainable"}
+                          for row in planned["layers"]]  # fmt: skip
+    JobStore(store).save_layer_status(job_id, "epoch:1", recorded)
+    one = http.get(f"/v1/jobs/{job_id}/layers", params={"epoch": 1}).json()
+    assert one["source"] == "recorded"
+    assert [r["trainable"] for r in one["layers"]] == [r["trainable"] for r in planned["layers"]]
+    assert {r["trainable"] for r in one["layers"]} == {"trainable", "frozen"}
+
+
 def test_detail_params_lists_each_parameter(http: httpx.Client) -> None:
     job_id = new_job(http)
     body = http.get(f"/v1/jobs/{job_id}/layers", params={"detail": "params"}).json()
