@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from thaw.freezing.status import LayerTrainable
 from thaw.job_status import JobStatus
 from thaw.store.checkpoint_tasks import TaskStatus
+from thaw.webhooks import EVENT_TYPES
+from thaw.webhooks.address import MAX_URL_CHARS
 
 EXAMPLE_SPEC: dict[str, Any] = {
     "name": "digits-resnet18",
@@ -372,3 +374,78 @@ class CheckpointTaskOut(BaseModel):
 class CheckpointTaskList(BaseModel):
     data: list[CheckpointTaskOut]
     has_more: bool = False
+
+
+WebhookEvent = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=1,
+        max_length=MAX_URL_CHARS,
+        description="An http(s) URL; its host must resolve to public addresses unless "
+        "THAW_WEBHOOKS_ALLOW_PRIVATE is set. Redirects are not followed.",
+        examples=["https://ci.example.com/hooks/thaw"],
+    )
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: list(EVENT_TYPES),
+        min_length=1,
+        max_length=20,
+        description="The event types to send (default: all of them).",
+    )
+    description: str = Field(default="", max_length=200)
+
+
+class WebhookLinks(BaseModel):
+    deliveries: str
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    created_at: str
+    links: WebhookLinks
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="The signing secret (whsec_...), shown only in this answer: verify the "
+        "webhook-signature header with it."
+    )
+
+
+class WebhookList(BaseModel):
+    data: list[WebhookOut]
+    has_more: bool
+
+
+class DeliveryTryOut(BaseModel):
+    attempt: int | None
+    at: str | None
+    status_code: int | None
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    id: str = Field(description="The event id, sent as webhook-id on every try.")
+    webhook_id: str
+    type: str
+    job_id: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    response_status: int | None
+    error: str | None
+    created_at: str | None
+    last_attempt_at: str | None
+    next_attempt_at: str | None
+    tries: list[DeliveryTryOut]
+    payload: dict[str, Any]
+
+
+class DeliveryList(BaseModel):
+    data: list[DeliveryOut]
+    has_more: bool

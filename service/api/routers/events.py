@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from service.api.deps import JobDep, SettingsDep, StoresDep, TenantDep
 from service.api.openapi import V1_RESPONSES, problem_responses
-from service.api.schemas import EventPage
+from service.api.schemas import EventOut, EventPage
 from service.api.sse import StreamSlots, job_event_stream
 from service.http.finite import finite
 from service.http.paging import paging
@@ -78,7 +78,7 @@ def get_events(
         str | None,
         Header(description="Resume a stream after this event id; the same rule as ?after=."),
     ] = None,
-) -> Any:
+) -> StreamingResponse | EventPage:
     after = page.after
     if wants_stream(accept):
         if after is None and last_event_id:
@@ -95,7 +95,7 @@ def get_events(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     events = stores.events.read(job.id, after, page.limit + 1)
-    return {
-        "data": [finite(e.to_dict()) for e in events[: page.limit]],
-        "has_more": len(events) > page.limit,
-    }
+    return EventPage(
+        data=[EventOut.model_validate(finite(e.to_dict())) for e in events[: page.limit]],
+        has_more=len(events) > page.limit,
+    )

@@ -2,96 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import SettingsDep, TenantDep
 from service.api.openapi import V1_RESPONSES, problem_responses
+from service.api.schemas import (
+    DeliveryList,
+    DeliveryOut,
+    WebhookCreated,
+    WebhookIn,
+    WebhookList,
+    WebhookOut,
+)
 from service.http.paging import paging
 from service.http.problems import not_found
-from thaw.webhooks import EVENT_TYPES, Webhook, WebhookStore
-from thaw.webhooks.address import MAX_URL_CHARS, resolve_target
+from thaw.webhooks import Webhook, WebhookStore
+from thaw.webhooks.address import resolve_target
 from thaw.webhooks.store import WEBHOOK_ID
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=V1_RESPONSES)
 
-WebhookEvent = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 DELIVERY_ID = r"^evt_(e[vx]_)?[0-9a-f]{24}_[0-9]{1,20}_[0-9]{1,20}$"
 DeliveryPageDep = paging(DELIVERY_ID, "evt_0123456789abcdef01234567_1700000000000_0", 72)
-
-
-class WebhookIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(
-        min_length=1,
-        max_length=MAX_URL_CHARS,
-        description="An http(s) URL; its host must resolve to public addresses unless "
-        "THAW_WEBHOOKS_ALLOW_PRIVATE is set. Redirects are not followed.",
-        examples=["https://ci.example.com/hooks/thaw"],
-    )
-    events: list[WebhookEvent] = Field(
-        default_factory=lambda: list(EVENT_TYPES),
-        min_length=1,
-        max_length=20,
-        description="The event types to send (default: all of them).",
-    )
-    description: str = Field(default="", max_length=200)
-
-
-class WebhookLinks(BaseModel):
-    deliveries: str
-
-
-class WebhookOut(BaseModel):
-    id: str
-    url: str
-    events: list[str]
-    description: str
-    created_at: str
-    links: WebhookLinks
-
-
-class WebhookCreated(WebhookOut):
-    secret: str = Field(
-        description="The signing secret (whsec_...), shown only in this answer: verify the "
-        "webhook-signature header with it."
-    )
-
-
-class WebhookList(BaseModel):
-    data: list[WebhookOut]
-    has_more: bool
-
-
-class DeliveryTryOut(BaseModel):
-    attempt: int | None
-    at: str | None
-    status_code: int | None
-    error: str | None
-
-
-class DeliveryOut(BaseModel):
-    id: str = Field(description="The event id, sent as webhook-id on every try.")
-    webhook_id: str
-    type: str
-    job_id: str
-    status: Literal["pending", "succeeded", "failed"]
-    attempts: int
-    response_status: int | None
-    error: str | None
-    created_at: str | None
-    last_attempt_at: str | None
-    next_attempt_at: str | None
-    tries: list[DeliveryTryOut]
-    payload: dict[str, Any]
-
-
-class DeliveryList(BaseModel):
-    data: list[DeliveryOut]
-    has_more: bool
 
 
 def _store(request: Request) -> WebhookStore:
