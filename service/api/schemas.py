@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thaw.freezing.status import LayerTrainable
 from thaw.job_status import JobStatus
-from thaw.store.checkpoint_tasks import TaskStatus
+from thaw.store.checkpoint_tasks import TaskKind, TaskStatus
 from thaw.webhooks import EVENT_TYPES
 from thaw.webhooks.address import MAX_URL_CHARS
 
@@ -354,7 +354,7 @@ class CheckpointTaskOut(BaseModel):
     """An evaluation, prediction or export of a job's checkpoint."""
 
     id: str
-    kind: Literal["evaluation", "prediction", "export"]
+    kind: TaskKind
     job_id: str
     status: TaskStatus
     checkpoint: str = Field(description="The checkpoint folder it ran on, such as epoch-3.")
