@@ -12,6 +12,7 @@ from zoo_models import HF_VIT_FOLDER, TIMM_VIT_FOLDER, write_hf_vit, write_timm_
 
 from thaw.errors import ModelError
 from thaw.models import build_model
+from thaw.models.registry import library_config
 from thaw.settings import Settings
 from thaw.spec import BaseModelRef, JobSpec
 
@@ -93,7 +94,7 @@ def test_huggingface_image_folder_gives_labels_and_processor_inputs(models_dir: 
     built = _build(models_dir, meta=False, source="huggingface", name=HF_VIT_FOLDER)
     assert (built.modality, built.head, built.image_size) == ("image", "classifier", 32)
     assert built.model.config.id2label == dict(enumerate("abcd"))
-    assert built.library_config()["id2label"] == {str(i): c for i, c in enumerate("abcd")}
+    assert library_config(built)["id2label"] == {str(i): c for i, c in enumerate("abcd")}
 
 
 def test_timm_folder_weights_are_loaded_key_by_key(models_dir: Path) -> None:

@@ -14,7 +14,8 @@ def load_model(folder: Any, device: str = "cpu", settings: Any = None) -> nn.Mod
     """Rebuild a fine-tuned model from a checkpoint folder (``.../checkpoints/best``), or
     from its ``adapter/`` folder: the base model (found through ``settings``, by default
     the environment's) with the adapter on it, as a PEFT model."""
-    from thaw.models.rebuild import load_model as _load
+    # Here, not above: ``import thaw`` stays light; torch and the model stack load on use.
+    from thaw.models.loading import load_model as _load
     from thaw.settings import get_settings
 
     return _load(folder, device, settings or get_settings())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from thaw.artifacts.errors import ArtifactNotFound, ArtifactStoreError, VersionConflict
 from thaw.artifacts.store import Versioned
-from thaw.checkpoints.atomic import atomic_path, atomic_write_bytes, remove_tree
+from thaw.atomic import atomic_path, atomic_write_bytes, remove_tree
 
 LOCK_FILE = ".lock"
 

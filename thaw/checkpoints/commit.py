@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from thaw.checkpoints.atomic import fsync_dir, remove_tree, replace_dir
+from thaw.atomic import fsync_dir, remove_tree, replace_dir
 from thaw.checkpoints.errors import FencedOut
 from thaw.checkpoints.index import Index, choose_best, read_index, write_index
 from thaw.checkpoints.layout import BEST, LAST, checkpoints_dir

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from thaw.checkpoints.atomic import atomic_write_json
+from thaw.atomic import atomic_write_json
 from thaw.checkpoints.errors import CorruptCheckpoint
 from thaw.checkpoints.layout import epoch_of, index_path
 
@@ -196,3 +196,22 @@ def choose_best(entries: list[Entry], monitor: str, mode: str) -> str | None:
     if best is not None:
         return best.name
     return entries[-1].name if entries else None
+
+
+def index_checkpoints(index: Index, root: Path) -> list[CheckpointInfo]:
+    """The checkpoints ``index`` lists, as if their folders were under ``root``."""
+    return [checkpoint_info(root, entry, index) for entry in index.entries]
+
+
+def checkpoint_info(root: Path, entry: Entry, index: Index) -> CheckpointInfo:
+    return CheckpointInfo(
+        name=entry.name,
+        epoch=entry.epoch,
+        step=entry.step,
+        metrics=dict(entry.metrics),
+        files=list(entry.files),
+        created_at=entry.created_at,
+        path=root / entry.name,
+        best=entry.name == index.best,
+        last=entry.name == index.last,
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 from thaw.artifacts.errors import ArtifactNotFound, VersionConflict
 from thaw.artifacts.open import open_store
 from thaw.artifacts.store import ArtifactStore
-from thaw.checkpoints.atomic import atomic_write_json, fsync_dir, remove_tree, replace_dir
+from thaw.atomic import atomic_write_json, fsync_dir, remove_tree, replace_dir
 from thaw.checkpoints.commit import check_fence, publish
 from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint
 from thaw.checkpoints.hashing import sha256_file
@@ -27,6 +27,7 @@ from thaw.checkpoints.index import (
     Entry,
     Index,
     choose_best,
+    index_checkpoints,
     read_index,
 )
 from thaw.checkpoints.layout import (
@@ -207,8 +208,6 @@ def _matches(folder: Path, entry: Entry) -> bool:
 
 def store_checkpoints(remote: StoreRun) -> list[CheckpointInfo]:
     """The checkpoints the store lists for the run, oldest first, with best and last."""
-    from thaw.checkpoints.store import index_checkpoints  # store.py imports this module
-
     index, _ = read_store_index(remote.store, remote.prefix)
     return index_checkpoints(index, Path(remote.prefix))
 

@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from thaw.checkpoints.atomic import atomic_path
+from thaw.atomic import atomic_path
 from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint
 from thaw.checkpoints.tensors import storable_tensors
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from thaw.checkpoints.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
+from thaw.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
 from thaw.checkpoints.commit import check_fence, publish
 from thaw.checkpoints.errors import CorruptCheckpoint
 from thaw.checkpoints.index import read_index

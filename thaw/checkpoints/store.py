@@ -21,8 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from thaw.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
 from thaw.checkpoints.adapter import ADAPTER_DIR, AdapterExport, write_adapter
-from thaw.checkpoints.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
 from thaw.checkpoints.commit import check_fence, publish
 from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint, InvalidCheckpointName
 from thaw.checkpoints.hashing import sha256_file
@@ -31,7 +31,9 @@ from thaw.checkpoints.index import (
     Entry,
     FileInfo,
     Index,
+    checkpoint_info,
     choose_best,
+    index_checkpoints,
     read_index,
 )
 from thaw.checkpoints.layout import (
@@ -143,7 +145,7 @@ def save_checkpoint(
         from thaw.checkpoints.remote import publish_to_store  # boto3 only where it is used
 
         publish_to_store(remote.store, remote.prefix, token, root / name, add, confirm=fence)
-    return _info(root, entry, new_index)
+    return checkpoint_info(root, entry, new_index)
 
 
 def add_entry(index: Index, entry: Entry, monitor: str, mode: str, keep_last: int | None) -> Index:
@@ -167,18 +169,13 @@ def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
     return index_checkpoints(read_index(run_dir), checkpoints_dir(run_dir))
 
 
-def index_checkpoints(index: Index, root: Path) -> list[CheckpointInfo]:
-    """The checkpoints ``index`` lists, as if their folders were under ``root``."""
-    return [_info(root, entry, index) for entry in index.entries]
-
-
 def get_checkpoint(run_dir: str | Path, name: str) -> CheckpointInfo:
     """One checkpoint by ``best``, ``last`` or ``epoch-<k>``."""
     index = read_index(run_dir)
     target = _resolve_name(index, validate_name(name))
     entry = index.get(target)
     assert entry is not None
-    return _info(checkpoints_dir(run_dir), entry, index)
+    return checkpoint_info(checkpoints_dir(run_dir), entry, index)
 
 
 def resolve_checkpoint(run_dir: str | Path, name: str) -> Path:
@@ -357,20 +354,6 @@ def _resolve_name(index: Index, name: str) -> str:
         listed = ", ".join(index.names()) or "none"
         raise CheckpointNotFound(f"no checkpoint {name!r}", f"checkpoints: {listed}")
     return name
-
-
-def _info(root: Path, entry: Entry, index: Index) -> CheckpointInfo:
-    return CheckpointInfo(
-        name=entry.name,
-        epoch=entry.epoch,
-        step=entry.step,
-        metrics=dict(entry.metrics),
-        files=list(entry.files),
-        created_at=entry.created_at,
-        path=root / entry.name,
-        best=entry.name == index.best,
-        last=entry.name == index.last,
-    )
 
 
 def _is_plain_file_name(file: object) -> bool:

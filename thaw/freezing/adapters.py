@@ -11,12 +11,14 @@ enables or disables its adapter instead.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
+from thaw.checkpoints.adapter import ADAPTER_NAME, LORA_PARTS, PEFT_PREFIX, AdapterExport
 from thaw.errors import SpecError
 from thaw.freezing.model_index import ModelIndex, modules_of
 from thaw.freezing.selectors import select
@@ -24,13 +26,10 @@ from thaw.freezing.selectors import select
 if TYPE_CHECKING:
     from peft import LoraConfig
 
-    from thaw.freezing.timeline import Timeline
     from thaw.settings import Settings
     from thaw.spec import AdapterSpec, JobSpec
 
-ADAPTER_NAME = "default"
 ADAPTABLE: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
-_PARTS = ("lora_A", "lora_B")
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ def base_name(name: str, targets: frozenset[str] | set[str]) -> str:
     module, _, leaf = name.rpartition(".")
     if module.endswith(".base_layer") and module[: -len(".base_layer")] in targets:
         return f"{module[: -len('.base_layer')]}.{leaf}"
-    for part in _PARTS:
+    for part in LORA_PARTS:
         marker = f".{part}.{ADAPTER_NAME}"
         if module.endswith(marker) and module[: -len(marker)] in targets:
             return f"{module[: -len(marker)]}.{part}.{leaf}"
@@ -207,13 +206,14 @@ def adapter_fields(
     return out
 
 
-def saved_modules(index: ModelIndex, timeline: Timeline) -> list[str]:
-    """Base modules that train in some phase: saved whole in the adapter (PEFT's
-    ``modules_to_save``), so the adapter holds every tensor the run changes."""
+def saved_modules(index: ModelIndex, phases: Iterable[Mapping[str, bool]]) -> list[str]:
+    """Base modules that train in some phase (each phase's trainable map): saved whole in
+    the adapter (PEFT's ``modules_to_save``), so the adapter holds every tensor the run
+    changes."""
     adapters = adapter_params(index)
     owners: dict[str, None] = {}
-    for phase in timeline.phases:
-        for name, on in phase.trainable.items():
+    for trainable in phases:
+        for name, on in trainable.items():
             if on and name not in adapters:
                 owners[index.param_owner[name]] = None
     for module in owners:
@@ -246,3 +246,40 @@ def adapter_record(spec: JobSpec, adapters: Adapters | None) -> dict[str, Any]:
             "base_model": spec.base_model.model_dump(mode="json"),
         }
     }
+
+
+def export_adapter(model: nn.Module, adapters: Adapters, saved: Iterable[str]) -> AdapterExport:
+    """The adapter of ``model`` with the base modules in ``saved`` (whole), PEFT's way."""
+    saved = list(saved)
+    tensors: dict[str, torch.Tensor] = {}
+    for target in adapters.targets:
+        layer = model.get_submodule(target)
+        for part in LORA_PARTS:
+            weight = getattr(layer, part)[ADAPTER_NAME].weight
+            tensors[f"{PEFT_PREFIX}{target}.{part}.weight"] = weight.detach()
+    for module in saved:
+        for key, value in model.get_submodule(module).state_dict().items():
+            tensors[f"{PEFT_PREFIX}{module}.{key}"] = value.detach()
+    return AdapterExport(adapters.lora_config(saved), tensors)
+
+
+def base_state(state: Mapping[str, torch.Tensor], adapters: Adapters) -> dict[str, torch.Tensor]:
+    """An adapted model's state without its adapters, under the base model's names."""
+    targets = frozenset(adapters.targets)
+    skip = {f"{t}.{part}.{ADAPTER_NAME}" for t in targets for part in LORA_PARTS}
+    return {
+        base_name(key, targets): value
+        for key, value in state.items()
+        if key.rpartition(".")[0] not in skip
+    }
+
+
+def merged_state(model: nn.Module, adapters: Adapters) -> dict[str, torch.Tensor]:
+    """The model's state under base names with each adapter merged into its layer's weight."""
+    out = base_state(model.state_dict(), adapters)
+    with torch.no_grad():
+        for target in adapters.targets:
+            layer = model.get_submodule(target)
+            weight = layer.base_layer.weight
+            out[f"{target}.weight"] = weight + layer.get_delta_weight(ADAPTER_NAME).to(weight.dtype)
+    return out

@@ -135,7 +135,9 @@ def resolve_built(
         thawed_in=thawed_in_by_phase(timeline),
         warnings=[*built.warnings, *timeline.warnings],
         adapters=adapters,
-        saved_modules=saved_modules(index, timeline) if adapters else [],
+        saved_modules=saved_modules(index, (p.trainable for p in timeline.phases))
+        if adapters
+        else [],
     )
 
 

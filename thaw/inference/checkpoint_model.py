@@ -12,7 +12,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from thaw.checkpoints import read_config
-from thaw.models.rebuild import load_model
+from thaw.data.images import ImageFolderDataset
+from thaw.data.text import PadCollate, pad_token_id, tokenize_dataset
+from thaw.models.loading import load_model
 
 
 @dataclass
@@ -40,7 +42,6 @@ class CheckpointModel:
 
     def image_dataset(self, root: str | Path, paths: Sequence[str], labels: Sequence[int]):  # type: ignore[no-untyped-def]
         """Images as training fed them: the record's size, mean and std, no augmentation."""
-        from thaw.data.images import ImageFolderDataset
 
         return ImageFolderDataset(
             root,
@@ -59,7 +60,6 @@ class CheckpointModel:
         return self._tokenizer
 
     def text_dataset(self, texts: Sequence[str], labels: Sequence[int]) -> Dataset[Any]:
-        from thaw.data.text import tokenize_dataset
 
         max_length = int(self.config.get("max_length") or 128)
         return tokenize_dataset(list(texts), list(labels), self.tokenizer(), max_length)
@@ -67,8 +67,6 @@ class CheckpointModel:
     def loader(self, data: Dataset[Any], batch_size: int) -> DataLoader[Any]:
         collate = None
         if self.modality == "text":
-            from thaw.data.text import PadCollate, pad_token_id
-
             collate = PadCollate(pad_token_id(self.tokenizer()))
         return DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate)
 

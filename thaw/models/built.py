@@ -72,18 +72,3 @@ class BuiltModel:
         else:
             out.update(max_length=self.max_length, tokenizer_path=self.tokenizer_path)
         return out
-
-    def library_config(self) -> dict[str, Any] | None:
-        """The ``config.json`` the source's own library loads the checkpoint folder with
-        (Hugging Face's, or timm's hub layout); None when Thaw's record is that file."""
-        if self.source == "huggingface":
-            config = self.model.config.to_dict()
-            config["id2label"] = {str(i): c for i, c in enumerate(self.classes)}
-            config["label2id"] = {c: i for i, c in enumerate(self.classes)}
-            config["architectures"] = [type(self.model).__name__]
-            return config
-        if self.source == "timm":
-            from thaw.models.timm_source import hub_config
-
-            return hub_config(self.model, self.classes)
-        return None

@@ -7,6 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from thaw.checkpoints import (
+    CheckpointError,
+    load_model_state,
+    read_config,
+    resolve_checkpoint,
+)
 from thaw.errors import ModelError
 from thaw.models.built import BuiltModel
 from thaw.models.heads import replace_head
@@ -23,8 +29,6 @@ _LOC = ("base_model", "name")
 
 def job_checkpoint(ref: BaseModelRef, settings: Settings) -> tuple[Path, dict[str, Any]]:
     """The folder and config.json of the finished job's ``best`` or ``last`` checkpoint."""
-    from thaw.checkpoints import CheckpointError, read_config, resolve_checkpoint
-
     if not JOB_ID.match(ref.name):
         raise ModelError(_LOC, f"{ref.name!r} is not a job id", "give the id of a finished job")
     try:
@@ -42,8 +46,6 @@ def build_from_job(
     meta: bool,
     classes: list[str] | None = None,
 ) -> BuiltModel:
-    from thaw.checkpoints import load_model_state
-
     folder, config = job_checkpoint(ref, settings)
     if meta:
         with torch.device("meta"):

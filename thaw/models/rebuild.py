@@ -1,4 +1,4 @@
-"""Rebuild a model from a checkpoint folder, and ``thaw.load_model(folder)``."""
+"""Rebuild a model's architecture from a checkpoint folder's record, with fresh weights."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from torch import nn
 from thaw.errors import ModelError
 from thaw.models import huggingface_source, timm_source, torchvision_source
 from thaw.models.heads import replace_head
-from thaw.settings import Settings
 
 
 def rebuild_architecture(config: dict[str, Any], folder: Path) -> nn.Module:
@@ -35,44 +34,3 @@ def rebuild_architecture(config: dict[str, Any], folder: Path) -> nn.Module:
     if source == "timm":
         return timm_source.rebuild(folder)
     raise ModelError(("base_model",), f"checkpoint config has an unknown source {source!r}")
-
-
-def load_model(
-    folder: str | Path, device: str = "cpu", settings: Settings | None = None
-) -> nn.Module:
-    """A fine-tuned model from a checkpoint folder, in eval mode, in one call; from a
-    checkpoint's ``adapter/`` folder, its base model (found through ``settings``) with the
-    adapter on it."""
-    from thaw.checkpoints import load_model_state, read_config
-    from thaw.checkpoints.adapter import ADAPTER_CONFIG
-
-    folder = Path(folder)
-    if (folder / ADAPTER_CONFIG).is_file():
-        if settings is None:
-            raise ValueError(f"{folder} is an adapter: give the settings that find its base model")
-        return load_adapter_model(folder, settings).to(device).eval()
-    config = read_config(folder)
-    model = rebuild_architecture(config, folder)
-    model.load_state_dict(load_model_state(folder, device="cpu"), strict=True)
-    return model.to(device).eval()
-
-
-def load_adapter_model(folder: Path, settings: Settings) -> nn.Module:
-    """``PeftModel.from_pretrained`` on the base model the checkpoint's record names (its
-    weights found as a job would find them) with the checkpoint's classes."""
-    from peft import PeftModel
-
-    from thaw.checkpoints import read_config
-    from thaw.models.registry import build_model
-    from thaw.spec import BaseModelRef
-
-    config = read_config(folder.parent)
-    record = config.get("adapter")
-    if not isinstance(record, dict) or "base_model" not in record:
-        raise ModelError(("base_model",), f"{folder.parent} records no adapter base model")
-    ref = BaseModelRef.model_validate(record["base_model"])
-    classes = [str(c) for c in config.get("classes", [])]
-    built = build_model(
-        ref, int(config["num_classes"]), settings, meta=False, classes=classes or None
-    )
-    return PeftModel.from_pretrained(built.model, str(folder))

@@ -11,6 +11,7 @@ from thaw.errors import ModelError
 from thaw.models import huggingface_source, timm_source, torchvision_source
 from thaw.models.built import BuiltModel
 from thaw.models.heads import find_head, replace_head
+from thaw.models.job_source import build_from_job
 from thaw.models.weights_file import check_weights_file, load_weights_file
 from thaw.paths import resolve_under
 
@@ -72,8 +73,6 @@ def build_model(
     """
     labels = list(classes) if classes else [str(i) for i in range(num_classes)]
     if ref.source == "job":
-        from thaw.models.job_source import build_from_job
-
         return build_from_job(ref, num_classes, settings, meta=meta, classes=classes)
     build = _BUILDERS[ref.source]
     if not meta:
@@ -234,3 +233,17 @@ def _reinit_warning(heads: tuple[str, ...], reinit: list[str]) -> list[str]:
     if not reinit:
         return []
     return [f"{', '.join(heads)} re-initialized for the dataset's classes ({len(reinit)} tensors)"]
+
+
+def library_config(built: BuiltModel) -> dict[str, Any] | None:
+    """The ``config.json`` the source's own library loads the checkpoint folder with
+    (Hugging Face's, or timm's hub layout); None when Thaw's record is that file."""
+    if built.source == "huggingface":
+        config = built.model.config.to_dict()
+        config["id2label"] = {str(i): c for i, c in enumerate(built.classes)}
+        config["label2id"] = {c: i for i, c in enumerate(built.classes)}
+        config["architectures"] = [type(built.model).__name__]
+        return config
+    if built.source == "timm":
+        return timm_source.hub_config(built.model, built.classes)
+    return None

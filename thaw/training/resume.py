@@ -19,8 +19,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from thaw.checkpoints import (
+    CheckpointNotFound,
+    capture_rng_state,
+    load_checkpoint_training_state,
+    load_model_state,
+    read_meta,
+    resolve_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from thaw.checkpoints.adapter import AdapterExport, has_adapter, load_adapter_state
+from thaw.checkpoints.step import read_step_meta, save_step_checkpoint, step_dir
+from thaw.checkpoints.tensors import cpu_snapshot
 from thaw.errors import ThawError
-from thaw.freezing.adapters import Adapters
+from thaw.freezing.adapters import Adapters, export_adapter, merged_state
 from thaw.freezing.engine import FreezeEngine
 
 if TYPE_CHECKING:
@@ -71,7 +84,6 @@ def _training_state(
     metrics: dict[str, float],
     steering: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    from thaw.checkpoints import capture_rng_state
 
     return {
         "steering": steering,
@@ -104,8 +116,6 @@ def snapshot(
 
     With ``adapters`` (an epoch's checkpoint of a lora run): the merged weights, and the
     adapter with the ``saved_modules`` beside it; a step checkpoint keeps the model as is."""
-    from thaw.checkpoints.adapter import AdapterExport, export_adapter, merged_state
-    from thaw.checkpoints.tensors import cpu_snapshot
 
     state = _training_state(
         engine, epoch - 1 if batch else epoch, step, fingerprint, metrics, steering
@@ -139,7 +149,6 @@ def save_epoch(
     mode: str = "min",
     remote: StoreRun | None = None,
 ) -> dict[str, Any]:
-    from thaw.checkpoints import save_checkpoint
 
     info = save_checkpoint(
         run_dir,
@@ -172,7 +181,6 @@ def save_step(
     reserve_bytes: int = 0,
 ) -> dict[str, Any]:
     """A resume point after ``batch`` batches of ``epoch`` (in progress)."""
-    from thaw.checkpoints.step import save_step_checkpoint
 
     return save_step_checkpoint(
         run_dir,
@@ -197,16 +205,6 @@ def restore(
 
     The random state of an epoch checkpoint is restored here; a step checkpoint's is
     returned for the loop to restore once it has re-created the epoch's data order."""
-    from thaw.checkpoints import (
-        CheckpointNotFound,
-        load_checkpoint_training_state,
-        load_model_state,
-        read_meta,
-        resolve_checkpoint,
-        restore_rng_state,
-    )
-    from thaw.checkpoints.adapter import has_adapter
-    from thaw.checkpoints.step import read_step_meta, step_dir
 
     try:
         folder: Path | None = resolve_checkpoint(run_dir, "last")
@@ -253,7 +251,6 @@ def _load_adapter(
     """An epoch checkpoint of a lora run holds merged weights; the run goes on from its
     adapter (adapters and the base modules that trained), the rest being the frozen base
     the model was built with."""
-    from thaw.checkpoints.adapter import load_adapter_state
 
     state = load_adapter_state(folder, adapters.targets, device=str(device))
     result = engine.model.load_state_dict(state, strict=False)

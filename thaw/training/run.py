@@ -14,17 +14,17 @@ import torch
 from torch import nn
 
 from thaw.caching.inputs import RunInputs, build_inputs
-from thaw.checkpoints.adapter import base_state
 from thaw.checkpoints.commit import raise_fence
 from thaw.checkpoints.errors import FencedOut
 from thaw.checkpoints.remote import StoreRun, pull_last, raise_store_fence
 from thaw.class_weights import class_weight_vector
 from thaw.data.shape import DataShape, UploadLookup
 from thaw.errors import ThawError
-from thaw.freezing.adapters import adapter_record
+from thaw.freezing.adapters import adapter_record, base_state
 from thaw.freezing.engine import FreezeEngine
 from thaw.freezing.resolve import Resolved, resolve
 from thaw.freezing.status import epoch_entry, live_view
+from thaw.models.registry import library_config as built_library_config
 from thaw.settings import Settings
 from thaw.spec import JobSpec
 from thaw.training.background_commit import BackgroundCommit
@@ -511,7 +511,7 @@ class _Run:
             steering=self._steering_state(),
         )
         entry = self._layer_entry(epoch)
-        library_config = self.resolved.built.library_config()
+        library_config = built_library_config(self.resolved.built)
 
         def commit() -> tuple[dict[str, Any], set[str]]:
             info = save_epoch(
