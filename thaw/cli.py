@@ -110,6 +110,7 @@ def _fail(message: str) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    # Each command imports what it runs when it runs: the client commands never load torch.
     from thaw.errors import ThawError
 
     if args.examples is not None and args.classes is None:

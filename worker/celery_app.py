@@ -24,6 +24,7 @@ from celery import Celery
 
 from thaw.dispatch import TRAIN_TASK
 from thaw.settings import get_settings
+from worker import registration
 
 settings = get_settings()
 
@@ -52,8 +53,6 @@ _NODE_OPTIONS = {"without_mingle": True, "without_gossip": True}
 
 def start_worker(hostname: str, loglevel: str = "INFO") -> int:
     """Run one Celery worker node in this process until it shuts down; its exit code."""
-    from worker import registration
-
     registration.node.name = hostname
     node = app.Worker(hostname=hostname, loglevel=loglevel, **_NODE_OPTIONS)
     node.start()

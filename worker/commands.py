@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    # Imported when the command runs: every `thaw` command starts fast.
     from thaw.settings import get_settings
     from worker.supervisor import (
         GpuSelectionError,

@@ -8,14 +8,14 @@ from __future__ import annotations
 import socket
 import sys
 
+from thaw.settings import get_settings
+from thaw.store import WorkerRegistry, connect
+from worker.celery_app import app
+
 PING_TIMEOUT_S = 10.0
 
 
 def unhealthy_reason() -> str | None:
-    from thaw.settings import get_settings
-    from thaw.store import WorkerRegistry, connect
-    from worker.celery_app import app
-
     host = socket.gethostname()
     client = connect(get_settings().redis_url)
     try:

@@ -81,7 +81,7 @@ def _train(
         return link.must(lambda: lookup(dataset_id), "dataset lookup")
 
     try:
-        from thaw.training import train
+        from thaw.training import train  # the training stack loads with the first job
 
         spec = JobSpec.model_validate(job.spec, context=validation_context(settings))
         run_dir = settings.jobs_dir / job.id

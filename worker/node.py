@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.node", description=__doc__)
     parser.add_argument("--hostname", required=True, help="Celery node name, NAME@HOST")
     args = parser.parse_args(argv)
-    from worker.celery_app import start_worker
+    from worker.celery_app import start_worker  # after --help: Celery reads settings
 
     return start_worker(args.hostname)
 

@@ -23,6 +23,7 @@ def register_up(sub: argparse._SubParsersAction) -> None:
 
 
 def _api(args: argparse.Namespace) -> int:
+    # Commands import what they run when they run: every `thaw` command starts fast.
     from service.launch.server import UnsafeBind, serve
     from thaw.settings import get_settings
 

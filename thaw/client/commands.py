@@ -13,6 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from thaw.client.render import (
+    deliveries_table,
+    epoch_layers,
+    evaluation_text,
+    event_line,
+    jobs_table,
+    layer_map,
+    metrics_text,
+    predictions_text,
+    webhooks_table,
+)
 from thaw.job_status import JobStatus
 
 EXIT_FAILED = 1
@@ -142,6 +153,7 @@ Handler = Callable[[Any, argparse.Namespace], int]
 
 def _client_command(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        # httpx loads when a client command runs, not for `thaw --help` or `thaw plan`.
         import httpx
 
         from thaw.client.api import ThawClient
@@ -235,13 +247,11 @@ def _follow(client: Any, job_id: str) -> int:
 
 
 def _metrics_text(data: dict[str, Any]) -> str:
-    from thaw.client.render import metrics_text
 
     return metrics_text(data)
 
 
 def _jobs_list(client: Any, args: argparse.Namespace) -> int:
-    from thaw.client.render import jobs_table
 
     page = client.list_jobs(status=args.status, limit=args.limit)
     if args.json:
@@ -264,7 +274,6 @@ def _jobs_cancel(client: Any, args: argparse.Namespace) -> int:
 
 
 def _logs(client: Any, args: argparse.Namespace) -> int:
-    from thaw.client.render import event_line
 
     events = client.follow(args.job) if args.follow else client.events(args.job)
     for event in events:
@@ -275,7 +284,6 @@ def _logs(client: Any, args: argparse.Namespace) -> int:
 
 
 def _layers(client: Any, args: argparse.Namespace) -> int:
-    from thaw.client.render import epoch_layers, layer_map
 
     status = client.layers(args.job, epoch=args.epoch)
     if args.json:
@@ -307,7 +315,6 @@ def _datasets_upload(client: Any, args: argparse.Namespace) -> int:
 
 
 def _evaluate(client: Any, args: argparse.Namespace) -> int:
-    from thaw.client.render import evaluation_text
 
     task = client.wait_task(client.evaluate(args.job, args.checkpoint, args.dataset))
     if args.json:
@@ -322,7 +329,6 @@ def _evaluate(client: Any, args: argparse.Namespace) -> int:
 
 
 def _predict(client: Any, args: argparse.Namespace) -> int:
-    from thaw.client.render import predictions_text
 
     if bool(args.files) == bool(args.text):
         raise _InputError("give image files or --text, not both and not neither")
@@ -377,7 +383,6 @@ def _webhooks_add(client: Any, args: argparse.Namespace) -> int:
 
 
 def _webhooks_list(client: Any, args: argparse.Namespace) -> int:
-    from thaw.client.render import webhooks_table
 
     hooks = client.list_webhooks()
     if args.json:
@@ -394,7 +399,6 @@ def _webhooks_rm(client: Any, args: argparse.Namespace) -> int:
 
 
 def _webhooks_deliveries(client: Any, args: argparse.Namespace) -> int:
-    from thaw.client.render import deliveries_table
 
     page = client.deliveries(args.webhook, limit=args.limit)
     if args.json:

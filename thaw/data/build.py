@@ -122,7 +122,7 @@ def _images(
     within: Sequence[PathLike],
     limits: Settings,
 ) -> TrainingData:
-    from thaw.data.images import ImageFolderDataset
+    from thaw.data.images import ImageFolderDataset  # torch and PIL load once data is built
 
     listing = list_image_folder(source, within=within)
     class_list = _class_list(classes, listing.classes)
@@ -171,7 +171,7 @@ def _text(
     max_length: int,
     limits: Settings,
 ) -> TrainingData:
-    from thaw.data.text import PadCollate, pad_token_id, tokenize_dataset
+    from thaw.data.text import PadCollate, pad_token_id, tokenize_dataset  # torch on use
 
     rows = read_text_rows(source, fmt, max_classes=limits.max_classes)
     class_list = _class_list(classes, sort_labels(rows.labels))
@@ -211,7 +211,7 @@ def _synthetic(
     tokenizer: Any,
     max_length: int,
 ) -> TrainingData:
-    from thaw.data.synthetic import synthetic_dataset, synthetic_labels
+    from thaw.data.synthetic import synthetic_dataset, synthetic_labels  # torch on use
     from thaw.data.text import PadCollate, pad_token_id
 
     if validation is not None and not isinstance(validation, float | int):

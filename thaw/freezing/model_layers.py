@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from thaw.freezing.model_index import ModelIndex
+from thaw.freezing.resolve import meta_model
+from thaw.spec import BaseModelRef
 
 if TYPE_CHECKING:
     from thaw.settings import Settings
@@ -12,9 +14,6 @@ if TYPE_CHECKING:
 
 def describe_model(source: str, name: str, num_classes: int, settings: Settings) -> dict[str, Any]:
     """``model_layers`` of a base model built on ``meta`` (through the shared model cache)."""
-    from thaw.freezing.resolve import meta_model
-    from thaw.spec import BaseModelRef
-
     ref = BaseModelRef(source=source, name=name)  # type: ignore[arg-type]
     _, index = meta_model(ref, num_classes, settings)
     return model_layers(index, source=source, name=name, num_classes=num_classes)

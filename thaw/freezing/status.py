@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from thaw.errors import ThawError
 from thaw.freezing.adapters import adapter_fields
+from thaw.freezing.engine import FROZEN_GROUP
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.param_options import ParamOptions
 from thaw.freezing.state import module_modes, stochastic_modules
@@ -115,8 +116,6 @@ def _layers(index: ModelIndex) -> list[tuple[str, list[str]]]:
 
 def live_view(engine: FreezeEngine, thawed_in: dict[str, int | None]) -> StateView:
     """Read the model and optimizer themselves: requires_grad, group membership, module modes."""
-    from thaw.freezing.engine import FROZEN_GROUP
-
     group_of = {id(p): g for g in engine.optimizer.param_groups for p in g["params"]}
     trainable: dict[str, bool] = {}
     lrs: dict[str, float | None] = {}

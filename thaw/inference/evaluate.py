@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from thaw.data.folder import list_image_folder
+from thaw.data.rows import read_text_rows
 from thaw.inference.checkpoint_model import CheckpointModel
 from thaw.inference.errors import check_classes
 from thaw.training.confusion import ConfusionMatrix
@@ -31,14 +33,11 @@ def uploaded_data(
     classes = model.classes
     index = {name: i for i, name in enumerate(classes)}
     if fmt == "image_folder":
-        from thaw.data.folder import list_image_folder
-
         samples = list_image_folder(path, within=within).samples
         check_classes(sorted({s.label for s in samples}), classes)
         paths = [s.path for s in samples]
         data = model.image_dataset(path, paths, [index[s.label] for s in samples])
         return LabelledData(data, paths)
-    from thaw.data.rows import read_text_rows
 
     rows = read_text_rows(path, fmt)
     check_classes(sorted(set(rows.labels)), classes)

@@ -16,6 +16,7 @@ from thaw.inference.predict import predict
 from thaw.settings import Settings
 from thaw.spec import JobSpec, validation_context
 from thaw.store.checkpoint_tasks import CheckpointTask
+from thaw.training.data_source import load_training_data
 
 FOLDERS = {"prediction": "predictions", "export": "exports", "evaluation": "evaluations"}
 
@@ -38,7 +39,7 @@ def run_task(
     """The task's result document; raises ThawError for what the caller can fix."""
     folder = checkpoint_folder(settings, task.job_id, task.checkpoint)
     if task.kind == "export":
-        from thaw.inference.export import export_onnx
+        from thaw.inference.export import export_onnx  # onnx loads for an export only
 
         model = CheckpointModel.load(folder, device="cpu")
         result = export_onnx(
@@ -98,7 +99,6 @@ def _evaluation_data(
     if dataset.get("id"):
         record = find_upload(dataset["id"], uploads, ("dataset",))
         return uploaded_data(model, Path(record.path), record.format, dataset_roots(settings))
-    from thaw.training.data_source import load_training_data
 
     data = load_training_data(
         JobSpec.model_validate(job_spec, context=validation_context(settings)), settings, uploads

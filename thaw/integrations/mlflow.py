@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from thaw.integrations import check_integrations
 from thaw.settings import Settings
 from thaw.spec import MlflowIntegration
 
@@ -47,7 +48,6 @@ class MlflowSink:
         settings: Settings,
         tenant: str | None,
     ):
-        from thaw.integrations import check_integrations
 
         check_integrations([config], settings)  # the allow-list may have changed since submit
         self.config = config

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thaw.data import build_datasets
+from thaw.data.info import IMAGENET_MEAN, IMAGENET_STD
 from thaw.data.shape import UploadLookup, dataset_path, dataset_roots, find_upload
+from thaw.freezing.resolve import meta_model
 from thaw.models.job_source import job_checkpoint
 from thaw.settings import Settings
 from thaw.spec import DatasetSource, JobSpec, ValidationSplit
@@ -24,9 +27,6 @@ class ModelInputs:
 
 def model_inputs(spec: JobSpec, settings: Settings) -> ModelInputs:
     """Read from the base model's own config (a meta build, no weights) or its job record."""
-    from thaw.freezing.resolve import meta_model
-    from thaw.models.built import IMAGENET_MEAN, IMAGENET_STD
-
     ref = spec.base_model
     if ref.source == "job":
         record = job_checkpoint(ref, settings)[1]
@@ -60,8 +60,6 @@ def tokenizer_for(inputs: ModelInputs) -> Any:
 
 
 def load_training_data(spec: JobSpec, settings: Settings, uploads: UploadLookup | None) -> Any:
-    from thaw.data import build_datasets
-
     hp = spec.hyperparameters
     ref = spec.dataset
     inputs = model_inputs(spec, settings)

@@ -107,6 +107,7 @@ def observed(
 ) -> ObservedReporter:
     """``primary`` plus the run's TensorBoard files and the spec's integrations; a sink
     that cannot start is a warning, as one that fails later."""
+    # mlflow and tensorboard load only for the runs that report to them.
     from thaw.integrations.mlflow import MlflowSink
     from thaw.training.tensorboard import TensorBoardSink
 
