@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis
 
@@ -124,11 +124,3 @@ class StoreLink:
             self._down_since = None
             self._backoff = FIRST_BACKOFF_S
 
-
-def redis_answers(fn: Callable[[], Any]) -> bool:
-    """Whether ``fn()`` ran without an outage error (for best-effort cleanup)."""
-    try:
-        fn()
-    except OUTAGE_ERRORS:
-        return False
-    return True

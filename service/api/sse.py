@@ -89,9 +89,6 @@ class StreamSlots:
             )
         return StreamSlot(self, key, member)
 
-    def open_count(self, tenant: str) -> int:
-        return int(self.client.zcount(self.keys.streams(tenant), time.time(), "+inf"))
-
 
 class StreamSlot:
     """One open stream's place in its tenant's count; released once, however it ends."""
