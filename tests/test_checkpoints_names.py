@@ -15,10 +15,10 @@ from thaw.checkpoints import (
     resolve_checkpoint,
     resolve_checkpoint_file,
     save_checkpoint,
-    sha256_file,
 )
 from thaw.checkpoints.layout import checkpoint_name, epoch_of, is_temp_name, validate_name
 from thaw.errors import ThawError
+from thaw.hashing import sha256_file
 
 BAD_NAMES = [
     "",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 from pathlib import Path
@@ -16,7 +15,6 @@ from thaw.data import (
     ExampleCounts,
     count_examples,
     extract_archive,
-    file_digest,
     inspect_dataset,
     inspect_image_folder,
     inspect_path,
@@ -153,14 +151,6 @@ def test_val_class_missing_from_train(tmp_path: Path) -> None:
         inspect_image_folder(tmp_path / "ds")
     assert caught.value.code == "unknown_label"
     assert "val/ has class folders that train/ lacks: 9" in caught.value.message
-
-
-def test_file_digest(tmp_path: Path) -> None:
-    data = b"thaw" * 300_000
-    (tmp_path / "f.bin").write_bytes(data)
-    digest = file_digest(tmp_path / "f.bin")
-    assert digest.sha256 == hashlib.sha256(data).hexdigest()
-    assert digest.size_bytes == 1_200_000
 
 
 def test_upload_kind() -> None:

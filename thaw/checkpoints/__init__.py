@@ -22,7 +22,6 @@ from thaw.checkpoints.errors import (
     FencedOut,
     InvalidCheckpointName,
 )
-from thaw.checkpoints.hashing import sha256_file
 from thaw.checkpoints.index import CheckpointInfo, FileInfo
 from thaw.checkpoints.layout import (
     CONFIG_FILE,
@@ -86,7 +85,6 @@ __all__ = [
     "restore_rng_state",
     "save_checkpoint",
     "save_training_state",
-    "sha256_file",
     "validate_name",
     "verify_checkpoint",
 ]

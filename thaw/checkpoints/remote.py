@@ -20,7 +20,6 @@ from thaw.artifacts.store import ArtifactStore
 from thaw.atomic import atomic_write_json, fsync_dir, remove_tree, replace_dir
 from thaw.checkpoints.commit import check_fence, publish
 from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint
-from thaw.checkpoints.hashing import sha256_file
 from thaw.checkpoints.index import (
     INDEX_VERSION,
     CheckpointInfo,
@@ -38,6 +37,7 @@ from thaw.checkpoints.layout import (
     checkpoints_dir,
     validate_name,
 )
+from thaw.hashing import sha256_file
 from thaw.settings import Settings
 
 Update = Callable[[Index], Index]

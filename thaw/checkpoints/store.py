@@ -25,7 +25,6 @@ from thaw.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
 from thaw.checkpoints.adapter import ADAPTER_DIR, AdapterExport, write_adapter
 from thaw.checkpoints.commit import check_fence, publish
 from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint, InvalidCheckpointName
-from thaw.checkpoints.hashing import sha256_file
 from thaw.checkpoints.index import (
     CheckpointInfo,
     Entry,
@@ -54,6 +53,7 @@ from thaw.checkpoints.layout import (
 from thaw.checkpoints.resume_state import load_training_state, save_training_state
 from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
 from thaw.disk_space import disk_full, is_disk_full, require_free
+from thaw.hashing import sha256_file
 
 if TYPE_CHECKING:
     from thaw.checkpoints.remote import StoreRun

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from thaw.data.archive import extract_archive
 from thaw.data.build import Synthetic, SyntheticSource, TrainingData, build_datasets
-from thaw.data.digest import FileDigest, file_digest
 from thaw.data.errors import DatasetError, ImageDecodeError
 from thaw.data.folder import IMAGE_EXTENSIONS, ImageFolderListing, list_image_folder
 from thaw.data.info import (
@@ -62,7 +61,6 @@ __all__ = [
     "DatasetError",
     "DatasetInfo",
     "ExampleCounts",
-    "FileDigest",
     "ImageDecodeError",
     "ImageFolderDataset",
     "ImageFolderListing",
@@ -77,7 +75,6 @@ __all__ = [
     "build_datasets",
     "count_examples",
     "extract_archive",
-    "file_digest",
     "infer_format",
     "inspect_dataset",
     "inspect_image_folder",

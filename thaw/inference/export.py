@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from thaw.checkpoints import sha256_file
+from thaw.hashing import sha256_file
 from thaw.inference.checkpoint_model import CheckpointModel
 from thaw.inference.errors import ExportMismatch, ExportUnavailable
 

@@ -1,4 +1,5 @@
-"""Streaming file digests."""
+"""Streaming file digests: the one sha256 of a file that checkpoints, exports and
+uploads record."""
 
 from __future__ import annotations
 
