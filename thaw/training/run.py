@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from thaw.caching.inputs import RunInputs, build_inputs
+from thaw.checkpoints import capture_rng_state, restore_rng_state
 from thaw.checkpoints.commit import raise_fence
 from thaw.checkpoints.errors import FencedOut
 from thaw.checkpoints.remote import StoreRun, pull_last, raise_store_fence
@@ -316,8 +317,6 @@ class _Run:
         """The epoch's batches from number ``skip`` on. Resuming mid-epoch re-creates the
         iterator from the epoch's starting random state (the same order and worker seeds),
         skips what was trained, then restores the random state of the saved step."""
-        from thaw.checkpoints import capture_rng_state, restore_rng_state
-
         if skip and resumed is not None and resumed.epoch_rng is not None:
             restore_rng_state(resumed.epoch_rng)
         self._epoch_rng = capture_rng_state()
