@@ -18,8 +18,8 @@ from thaw.caching.prefix import (
     trace,
 )
 from thaw.freezing.model_index import ModelIndex
-from thaw.freezing.state import module_modes
 from thaw.freezing.timeline import Timeline
+from thaw.freezing.trainable import module_modes
 from thaw.spec import JobSpec
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from thaw.freezing.model_index import ModelIndex
-from thaw.freezing.state import batchnorm_modes, stochastic_modules
+from thaw.freezing.trainable import batchnorm_modes, stochastic_modules
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The freeze engine: which parameters train in which phase, and the optimizer that follows.
 
 Reading order: ``model_index`` (a model's parameters, modules and layer ``groups``),
-``selectors`` (names in a spec to parameters), ``state`` (the trainable map and
+``selectors`` (names in a spec to parameters), ``trainable`` (the trainable map and
 BatchNorm modes), ``timeline`` (freeze rules and unfreeze events as phases),
 ``param_options`` (lr and weight decay per parameter and phase), ``lr_curve``,
 ``engine`` (all of it applied to a live model and optimizer), ``resolve`` (a spec

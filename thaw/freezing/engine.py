@@ -17,8 +17,8 @@ from torch import nn
 from thaw.freezing.lr_curve import GroupLRScheduler, LRCurve
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.param_options import ParamOptions
-from thaw.freezing.state import ModeKeeper, module_modes
 from thaw.freezing.timeline import Timeline
+from thaw.freezing.trainable import ModeKeeper, module_modes
 from thaw.spec import FreezeSpec, Hyperparameters
 
 if TYPE_CHECKING:

@@ -19,9 +19,9 @@ from thaw.freezing.adapters import adapter_fields
 from thaw.freezing.engine import FROZEN_GROUP
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.param_options import ParamOptions
-from thaw.freezing.state import module_modes, stochastic_modules
 from thaw.freezing.stored_status import StoredPlan, recorded_entry
 from thaw.freezing.timeline import Timeline
+from thaw.freezing.trainable import module_modes, stochastic_modules
 
 if TYPE_CHECKING:
     from thaw.freezing.engine import FreezeEngine

@@ -20,7 +20,7 @@ from thaw.errors import SpecError, format_loc
 from thaw.freezing.adapters import steer
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.selectors import select
-from thaw.freezing.state import TrainableMap, enforce_batchnorm_policy, initial_state
+from thaw.freezing.trainable import TrainableMap, enforce_batchnorm_policy, initial_state
 from thaw.settings import Settings
 from thaw.spec import (
     FineTunePreset,
