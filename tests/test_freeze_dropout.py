@@ -9,8 +9,8 @@ from pydantic import ValidationError
 from support import engine_for, minilm_spec, resolved
 
 from thaw.caching.prefix import Split, run_prefix
+from thaw.freezing.layer_rows import epoch_entry, live_view
 from thaw.freezing.plan import plan_table
-from thaw.freezing.status import epoch_entry, live_view
 from thaw.spec import JobSpec
 
 THAW_LAYER3 = [{"at_epoch": 2, "unfreeze": ["bert.encoder.layer.3"]}]

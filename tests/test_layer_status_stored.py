@@ -9,7 +9,7 @@ import redis
 from api_fixtures import ApiServer, job_body
 from support import engine_for, make_spec, settings
 
-from thaw.freezing.status import PLAN_KEY, epoch_entry, layer_status, live_view
+from thaw.freezing.layer_rows import PLAN_KEY, epoch_entry, layer_status, live_view
 from thaw.freezing.stored_status import compact_plan
 from thaw.store import JobStore
 from thaw.store.keys import Keys

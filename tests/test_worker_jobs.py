@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from support import bits_equal, minilm_dir
 from worker_fixtures import Stack, digits_spec, write_base_weights, write_digits
 
-from thaw.freezing.status import layer_status
+from thaw.freezing.layer_rows import layer_status
 from thaw.spec import JobSpec
 from thaw.training import train
 

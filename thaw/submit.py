@@ -10,9 +10,9 @@ from thaw.data.shape import UploadLookup, data_shape
 from thaw.dispatch import Enqueue
 from thaw.errors import SpecError, ThawError
 from thaw.freezing.budget import Budget, check_budget, check_checkpointing, job_budget
+from thaw.freezing.layer_rows import PLAN_KEY
 from thaw.freezing.plan import plan_table
 from thaw.freezing.resolve import Resolved, meta_model, resolve_built
-from thaw.freezing.status import PLAN_KEY
 from thaw.freezing.stored_status import compact_plan
 from thaw.integrations import check_integrations
 from thaw.spec import JobSpec

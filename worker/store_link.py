@@ -123,4 +123,3 @@ class StoreLink:
             )
             self._down_since = None
             self._backoff = FIRST_BACKOFF_S
-

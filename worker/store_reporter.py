@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thaw.freezing.status import STOPPED_KEY
+from thaw.freezing.layer_rows import STOPPED_KEY
 from thaw.freezing.stored_status import compact_recorded
 from thaw.store import JobStore
 from worker.lease import LeaseKeeper

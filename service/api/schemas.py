@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from thaw.freezing.status import LayerTrainable
+from thaw.freezing.layer_rows import LayerTrainable
 from thaw.job_status import JobStatus
 from thaw.store.checkpoint_tasks import TaskKind, TaskStatus
 from thaw.webhooks import EVENT_TYPES

@@ -6,8 +6,8 @@ from typing import Any
 
 from thaw.caching.planning import plan_cache
 from thaw.freezing.adapters import adapter_params
+from thaw.freezing.layer_rows import epoch_entry, planned_view
 from thaw.freezing.resolve import Resolved
-from thaw.freezing.status import epoch_entry, planned_view
 from thaw.freezing.timeline import Phase
 
 

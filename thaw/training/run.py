@@ -23,8 +23,8 @@ from thaw.data.shape import DataShape, UploadLookup
 from thaw.errors import ThawError
 from thaw.freezing.adapters import adapter_record, base_state
 from thaw.freezing.engine import FreezeEngine
+from thaw.freezing.layer_rows import epoch_entry, live_view
 from thaw.freezing.resolve import Resolved, resolve
-from thaw.freezing.status import epoch_entry, live_view
 from thaw.models.registry import library_config as built_library_config
 from thaw.settings import Settings
 from thaw.spec import JobSpec

@@ -26,7 +26,7 @@ from service.api.schemas import (
 from service.http.finite import finite
 from service.http.paging import paging
 from service.http.problems import Problem, not_found
-from thaw.freezing.status import layer_status
+from thaw.freezing.layer_rows import layer_status
 from thaw.job_status import JobStatus
 from thaw.store import Job
 from thaw.store.jobs import JOB_ID
