@@ -10,7 +10,7 @@ from api_fixtures import ApiServer, job_body
 from support import engine_for, make_spec, settings
 
 from thaw.freezing.layer_rows import PLAN_KEY, epoch_entry, layer_status, live_view
-from thaw.freezing.stored_status import compact_plan
+from thaw.freezing.stored_rows import compact_plan
 from thaw.store import JobStore
 from thaw.store.keys import Keys
 from thaw.submit import plan_spec

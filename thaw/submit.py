@@ -13,7 +13,7 @@ from thaw.freezing.budget import Budget, check_budget, check_checkpointing, job_
 from thaw.freezing.layer_rows import PLAN_KEY
 from thaw.freezing.plan import plan_table
 from thaw.freezing.resolve import Resolved, meta_model, resolve_built
-from thaw.freezing.stored_status import compact_plan
+from thaw.freezing.stored_rows import compact_plan
 from thaw.integrations import check_integrations
 from thaw.spec import JobSpec
 from thaw.store import DatasetStore, Job, JobStatus, JobStore

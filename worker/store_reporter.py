@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from thaw.freezing.layer_rows import STOPPED_KEY
-from thaw.freezing.stored_status import compact_recorded
+from thaw.freezing.stored_rows import compact_recorded
 from thaw.store import JobStore
 from worker.lease import LeaseKeeper
 from worker.store_link import StoreLink

@@ -5,7 +5,7 @@ itself (ViT's ``class_token``) is its own row. A ``StateView`` is read from a li
 engine (what is) or from a timeline phase (what will be); a job's stored status
 (``JobStore.load_layer_status``) holds the submit-time plan under ``plan`` and each
 epoch the worker recorded under ``epoch:<n>``, per state rather than per epoch
-(``thaw.freezing.stored_status``).
+(``thaw.freezing.stored_rows``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from thaw.freezing.adapters import adapter_fields
 from thaw.freezing.engine import FROZEN_GROUP
 from thaw.freezing.model_index import ModelIndex
 from thaw.freezing.param_options import ParamOptions
-from thaw.freezing.stored_status import StoredPlan, recorded_entry
+from thaw.freezing.stored_rows import StoredPlan, recorded_entry
 from thaw.freezing.timeline import Timeline
 from thaw.freezing.trainable import module_modes, stochastic_modules
 
@@ -184,7 +184,7 @@ def layer_status(
 
     Each epoch carries ``source``: ``recorded`` or ``planned``. Rows keep their
     ``parameters`` list only with ``detail``. ``stored`` is the job's hash in the form of
-    ``thaw.freezing.stored_status``: entries are kept per state and expanded here."""
+    ``thaw.freezing.stored_rows``: entries are kept per state and expanded here."""
     plan_stored = stored.get(PLAN_KEY) or {}
     plan = StoredPlan(plan_stored)
     recorded = {
