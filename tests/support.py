@@ -1,14 +1,26 @@
-"""Shared helpers for the freeze engine tests: tiny real models and a plain training loop."""
+"""Helpers shared by test files: tiny real models and a plain training loop for the freeze
+engine, checkpoint weights, and calls to the API, the CLI and the pages."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
+import redis
 import torch
+from api_fixtures import REPO, ApiServer, files_under, job_body
+from prometheus_client.parser import text_string_to_metric_families
+from safetensors.torch import load_file
 from torch import nn
 
+from thaw.cli import main
 from thaw.data.shape import DataShape
 from thaw.freezing.engine import FreezeEngine
 from thaw.freezing.resolve import Resolved, resolve
@@ -215,3 +227,105 @@ def train_steps(
         if after_each is not None:
             after_each(step)
     return step
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    """The model weights of a run folder's last checkpoint."""
+    last = json.loads((run / "checkpoints" / "index.json").read_text())["last"]
+    return load_file(str(run / "checkpoints" / last / "model.safetensors"))
+
+
+def group_layout(index: Any) -> list[tuple[str, list[str]]]:
+    """A model index's layer groups as (name, modules) pairs."""
+    return [(g.name, list(g.modules)) for g in index.groups]
+
+
+def new_job(http: httpx.Client) -> str:
+    """The id of a freshly submitted ``job_body()``."""
+    return http.post("/v1/jobs", json=job_body()).json()["id"]
+
+
+def parse_sse(text: str) -> list[dict[str, str]]:
+    """Server-sent event frames as field dicts; a comment line shows as ``comment``."""
+    frames = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line.startswith(":"):
+                fields.setdefault("comment", line)
+                continue
+            key, _, value = line.partition(": ")
+            fields[key] = value
+        if fields:
+            frames.append(fields)
+    return frames
+
+
+def upload(http: httpx.Client, filename: str, content: bytes, **data: str) -> httpx.Response:
+    return http.post("/v1/datasets", files={"file": (filename, content)}, data=data)
+
+
+def zip_of(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, content in entries.items():
+            zf.writestr(name, content)
+    return buf.getvalue()
+
+
+def png() -> bytes:
+    """A small valid PNG."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def assert_nothing_stored(api: ApiServer, store: redis.Redis) -> None:
+    """No dataset record and no upload file (the empty staging folder aside)."""
+    assert store.keys("thaw:dataset*") == []
+    assert [p for p in files_under(api.uploads_dir) if p != ".incoming"] == []
+
+
+def metric_samples(client: httpx.Client) -> dict[tuple[str, frozenset], float]:
+    """GET /metrics as {(sample name, labels): value}."""
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """``thaw`` in this process: exit code, stdout, stderr."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def thaw_cli(
+    api_url: str, *argv: str, key: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``thaw`` as a separate process against ``api_url``, no other THAW_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THAW_")}
+    env.update(THAW_API_URL=api_url, PYTHONPATH=str(REPO))
+    if key:
+        env["THAW_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "thaw.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def row_states(page: Any, group: str) -> list[str]:
+    """The trainable state of each cell in a job page's row for layer group ``group``."""
+    cells = page.locator(f'tr.group-row[data-name="{group}"] td.cell')
+    return cells.evaluate_all("cs => cs.map(c => c.dataset.trainable)")

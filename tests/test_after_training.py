@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -27,13 +25,13 @@ from digits import write_digits_folder, zip_folder
 from PIL import Image
 from redis_server import RedisDatabases
 from sklearn.metrics import classification_report, confusion_matrix
+from support import thaw_cli
 from worker_fixtures import Stack, digits_spec, write_base_weights
 
 import thaw
 
 pytestmark = pytest.mark.slow
 ALICE, BOB = KEYS["alice"], KEYS["bob"]
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -321,15 +319,7 @@ def test_onnx_export_of_resnet18_matches_pytorch(trained: Trained, tmp_path: Pat
 
 
 def _thaw(trained: Trained, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THAW_")}
-    env.update(THAW_API_URL=trained.api.url, THAW_API_KEY=ALICE, PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-m", "thaw.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return thaw_cli(trained.api.url, *args, key=ALICE, timeout=600)
 
 
 def test_client_evaluate_predict_and_export(trained: Trained, tmp_path: Path) -> None:

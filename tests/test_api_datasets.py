@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import tarfile
-import zipfile
 from pathlib import Path
 
 import httpx
@@ -16,11 +15,11 @@ from api_fixtures import (
     MAX_ARCHIVE_MEMBERS,
     MAX_UPLOAD_BYTES,
     ApiServer,
-    files_under,
     job_body,
     problem,
 )
 from digits import digit_counts, write_digits_folder, zip_folder
+from support import assert_nothing_stored, png, upload, zip_of
 
 PER_CLASS = 3
 
@@ -30,31 +29,6 @@ def digits_zip(module_tmp_path: Path) -> bytes:
     root = module_tmp_path
     folder = write_digits_folder(root / "digits", per_class=PER_CLASS)
     return zip_folder(folder, root / "digits.zip", top="digits").read_bytes()
-
-
-def upload(http: httpx.Client, filename: str, content: bytes, **data: str) -> httpx.Response:
-    return http.post("/v1/datasets", files={"file": (filename, content)}, data=data)
-
-
-def assert_nothing_stored(api: ApiServer, store: redis.Redis) -> None:
-    assert files_under(api.uploads_dir) in ([], [".incoming"])
-    assert store.keys("thaw:dataset*") == []
-
-
-def zip_of(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, content in entries.items():
-            zf.writestr(name, content)
-    return buf.getvalue()
-
-
-def png() -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def two_class_zip(**extra: bytes) -> bytes:

@@ -8,28 +8,10 @@ import time
 
 import httpx
 import redis
-from api_fixtures import ApiServer, job_body, problem
+from api_fixtures import ApiServer, problem
+from support import new_job, parse_sse
 
 from thaw.store import EventLog, JobStore
-
-
-def new_job(http: httpx.Client) -> str:
-    return http.post("/v1/jobs", json=job_body()).json()["id"]
-
-
-def parse_sse(text: str) -> list[dict[str, str]]:
-    frames = []
-    for block in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in block.splitlines():
-            if line.startswith(":"):
-                fields.setdefault("comment", line)
-                continue
-            key, _, value = line.partition(": ")
-            fields[key] = value
-        if fields:
-            frames.append(fields)
-    return frames
 
 
 def test_json_pages_after_a_cursor(http: httpx.Client, store: redis.Redis) -> None:

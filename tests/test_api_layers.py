@@ -5,12 +5,9 @@ from __future__ import annotations
 import httpx
 import redis
 from api_fixtures import job_body, problem
+from support import new_job
 
 from thaw.store import JobStore
-
-
-def new_job(http: httpx.Client) -> str:
-    return http.post("/v1/jobs", json=job_body()).json()["id"]
 
 
 def test_planned_layers_match_the_plan(http: httpx.Client) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 from api_fixtures import KEYS, ApiServer, ApiServers, job_body, problem
-from prometheus_client.parser import text_string_to_metric_families
+from support import metric_samples
 
 from thaw.store import WorkerRegistry
 
@@ -123,16 +123,6 @@ def test_the_stream_cap_counts_streams_on_every_process(two) -> None:
         assert reopened.status_code == 200
 
 
-def _metrics(client: httpx.Client) -> dict[tuple[str, frozenset], float]:
-    response = client.get("/metrics")
-    assert response.status_code == 200, response.text
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
-
-
 def _heartbeat(store: redis.Redis, worker: str, job: dict[str, str] | None) -> None:
     info = {"name": worker, "host": f"host-{worker}", "pid": 4242, "job": job}
     WorkerRegistry(store).record_worker_heartbeat(
@@ -172,13 +162,13 @@ def test_metrics_workers_and_readyz_show_a_tenant_only_its_own(two) -> None:
         ("w-idle", None),
     ]
 
-    own = _metrics(alice)
+    own = metric_samples(alice)
     assert own[("thaw_jobs", frozenset({("status", "queued")}))] == 1
     workers = {dict(labels)["worker"] for name, labels in own if name.startswith("thaw_worker_")}
     assert workers == {"w-alice"}
     names = {name for name, _ in own}
     assert not names & {"thaw_queue_depth", "thaw_workers_live", "thaw_http_requests_total"}
-    cluster = _metrics(admin)
+    cluster = metric_samples(admin)
     assert cluster[("thaw_jobs", frozenset({("status", "queued")}))] == 2
     assert cluster[("thaw_workers_live", frozenset())] == 3
     assert "thaw_http_requests_total" in {name for name, _ in cluster}

@@ -9,15 +9,9 @@ from pathlib import Path
 
 from api_fixtures import KEYS, ApiServer, job_body
 from digits import write_digits_folder, zip_folder
+from support import run_cli
 
-from thaw.cli import main
 from thaw.client.sse import SseEvent, parse_sse
-
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _spec_file(tmp_path: Path, body: dict) -> str:
@@ -34,7 +28,7 @@ def test_a_bad_spec_prints_the_problem_title_and_detail_and_exits_1(
     with api.client() as http:
         expected = http.post("/v1/jobs", json=body).json()
         assert http.get("/v1/jobs").json()["data"] == []
-    code, out, err = _run(capsys, "submit", _spec_file(tmp_path, body), "--api-url", api.url)
+    code, out, err = run_cli(capsys, "submit", _spec_file(tmp_path, body), "--api-url", api.url)
     assert code == 1
     assert out == ""
     assert err == f"{expected['title']}: {expected['detail']}\n"
@@ -45,14 +39,14 @@ def test_a_bad_spec_prints_the_problem_title_and_detail_and_exits_1(
 
 def test_unreadable_spec_and_unreachable_api_exit_1(api: ApiServer, tmp_path, capsys) -> None:
     (tmp_path / "broken.json").write_text("{")
-    code, _, err = _run(capsys, "submit", str(tmp_path / "broken.json"), "--api-url", api.url)
+    code, _, err = run_cli(capsys, "submit", str(tmp_path / "broken.json"), "--api-url", api.url)
     assert code == 1 and err.startswith(f"{tmp_path / 'broken.json'} is not JSON: ")
-    code, _, err = _run(capsys, "jobs", "list", "--api-url", "http://127.0.0.1:9")
+    code, _, err = run_cli(capsys, "jobs", "list", "--api-url", "http://127.0.0.1:9")
     assert code == 1 and err.startswith("cannot reach the API at http://127.0.0.1:9: ")
 
 
 def test_submit_list_get_cancel_and_planned_layers(api: ApiServer, tmp_path, capsys) -> None:
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         capsys, "submit", _spec_file(tmp_path, job_body(name="cli-job")), "--api-url", api.url
     )
     assert code == 0
@@ -60,15 +54,15 @@ def test_submit_list_get_cancel_and_planned_layers(api: ApiServer, tmp_path, cap
     with api.client() as http:
         assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
 
-    code, out, _ = _run(capsys, "jobs", "list", "--api-url", api.url)
+    code, out, _ = run_cli(capsys, "jobs", "list", "--api-url", api.url)
     header, row = out.splitlines()
     assert header.split() == ["ID", "NAME", "STATUS", "PROGRESS", "METRICS", "CREATED"]
     assert row.split()[:5] == [job_id, "cli-job", "queued", "0%", "-"]
 
-    code, out, _ = _run(capsys, "jobs", "get", job_id, "--api-url", api.url)
+    code, out, _ = run_cli(capsys, "jobs", "get", job_id, "--api-url", api.url)
     assert code == 0 and json.loads(out)["spec"]["name"] == "cli-job"
 
-    code, out, _ = _run(capsys, "layers", job_id, "--api-url", api.url)
+    code, out, _ = run_cli(capsys, "layers", job_id, "--api-url", api.url)
     lines = out.splitlines()
     assert lines[0].split() == ["GROUP", "1*", "2*", "3*"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:-1]}
@@ -82,19 +76,19 @@ def test_submit_list_get_cancel_and_planned_layers(api: ApiServer, tmp_path, cap
     }
     assert lines[-1] == "# trainable  + partly  . frozen  * planned, not yet recorded"
 
-    code, out, _ = _run(capsys, "layers", job_id, "--epoch", "2", "--api-url", api.url)
+    code, out, _ = run_cli(capsys, "layers", job_id, "--epoch", "2", "--api-url", api.url)
     assert out.startswith("epoch 2 (planned), phase 1: ")
     row = next(line.split() for line in out.splitlines() if line.startswith("layer3.0.conv1 "))
     assert row[:4] == ["layer3.0.conv1", "Conv2d", "3", "trainable"]
     assert row[5] == "0.0001"
 
-    code, out, err = _run(capsys, "layers", job_id, "--epoch", "9", "--api-url", api.url)
+    code, out, err = run_cli(capsys, "layers", job_id, "--epoch", "9", "--api-url", api.url)
     assert code == 1
     assert err == ("Not Found: epoch 9 is not an epoch of this job; give ?epoch= between 1 and 3\n")
 
-    code, out, _ = _run(capsys, "jobs", "cancel", job_id, "--api-url", api.url)
+    code, out, _ = run_cli(capsys, "jobs", "cancel", job_id, "--api-url", api.url)
     assert (code, out) == (0, f"{job_id} cancelled\n")
-    code, out, _ = _run(capsys, "logs", job_id, "--api-url", api.url)
+    code, out, _ = run_cli(capsys, "logs", job_id, "--api-url", api.url)
     statuses = [json.loads(line.split(maxsplit=3)[3])["status"] for line in out.splitlines()]
     assert statuses == ["queued", "cancelled"]
 
@@ -103,28 +97,30 @@ def test_keys_from_the_flag_or_the_environment(
     keyed: ApiServer, tmp_path, capsys, monkeypatch
 ) -> None:
     monkeypatch.delenv("THAW_API_KEY", raising=False)
-    code, _, err = _run(capsys, "jobs", "list", "--api-url", keyed.url)
+    code, _, err = run_cli(capsys, "jobs", "list", "--api-url", keyed.url)
     assert code == 1
     assert err == "Unauthorized: missing API key; send 'Authorization: Bearer <key>'\n"
 
     spec = _spec_file(tmp_path, job_body(name="alice-cli"))
-    code, out, _ = _run(capsys, "submit", spec, "--api-url", keyed.url, "--api-key", KEYS["alice"])
+    code, out, _ = run_cli(
+        capsys, "submit", spec, "--api-url", keyed.url, "--api-key", KEYS["alice"]
+    )
     assert code == 0
     job_id = out.strip()
 
     monkeypatch.setenv("THAW_API_URL", keyed.url)
     monkeypatch.setenv("THAW_API_KEY", KEYS["bob"])
-    code, _, err = _run(capsys, "jobs", "get", job_id)
+    code, _, err = run_cli(capsys, "jobs", "get", job_id)
     assert code == 1 and err == f"Not Found: no job '{job_id}'\n"
     monkeypatch.setenv("THAW_API_KEY", KEYS["alice"])
-    code, out, _ = _run(capsys, "jobs", "get", job_id)
+    code, out, _ = run_cli(capsys, "jobs", "get", job_id)
     assert code == 0 and json.loads(out)["name"] == "alice-cli"
 
 
 def test_datasets_upload(api: ApiServer, tmp_path, capsys) -> None:
     folder = write_digits_folder(tmp_path / "digits", per_class=3, size=8)
     archive = zip_folder(folder, tmp_path / "digits.zip")
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         capsys, "datasets", "upload", str(archive), "--name", "tiny", "--api-url", api.url
     )
     assert code == 0
@@ -137,7 +133,7 @@ def test_datasets_upload(api: ApiServer, tmp_path, capsys) -> None:
     notes.write_text("x")
     with api.client() as http, notes.open("rb") as fh:
         expected = http.post("/v1/datasets", files={"file": ("notes.txt", fh)}).json()
-    code, _, err = _run(capsys, "datasets", "upload", str(notes), "--api-url", api.url)
+    code, _, err = run_cli(capsys, "datasets", "upload", str(notes), "--api-url", api.url)
     assert code == 1
     assert err == f"{expected['title']}: {expected['detail']}\n"
     assert ".zip" in expected["detail"]

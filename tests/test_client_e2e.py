@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from digits import write_digits_folder, zip_folder
-from worker_fixtures import ROOT, digits_spec
+from support import thaw_cli
+from worker_fixtures import digits_spec
 
 import thaw
 
@@ -25,16 +24,7 @@ pytestmark = pytest.mark.slow
 
 
 def _thaw(live: Live, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THAW_")}
-    env.update({"PYTHONPATH": str(ROOT), "THAW_API_URL": live.url})
-    return subprocess.run(
-        [sys.executable, "-m", "thaw.cli", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return thaw_cli(live.url, *argv, timeout=timeout)
 
 
 def test_upload_submit_follow_logs_layers_and_a_resumed_download(live: Live, tmp_path) -> None:

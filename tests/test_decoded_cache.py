@@ -3,7 +3,6 @@ epochs, and training from the cached pixels is bitwise equal to decoding every e
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,7 @@ import pytest
 import torch
 from digits import write_digits_folder
 from PIL import Image
-from safetensors.torch import load_file
-from support import bits_equal
+from support import bits_equal, final_weights
 
 import thaw.caching.inputs as caching_inputs
 from thaw.settings import Settings
@@ -78,11 +76,6 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return counts
 
 
-def _final(run: Path) -> dict[str, Any]:
-    last = json.loads((run / "checkpoints" / "index.json").read_text())["last"]
-    return load_file(str(run / "checkpoints" / last / "model.safetensors"))
-
-
 @pytest.mark.parametrize("augment", ["flip", "standard"])
 def test_each_image_is_decoded_once_and_training_is_bitwise_equal_to_decoding_every_epoch(
     tmp_path: Path, opened: Counter[str], monkeypatch: pytest.MonkeyPatch, augment: str
@@ -104,7 +97,7 @@ def test_each_image_is_decoded_once_and_training_is_bitwise_equal_to_decoding_ev
     assert set(opened.values()) == {3}  # every epoch decodes every image again
 
     assert cached.val == plain.val
-    a, b = _final(tmp_path / "cached"), _final(tmp_path / "plain")
+    a, b = final_weights(tmp_path / "cached"), final_weights(tmp_path / "plain")
     assert a.keys() == b.keys() and all(bits_equal(a[k], b[k]) for k in a)
 
 
@@ -123,7 +116,7 @@ def test_beyond_the_budget_pixels_are_memory_mapped_in_the_run_folder_and_remove
     assert any("in memory-mapped file train.u8" in line for line in spilled.lines)
     assert any("in memory-mapped file val.u8" in line for line in spilled.lines)
     assert spilled.val == in_memory.val
-    a, b = _final(tmp_path / "mem"), _final(run)
+    a, b = final_weights(tmp_path / "mem"), final_weights(run)
     assert all(bits_equal(a[k], b[k]) for k in a)
     assert not (run / "decoded_cache").exists()
 
@@ -170,7 +163,7 @@ def test_flip_trains_from_both_cached_views_like_an_uncached_run(tmp_path: Path)
     for epoch, metrics in plain.val.items():
         for key, value in metrics.items():
             assert cached.val[epoch][key] == pytest.approx(value, rel=1e-4, abs=1e-4), (epoch, key)
-    a, b = _final(tmp_path / "auto"), _final(tmp_path / "off")
+    a, b = final_weights(tmp_path / "auto"), final_weights(tmp_path / "off")
     frozen = [k for k in a if not k.startswith(("layer4.", "fc."))]
     assert len(frozen) > 60 and all(bits_equal(a[k], b[k]) for k in frozen)
     moved = [k for k in a if k.startswith("layer4.") and k.endswith("weight")]
@@ -229,5 +222,5 @@ def test_once_every_image_is_decoded_batches_are_read_without_loader_processes(
     kept = Lines()  # no decoded cache: loader workers read every epoch
     train(spec, tmp_path / "kept", _settings(tmp_path), kept)
     assert kept.val == children.val
-    a, b = _final(tmp_path / "served"), _final(tmp_path / "kept")
+    a, b = final_weights(tmp_path / "served"), final_weights(tmp_path / "kept")
     assert all(bits_equal(a[k], b[k]) for k in a)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
-from support import bits_equal, minilm_dir
+from support import bits_equal, final_weights, minilm_dir
 
 from thaw.data.shape import DataShape
 from thaw.freezing.plan import plan_table
@@ -69,11 +69,6 @@ def _settings(tmp: Path, **extra: Any) -> Settings:
     )
 
 
-def _final(run: Path) -> dict[str, torch.Tensor]:
-    last = json.loads((run / "checkpoints" / "index.json").read_text())["last"]
-    return load_file(str(run / "checkpoints" / last / "model.safetensors"))
-
-
 def _assert_same_training(cached: Recorder, plain: Recorder) -> None:
     assert cached.losses[0] == pytest.approx(plain.losses[0], rel=1e-5)
     assert set(cached.val) == set(plain.val)
@@ -101,7 +96,7 @@ def test_resnet18_cached_run_matches_uncached_and_keeps_frozen_tensors_bitwise(t
     assert "feature cache: phase 0 runs every layer: hyperparameters.feature_cache is 'off'" in (
         plain.lines
     )
-    a, b = _final(tmp_path / "auto"), _final(tmp_path / "off")
+    a, b = final_weights(tmp_path / "auto"), final_weights(tmp_path / "off")
     frozen = [k for k in a if k.startswith(FROZEN)]
     assert len(frozen) > 60
     assert all(bits_equal(a[k], b[k]) for k in frozen)
@@ -122,7 +117,7 @@ def test_resnet18_cached_run_killed_mid_phase_resumes_bitwise_equal(tmp_path):
     result = train(spec, broken, _settings(tmp_path), resumed_reporter)
     assert result.status == "succeeded" and result.resumed_from == 1
     assert any("filled the output of layer4" in line for line in resumed_reporter.lines)
-    a, b = _final(unbroken), _final(broken)
+    a, b = final_weights(unbroken), final_weights(broken)
     assert a.keys() == b.keys()
     assert all(bits_equal(a[k], b[k]) for k in a)
 
@@ -175,7 +170,7 @@ def test_minilm_cached_run_matches_uncached_with_the_attention_mask_carried(tmp_
         runs["auto"].lines
     )
     _assert_same_training(runs["auto"], runs["off"])
-    a, b = _final(tmp_path / "auto"), _final(tmp_path / "off")
+    a, b = final_weights(tmp_path / "auto"), final_weights(tmp_path / "off")
     frozen = [k for k in a if k.startswith(("bert.embeddings.", *FROZEN_LAYERS))]
     assert frozen and all(bits_equal(a[k], b[k]) for k in frozen)
 
@@ -200,7 +195,7 @@ def test_stock_minilm_with_dropout_follow_engages_and_matches_uncached(tmp_path)
         runs["auto"].lines
     )
     _assert_same_training(runs["auto"], runs["off"])
-    a, b = _final(tmp_path / "auto"), _final(tmp_path / "off")
+    a, b = final_weights(tmp_path / "auto"), final_weights(tmp_path / "off")
     base = load_file(str(tmp_path / "models" / "minilm" / "model.safetensors"))
     frozen = [k for k in a if k.startswith(("bert.embeddings.", *FROZEN_LAYERS))]
     assert len(frozen) > 20

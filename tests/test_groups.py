@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from support import minilm_spec, resolved
+from support import group_layout, minilm_spec, resolved
 from torch import nn
 
 from thaw.freezing.groups import derive_groups
@@ -24,10 +24,6 @@ TORCHVISION_BUILDERS = sorted(torchvision.models.list_models(module=torchvision.
 def _index(name: str, num_classes: int = 10) -> tuple[ModelIndex, str]:
     built = build_model(BaseModelRef(source="torchvision", name=name), num_classes, SETTINGS)
     return index_model(built.model, built.head), built.head
-
-
-def _layout(index: ModelIndex) -> list[tuple[str, list[str]]]:
-    return [(g.name, list(g.modules)) for g in index.groups]
 
 
 def _singles(*names: str) -> list[tuple[str, list[str]]]:
@@ -55,7 +51,7 @@ def _assert_partition(index: ModelIndex, head: str) -> None:
 
 def test_resnet18_groups():
     index, head = _index("resnet18")
-    assert _layout(index) == [
+    assert group_layout(index) == [
         ("stem", ["conv1", "bn1"]),
         *_singles("layer1", "layer2", "layer3", "layer4", "fc"),
     ]
@@ -70,7 +66,7 @@ def test_resnet18_groups():
 
 def test_minilm_groups():
     r = resolved(minilm_spec(), meta=True)
-    assert _layout(r.index) == _singles(
+    assert group_layout(r.index) == _singles(
         "bert.embeddings",
         *(f"bert.encoder.layer.{i}" for i in range(6)),
         "bert.pooler",
@@ -90,7 +86,7 @@ def test_minilm_groups():
 def test_vit_b_16_groups():
     index, head = _index("vit_b_16")
     assert head == "heads.head"
-    assert _layout(index) == [
+    assert group_layout(index) == [
         ("stem", ["class_token", "conv_proj", "encoder.pos_embedding"]),
         *_singles(*(f"encoder.layers.encoder_layer_{i}" for i in range(12))),
         ("heads", ["encoder.ln", "heads"]),
@@ -100,21 +96,21 @@ def test_vit_b_16_groups():
 
 def test_mobilenet_v2_groups():
     index, head = _index("mobilenet_v2")
-    assert _layout(index) == _singles(*(f"features.{i}" for i in range(19)), "classifier")
+    assert group_layout(index) == _singles(*(f"features.{i}" for i in range(19)), "classifier")
     _assert_partition(index, head)
 
 
 def test_convnext_tiny_groups():
     index, head = _index("convnext_tiny")
     assert head == "classifier.2"
-    assert _layout(index) == _singles(*(f"features.{i}" for i in range(8)), "classifier")
+    assert group_layout(index) == _singles(*(f"features.{i}" for i in range(8)), "classifier")
     _assert_partition(index, head)
 
 
 def test_densenet121_groups():
     index, head = _index("densenet121")
     blocks = [f"features.{kind}{i}" for i in range(1, 4) for kind in ("denseblock", "transition")]
-    assert _layout(index) == [
+    assert group_layout(index) == [
         ("stem", ["features.conv0", "features.norm0"]),
         *_singles(*blocks, "features.denseblock4"),
         ("classifier", ["features.norm5", "classifier"]),
@@ -125,13 +121,13 @@ def test_densenet121_groups():
 def test_vgg11_groups():
     index, head = _index("vgg11")
     convs = [0, 3, 6, 8, 11, 13, 16, 18]
-    assert _layout(index) == _singles(*(f"features.{i}" for i in convs), "classifier")
+    assert group_layout(index) == _singles(*(f"features.{i}" for i in convs), "classifier")
     _assert_partition(index, head)
 
 
 def test_efficientnet_b0_groups():
     index, head = _index("efficientnet_b0")
-    assert _layout(index) == _singles(*(f"features.{i}" for i in range(9)), "classifier")
+    assert group_layout(index) == _singles(*(f"features.{i}" for i in range(9)), "classifier")
     _assert_partition(index, head)
 
 
@@ -147,7 +143,8 @@ def test_tiny_sequential_groups():
         nn.Linear(8, 3),
     )
     index = index_model(model, "7")
-    assert _layout(index) == [("stem", ["0", "1"]), ("3", ["3"]), ("4", ["4"]), ("7", ["6", "7"])]
+    layout = [("stem", ["0", "1"]), ("3", ["3"]), ("4", ["4"]), ("7", ["6", "7"])]
+    assert group_layout(index) == layout
     _assert_partition(index, "7")
 
 
@@ -174,7 +171,7 @@ def test_wrapper_modules_are_opened_and_parameters_on_the_root_kept():
             self.head = nn.Linear(8, 2)
 
     index = index_model(Wrapped(), "head")
-    assert _layout(index) == [
+    assert group_layout(index) == [
         ("cls", ["cls"]),
         *_singles("backbone.0", "backbone.1", "backbone.2", "head"),
     ]
@@ -196,7 +193,8 @@ def test_a_large_embedding_table_does_not_hide_the_block_stack():
     with torch.device("meta"):
         model = TextModel()
     index = index_model(model, "classifier")
-    assert _layout(index) == _singles("embed", "encoder.0", "encoder.1", "encoder.2", "classifier")
+    singles = _singles("embed", "encoder.0", "encoder.1", "encoder.2", "classifier")
+    assert group_layout(index) == singles
 
 
 @pytest.mark.parametrize("name", TORCHVISION_BUILDERS)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 from api_fixtures import ApiServer, problem
-from test_api_datasets import assert_nothing_stored, png, upload, zip_of
+from support import assert_nothing_stored, png, upload, zip_of
 
 from thaw.data import DatasetError, extract_archive
 from thaw.data.inspection import check_images_decode

@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis
 from api_fixtures import KEYS, ApiServer, ApiServers, files_under, problem
+from support import assert_nothing_stored
 
 MAX_DATASETS = 2
 MAX_BYTES = 4000
@@ -115,11 +116,6 @@ def _multipart_head(content: bytes) -> bytes:
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="d.csv"\r\n'
         "Content-Type: text/csv\r\n\r\n"
     ).encode() + content
-
-
-def assert_nothing_stored(api: ApiServer, store: redis.Redis) -> None:
-    assert store.keys("thaw:dataset*") == []
-    assert [p for p in files_under(api.uploads_dir) if p != ".incoming"] == []
 
 
 def test_multipart_without_its_closing_boundary_is_refused(

@@ -16,7 +16,7 @@ import pytest
 import redis
 from api_fixtures import KEYS, ApiServer, ApiServers, job_body, problem
 from redis_server import RedisServer
-from test_api_events import parse_sse
+from support import parse_sse
 
 from thaw.store import EventLog, JobStore
 

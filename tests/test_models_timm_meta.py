@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import group_layout
 from torch import nn
 
 from thaw.data.shape import DataShape
@@ -46,23 +47,19 @@ def test_groups_partition_every_parameter_input_to_output(name: str) -> None:
     assert index.params[f"{head}.weight"].shape[0] == 10
 
 
-def _layout(index: ModelIndex) -> list[tuple[str, list[str]]]:
-    return [(g.name, list(g.modules)) for g in index.groups]
-
-
 def test_groups_come_from_timm_group_matcher() -> None:
     convnext, _ = _index("convnext_tiny")
-    assert _layout(convnext) == [
+    assert group_layout(convnext) == [
         ("stem", ["stem"]), ("stages.0", ["stages.0"]), ("stages.1", ["stages.1"]),
         ("stages.2", ["stages.2"]), ("stages.3", ["stages.3"]), ("head", ["head"]),
     ]  # fmt: skip
     vit, head = _index("vit_small_patch16_224")
     assert head == "head"
-    assert _layout(vit)[0] == ("stem", ["cls_token", "pos_embed", "patch_embed"])
+    assert group_layout(vit)[0] == ("stem", ["cls_token", "pos_embed", "patch_embed"])
     assert [g.name for g in vit.groups[1:13]] == [f"blocks.{i}" for i in range(12)]
-    assert _layout(vit)[-1] == ("head", ["head"])
+    assert group_layout(vit)[-1] == ("head", ["head"])
     levit, _ = _index("levit_128")
-    assert _layout(levit)[-1] == ("head", ["head", "head_dist"])
+    assert group_layout(levit)[-1] == ("head", ["head", "head_dist"])
 
 
 def test_input_size_mean_std_interpolation_from_timm_data_config() -> None:

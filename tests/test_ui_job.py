@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from support import row_states
 from worker_fixtures import digits_spec
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def test_a_digits_job_on_the_jobs_list_and_the_job_page(page, live: Live, artifa
     rows = page.locator("tr.group-row")
     assert rows.evaluate_all("rs => rs.map(r => r.dataset.name)") == groups
     assert page.locator("th.epoch").all_inner_texts() == ["1", "2", "3"]
-    states = {name: _row_states(page, name) for name in groups}
+    states = {name: row_states(page, name) for name in groups}
     assert states["layer3"] == ["frozen", "trainable", "trainable"]
     assert states["layer4"] == states["fc"] == ["trainable"] * 3
     assert states["stem"] == states["layer1"] == states["layer2"] == ["frozen"] * 3
@@ -75,11 +76,6 @@ def test_a_digits_job_on_the_jobs_list_and_the_job_page(page, live: Live, artifa
     page.screenshot(path=str(artifacts / "job-page.png"), full_page=True)
     page.goto(live.url + "/")
     page.locator(f'tr[data-job-id="{job_id}"][data-status="succeeded"]').wait_for()
-
-
-def _row_states(page, group: str) -> list[str]:
-    cells = page.locator(f'tr.group-row[data-name="{group}"] td.cell')
-    return cells.evaluate_all("cs => cs.map(c => c.dataset.trainable)")
 
 
 def test_the_job_page_says_when_a_plateau_thawed_and_why_the_run_stopped(page, live: Live) -> None:
@@ -112,5 +108,5 @@ def test_the_job_page_says_when_a_plateau_thawed_and_why_the_run_stopped(page, l
     assert markers == ["thaw layer3 (plateau)"]
     assert page.locator("th.epoch").all_inner_texts()[:4] == ["1", "2", "3", "4"]
     # BatchNorm stays frozen, so layer3 trains all but its norms from epoch 3.
-    assert _row_states(page, "layer3")[:4] == ["frozen", "frozen", "partial", "partial"]
+    assert row_states(page, "layer3")[:4] == ["frozen", "frozen", "partial", "partial"]
     assert "plateau" in page.locator('#phases li[data-phase="1"]').inner_text()

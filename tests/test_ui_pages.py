@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from api_fixtures import KEYS, ApiServer, job_body
+from support import row_states
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -110,9 +111,9 @@ def test_plan_page_maps_the_plan_then_submits_it(page, api: ApiServer) -> None:
     page.locator("tr.group-row").first.wait_for()
     assert _map_names(page) == [g["name"] for g in plan["groups"]]
     assert page.locator("th.epoch").all_inner_texts() == ["1", "2", "3", "4"]
-    assert _row_states(page, "layer3") == ["frozen", "frozen", "trainable", "trainable"]
-    assert _row_states(page, "layer4") == ["trainable"] * 4
-    assert _row_states(page, "stem") == ["frozen"] * 4
+    assert row_states(page, "layer3") == ["frozen", "frozen", "trainable", "trainable"]
+    assert row_states(page, "layer4") == ["trainable"] * 4
+    assert row_states(page, "stem") == ["frozen"] * 4
     assert set(page.locator("td.cell").evaluate_all("cs => cs.map(c => c.dataset.source)")) == {
         "planned"
     }
@@ -137,7 +138,7 @@ def test_plan_page_maps_the_plan_then_submits_it(page, api: ApiServer) -> None:
     with api.client() as http:
         assert http.get(f"/v1/jobs/{job_id}").json()["spec"]["hyperparameters"]["epochs"] == 4
     page.locator("tr.group-row").first.wait_for()
-    assert _row_states(page, "layer3") == ["frozen", "frozen", "trainable", "trainable"]
+    assert row_states(page, "layer3") == ["frozen", "frozen", "trainable", "trainable"]
 
 
 def test_jobs_list_shows_the_tenants_jobs_and_updates_live(page, api: ApiServer) -> None:
@@ -196,8 +197,3 @@ def _as_json(body: dict[str, Any]) -> str:
 
 def _map_names(page: Any) -> list[str]:
     return page.locator("tr.group-row").evaluate_all("rows => rows.map(r => r.dataset.name)")
-
-
-def _row_states(page: Any, group: str) -> list[str]:
-    cells = page.locator(f'tr.group-row[data-name="{group}"] td.cell')
-    return cells.evaluate_all("cs => cs.map(c => c.dataset.trainable)")

@@ -11,10 +11,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from api_fixtures import KEYS, ApiServer
-from prometheus_client.parser import text_string_to_metric_families
+from support import metric_samples
 from worker_fixtures import ROOT, Stack, digits_spec, write_base_weights, write_digits
 
 from thaw.settings import Settings
@@ -190,17 +189,6 @@ def keyed_api(stack: Stack) -> Iterator[ApiServer]:
         server.stop()
 
 
-def _metrics(client: httpx.Client) -> dict[tuple[str, frozenset], float]:
-    response = client.get("/metrics")
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
 @pytest.mark.slow
 def test_two_pinned_cpu_workers_train_two_jobs_at_once_and_show_in_workers_and_metrics(
     stack: Stack, keyed_api: ApiServer
@@ -268,7 +256,7 @@ def test_two_pinned_cpu_workers_train_two_jobs_at_once_and_show_in_workers_and_m
 
     assert alice.get("/v1/workers").json()["data"] == []  # her jobs are done
     calls += 1
-    samples = _metrics(admin)
+    samples = metric_samples(admin)
     assert samples[("thaw_jobs", frozenset({("status", "succeeded")}))] == 2
     assert samples[("thaw_jobs", frozenset({("status", "queued")}))] == 0
     assert samples[("thaw_workers_live", frozenset())] == 2
