@@ -165,7 +165,7 @@ def engine_on(
     """A freeze engine on any module, with the spec's freeze, schedule and hyperparameters."""
     from thaw.freezing.model_index import index_model
     from thaw.freezing.param_options import base_options, options_by_phase
-    from thaw.freezing.timeline import resolve_timeline
+    from thaw.freezing.timeline import build_timeline
     from thaw.settings import Settings
 
     spec = JobSpec.model_validate(
@@ -179,7 +179,7 @@ def engine_on(
     hp = spec.hyperparameters
     index = index_model(model, head)
     settings = Settings()
-    timeline = resolve_timeline(
+    timeline = build_timeline(
         index,
         spec.freeze,
         spec.schedule,

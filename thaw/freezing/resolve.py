@@ -28,7 +28,7 @@ from thaw.freezing.param_options import (
     options_by_phase,
     thawed_in_by_phase,
 )
-from thaw.freezing.timeline import Timeline, resolve_timeline
+from thaw.freezing.timeline import Timeline, build_timeline
 from thaw.models import BuiltModel, build_model
 from thaw.spec import BaseModelRef, JobSpec
 
@@ -118,7 +118,7 @@ def resolve_built(
             built.model = adapted_copy(built.model)
         index = add_adapters(built.model, index, adapters)
     check_class_weights(hp.class_weights, shape.classes)
-    timeline = resolve_timeline(
+    timeline = build_timeline(
         index,
         spec.freeze,
         spec.schedule,

@@ -1,4 +1,4 @@
-"""Resolve the unfreeze schedule into a deterministic timeline of phases.
+"""Build the deterministic timeline of phases from the freeze rules and the schedule.
 
 A phase is a span of optimizer steps with one trainable set. Phase 0 starts
 at step 0 and includes every event at epoch 1; each later instant at which an
@@ -294,7 +294,7 @@ def _preset_event(
     )
 
 
-def resolve_timeline(
+def build_timeline(
     index: ModelIndex,
     freeze: FreezeSpec,
     schedule: list,
