@@ -54,7 +54,7 @@ class Adapters:
         )
 
 
-def resolve_targets(index: ModelIndex, spec: AdapterSpec, settings: Settings) -> Adapters:
+def adapter_targets(index: ModelIndex, spec: AdapterSpec, settings: Settings) -> Adapters:
     """The Linear and Conv2d layers the target selectors pick, in model order; a selector
     that picks none of them is an error naming the types it picked."""
     modules = dict(index.model.named_modules())

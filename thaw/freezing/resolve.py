@@ -17,8 +17,8 @@ from thaw.errors import SpecError
 from thaw.freezing.adapters import (
     Adapters,
     adapted_copy,
+    adapter_targets,
     add_adapters,
-    resolve_targets,
     saved_modules,
 )
 from thaw.freezing.model_index import ModelIndex, index_model
@@ -113,7 +113,7 @@ def resolve_built(
         built.max_length = hp.max_length
     adapters = None
     if spec.freeze.adapter is not None:
-        adapters = resolve_targets(index, spec.freeze.adapter, settings)
+        adapters = adapter_targets(index, spec.freeze.adapter, settings)
         if _on_meta(built.model):
             built.model = adapted_copy(built.model)
         index = add_adapters(built.model, index, adapters)
