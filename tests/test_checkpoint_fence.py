@@ -12,9 +12,9 @@ import torch
 import thaw.checkpoints.store as store
 from thaw.checkpoints import (
     FencedOut,
+    find_checkpoint,
     list_checkpoints,
     raise_fence,
-    resolve_checkpoint,
     save_checkpoint,
 )
 from thaw.checkpoints.step import read_step_meta, save_step_checkpoint
@@ -62,7 +62,7 @@ def test_a_holder_stalled_between_its_lease_check_and_the_publish_makes_nothing_
             _save(run, 2, 1)
     assert [c.name for c in list_checkpoints(run)] == ["epoch-1"]
     assert _on_disk(run) == ["best", "epoch-1", "index.json", "last"]  # nothing staged left
-    assert resolve_checkpoint(run, "last").name == "epoch-1"
+    assert find_checkpoint(run, "last").name == "epoch-1"
     assert json.loads((run / "checkpoints" / "index.json").read_text())["token"] == 2
 
     # The new holder resumes from epoch-1 and publishes epoch-2 under its own token.

@@ -12,8 +12,8 @@ from thaw.checkpoints import (
     CheckpointError,
     CheckpointNotFound,
     InvalidCheckpointName,
-    resolve_checkpoint,
-    resolve_checkpoint_file,
+    find_checkpoint,
+    find_checkpoint_file,
     save_checkpoint,
 )
 from thaw.checkpoints.layout import checkpoint_name, epoch_of, is_temp_name, validate_name
@@ -91,17 +91,17 @@ def run(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_path_tricks_in_the_name_are_refused(run: Path, name: str) -> None:
     with pytest.raises(InvalidCheckpointName) as info:
-        resolve_checkpoint(run, name)
+        find_checkpoint(run, name)
     assert info.value.code == "invalid_checkpoint_name"
     assert isinstance(info.value, ThawError)
     with pytest.raises(InvalidCheckpointName):
-        resolve_checkpoint_file(run, name, "model.safetensors")
+        find_checkpoint_file(run, name, "model.safetensors")
 
 
 @pytest.mark.parametrize("name", [None, 1, b"best", ["best"]])
 def test_non_string_names_are_refused(run: Path, name: object) -> None:
     with pytest.raises(InvalidCheckpointName):
-        resolve_checkpoint(run, name)  # type: ignore[arg-type]
+        find_checkpoint(run, name)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def test_non_string_names_are_refused(run: Path, name: object) -> None:
 )
 def test_path_tricks_in_the_file_are_refused(run: Path, file: str) -> None:
     with pytest.raises(InvalidCheckpointName):
-        resolve_checkpoint_file(run, "epoch-1", file)
+        find_checkpoint_file(run, "epoch-1", file)
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_path_tricks_in_the_file_are_refused(run: Path, file: str) -> None:
 )
 def test_files_not_listed_in_meta_are_not_found(run: Path, file: str) -> None:
     with pytest.raises(CheckpointNotFound) as info:
-        resolve_checkpoint_file(run, "best", file)
+        find_checkpoint_file(run, "best", file)
     assert info.value.code == "checkpoint_not_found"
 
 
@@ -144,13 +144,13 @@ def test_listed_file_replaced_by_a_link_is_not_served(run: Path) -> None:
     (folder / "config.json").unlink()
     (folder / "config.json").symlink_to(run / "secret.txt")
     with pytest.raises(CheckpointNotFound):
-        resolve_checkpoint_file(run, "epoch-1", "config.json")
+        find_checkpoint_file(run, "epoch-1", "config.json")
 
 
 @pytest.mark.parametrize("name", ["epoch-0", "epoch-2", "epoch-10", "epoch-123456789"])
 def test_valid_but_absent_names_are_not_found(run: Path, name: str) -> None:
     with pytest.raises(CheckpointNotFound) as info:
-        resolve_checkpoint(run, name)
+        find_checkpoint(run, name)
     assert "epoch-1" in str(info.value)
     assert not isinstance(info.value, InvalidCheckpointName)
 
@@ -158,8 +158,8 @@ def test_valid_but_absent_names_are_not_found(run: Path, name: str) -> None:
 def test_good_names_resolve_inside_the_run(run: Path) -> None:
     folder = run / "checkpoints" / "epoch-1"
     for name in ("best", "last", "epoch-1"):
-        assert resolve_checkpoint(run, name) == folder
-    assert resolve_checkpoint_file(run, "last", "model.safetensors") == folder / "model.safetensors"
+        assert find_checkpoint(run, name) == folder
+    assert find_checkpoint_file(run, "last", "model.safetensors") == folder / "model.safetensors"
 
 
 def test_name_helpers() -> None:

@@ -18,13 +18,13 @@ from thaw.checkpoints import (
     CheckpointNotFound,
     CorruptCheckpoint,
     capture_rng_state,
+    find_checkpoint,
+    find_checkpoint_file,
     list_checkpoints,
     load_checkpoint_training_state,
     load_model_state,
     read_config,
     read_meta,
-    resolve_checkpoint,
-    resolve_checkpoint_file,
     restore_rng_state,
     save_checkpoint,
     verify_checkpoint,
@@ -93,7 +93,7 @@ def on_disk(run: Path) -> list[str]:
 
 def alias(run: Path, name: str) -> str:
     """The alias's target by the index, checked against the link on disk."""
-    target = resolve_checkpoint(run, name).name
+    target = find_checkpoint(run, name).name
     link = run / "checkpoints" / name
     assert link.is_symlink() and os.readlink(link) == target
     assert (link / "meta.json").read_bytes() == (
@@ -141,7 +141,7 @@ def test_layout_meta_and_index(tmp_path: Path) -> None:
 
 def test_config_is_written_verbatim(tmp_path: Path) -> None:
     save(tmp_path, 1, {})
-    folder = resolve_checkpoint(tmp_path, "last")
+    folder = find_checkpoint(tmp_path, "last")
     text = (folder / "config.json").read_text()
     assert json.loads(text) == CONFIG
     assert list(json.loads(text)) == list(CONFIG)
@@ -163,7 +163,7 @@ def test_model_weights_round_trip_bitwise(tmp_path: Path) -> None:
         metrics={},
         keep_last=1,
     )
-    loaded = load_model_state(resolve_checkpoint(tmp_path, "epoch-1"))
+    loaded = load_model_state(find_checkpoint(tmp_path, "epoch-1"))
     assert sorted(loaded) == sorted(state)
     for name, tensor in state.items():
         assert loaded[name].dtype == tensor.dtype, name
@@ -192,7 +192,7 @@ def test_tied_and_non_contiguous_tensors_are_stored(tmp_path: Path) -> None:
         metrics={},
         keep_last=1,
     )
-    loaded = load_model_state(resolve_checkpoint(tmp_path, "epoch-0"))
+    loaded = load_model_state(find_checkpoint(tmp_path, "epoch-0"))
     assert torch.equal(loaded["emb.weight"], emb.weight.detach())
     assert torch.equal(loaded["out.weight"], emb.weight.detach())
     assert loaded["transposed"].tolist() == big.t().tolist()
@@ -226,7 +226,7 @@ def test_without_the_monitored_metric_best_is_last(tmp_path: Path) -> None:
     save(tmp_path, 1, {"train_loss": 1.0})
     save(tmp_path, 2, {"train_loss": 0.5, "val_loss": float("nan")})
     assert alias(tmp_path, "best") == "epoch-2"
-    assert read_meta(resolve_checkpoint(tmp_path, "epoch-2")).metrics["val_loss"] is None
+    assert read_meta(find_checkpoint(tmp_path, "epoch-2")).metrics["val_loss"] is None
     save(tmp_path, 3, {"val_loss": 2.0})
     save(tmp_path, 4, {"train_loss": 0.1})
     assert alias(tmp_path, "best") == "epoch-3"
@@ -240,7 +240,7 @@ def test_keep_last_prunes_but_never_the_best(tmp_path: Path) -> None:
     assert alias(tmp_path, "best") == "epoch-1"
     assert alias(tmp_path, "last") == "epoch-5"
     with pytest.raises(CheckpointNotFound):
-        resolve_checkpoint(tmp_path, "epoch-3")
+        find_checkpoint(tmp_path, "epoch-3")
 
 
 def test_old_best_is_pruned_once_superseded(tmp_path: Path) -> None:
@@ -262,7 +262,7 @@ def test_saving_an_existing_epoch_replaces_it(tmp_path: Path) -> None:
     assert names(tmp_path) == ["epoch-1", "epoch-3", "epoch-2"]
     assert alias(tmp_path, "last") == "epoch-2"
     assert alias(tmp_path, "best") == "epoch-1"
-    assert read_meta(resolve_checkpoint(tmp_path, "epoch-2")).metrics == {"val_loss": 0.7}
+    assert read_meta(find_checkpoint(tmp_path, "epoch-2")).metrics == {"val_loss": 0.7}
     assert on_disk(tmp_path) == ["best", "epoch-1", "epoch-2", "epoch-3", "index.json", "last"]
 
 
@@ -281,7 +281,7 @@ def test_leftovers_of_a_crash_are_ignored_then_cleaned(tmp_path: Path) -> None:
     assert names(tmp_path) == ["epoch-1"]
     assert alias(tmp_path, "last") == "epoch-1"
     with pytest.raises(CheckpointNotFound):
-        resolve_checkpoint(tmp_path, "epoch-2")
+        find_checkpoint(tmp_path, "epoch-2")
 
     save(tmp_path, 2, {"val_loss": 0.4})
     assert on_disk(tmp_path) == ["best", "epoch-1", "epoch-2", "index.json", "last"]
@@ -331,7 +331,7 @@ def test_crash_before_index_update_leaves_new_folder_unlisted(
 
 def test_verify_detects_a_changed_file(tmp_path: Path) -> None:
     save(tmp_path, 1, {})
-    folder = resolve_checkpoint(tmp_path, "epoch-1")
+    folder = find_checkpoint(tmp_path, "epoch-1")
     assert [f.name for f in verify_checkpoint(folder)] == [
         "model.safetensors",
         "config.json",
@@ -353,7 +353,7 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         save(tmp_path, -1, {})
     assert list_checkpoints(tmp_path) == []
     with pytest.raises(CheckpointNotFound, match="nothing was saved"):
-        resolve_checkpoint(tmp_path, "best")
+        find_checkpoint(tmp_path, "best")
 
 
 def test_resume_from_checkpoint_matches_an_unbroken_run(tmp_path: Path) -> None:
@@ -399,7 +399,7 @@ def test_resume_from_checkpoint_matches_an_unbroken_run(tmp_path: Path) -> None:
 
     torch.manual_seed(999)
     resumed, optimizer2, scheduler2 = setup()
-    folder = resolve_checkpoint(tmp_path, "last")
+    folder = find_checkpoint(tmp_path, "last")
     resumed.load_state_dict(load_model_state(folder))
     state = load_checkpoint_training_state(folder)
     optimizer2.load_state_dict(state["optimizer"])
@@ -419,10 +419,10 @@ def test_checkpoint_file_resolves_listed_files_only(tmp_path: Path) -> None:
     save(tmp_path, 1, {})
     folder = tmp_path / "checkpoints" / "epoch-1"
     for file in ("model.safetensors", "config.json", "training_state.safetensors"):
-        assert resolve_checkpoint_file(tmp_path, "best", file) == folder / file
-        assert resolve_checkpoint_file(tmp_path, "epoch-1", file) == folder / file
+        assert find_checkpoint_file(tmp_path, "best", file) == folder / file
+        assert find_checkpoint_file(tmp_path, "epoch-1", file) == folder / file
     (folder / "secret.txt").write_text("x")
     with pytest.raises(CheckpointNotFound, match="no file"):
-        resolve_checkpoint_file(tmp_path, "last", "secret.txt")
+        find_checkpoint_file(tmp_path, "last", "secret.txt")
     with pytest.raises(CheckpointNotFound, match="no file"):
-        resolve_checkpoint_file(tmp_path, "last", "meta.json")
+        find_checkpoint_file(tmp_path, "last", "meta.json")

@@ -37,7 +37,7 @@ from zoo_models import (
 )
 
 import thaw
-from thaw.checkpoints import resolve_checkpoint
+from thaw.checkpoints import find_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ class Zoo:
         return job_id, half
 
     def checkpoint(self, job_id: str) -> Path:
-        return resolve_checkpoint(self.stack.settings.jobs_dir / job_id, "last")
+        return find_checkpoint(self.stack.settings.jobs_dir / job_id, "last")
 
     def accuracy(self, job_id: str) -> float:
         return self.stack.jobs.get(job_id).metrics["val_accuracy"]

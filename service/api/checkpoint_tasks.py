@@ -14,7 +14,7 @@ from service.api.schemas import CheckpointTaskList, CheckpointTaskOut
 from service.api.stores import Stores
 from service.http.finite import finite
 from service.http.problems import Problem, not_found
-from thaw.checkpoints import CheckpointError, list_checkpoints, read_config, resolve_checkpoint
+from thaw.checkpoints import CheckpointError, find_checkpoint, list_checkpoints, read_config
 from thaw.dispatch import SendTask
 from thaw.settings import Settings
 from thaw.store import Job
@@ -28,7 +28,7 @@ def checked_checkpoint(settings: Settings, job: Job, name: str) -> tuple[Path, d
     ``checkpoint`` and the job's checkpoints when there is none by that name."""
     run_dir = settings.jobs_dir / job.id
     try:
-        folder = resolve_checkpoint(run_dir, name)
+        folder = find_checkpoint(run_dir, name)
         return folder, read_config(folder)
     except CheckpointError as exc:
         names = [info.name for info in list_checkpoints(run_dir)]

@@ -172,29 +172,29 @@ def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
 def get_checkpoint(run_dir: str | Path, name: str) -> CheckpointInfo:
     """One checkpoint by ``best``, ``last`` or ``epoch-<k>``."""
     index = read_index(run_dir)
-    target = _resolve_name(index, validate_name(name))
+    target = _listed_name(index, validate_name(name))
     entry = index.get(target)
     assert entry is not None
     return checkpoint_info(checkpoints_dir(run_dir), entry, index)
 
 
-def resolve_checkpoint(run_dir: str | Path, name: str) -> Path:
+def find_checkpoint(run_dir: str | Path, name: str) -> Path:
     """The folder of checkpoint ``name`` (``best``, ``last`` or ``epoch-<k>``).
 
     Raises InvalidCheckpointName for any other form, CheckpointNotFound for a valid
     name the index does not list.
     """
     index = read_index(run_dir)
-    target = _resolve_name(index, validate_name(name))
+    target = _listed_name(index, validate_name(name))
     folder = checkpoints_dir(run_dir) / target
     if folder.is_symlink() or not folder.is_dir():
         raise CheckpointNotFound(f"checkpoint {target!r} is listed but its folder is missing")
     return folder
 
 
-def resolve_checkpoint_file(run_dir: str | Path, name: str, file: str) -> Path:
+def find_checkpoint_file(run_dir: str | Path, name: str, file: str) -> Path:
     """The path of ``file`` inside checkpoint ``name``; only files its meta.json lists."""
-    return checkpoint_file(resolve_checkpoint(run_dir, name), name, file)
+    return checkpoint_file(find_checkpoint(run_dir, name), name, file)
 
 
 def checkpoint_file(folder: Path, name: str, file: str) -> Path:
@@ -344,7 +344,7 @@ def _write_checkpoint_folder(
     return entry
 
 
-def _resolve_name(index: Index, name: str) -> str:
+def _listed_name(index: Index, name: str) -> str:
     if name in (BEST, LAST):
         target = index.best if name == BEST else index.last
         if target is None:

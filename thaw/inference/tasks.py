@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from thaw.checkpoints import resolve_checkpoint
+from thaw.checkpoints import find_checkpoint
 from thaw.data.shape import UploadLookup, dataset_roots, find_upload
 from thaw.inference.checkpoint_model import CheckpointModel
 from thaw.inference.errors import ClassMismatch, check_classes
@@ -27,7 +27,7 @@ def task_dir(settings: Settings, task: CheckpointTask) -> Path:
 
 
 def checkpoint_folder(settings: Settings, job_id: str, name: str) -> Path:
-    return resolve_checkpoint(settings.jobs_dir / job_id, name)
+    return find_checkpoint(settings.jobs_dir / job_id, name)
 
 
 def run_task(

@@ -9,9 +9,9 @@ import torch
 
 from thaw.checkpoints import (
     CheckpointError,
+    find_checkpoint,
     load_model_state,
     read_config,
-    resolve_checkpoint,
 )
 from thaw.errors import ModelError
 from thaw.models.built import BuiltModel
@@ -32,7 +32,7 @@ def job_checkpoint(ref: BaseModelRef, settings: Settings) -> tuple[Path, dict[st
     if not JOB_ID.match(ref.name):
         raise ModelError(_LOC, f"{ref.name!r} is not a job id", "give the id of a finished job")
     try:
-        folder = resolve_checkpoint(settings.jobs_dir / ref.name, ref.checkpoint)
+        folder = find_checkpoint(settings.jobs_dir / ref.name, ref.checkpoint)
         return folder, read_config(folder)
     except CheckpointError as exc:
         raise ModelError(_LOC, f"job {ref.name} has no {ref.checkpoint} checkpoint: {exc}") from exc

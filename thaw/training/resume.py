@@ -22,10 +22,10 @@ import torch
 from thaw.checkpoints import (
     CheckpointNotFound,
     capture_rng_state,
+    find_checkpoint,
     load_checkpoint_training_state,
     load_model_state,
     read_meta,
-    resolve_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
@@ -207,7 +207,7 @@ def restore(
     returned for the loop to restore once it has re-created the epoch's data order."""
 
     try:
-        folder: Path | None = resolve_checkpoint(run_dir, "last")
+        folder: Path | None = find_checkpoint(run_dir, "last")
         last_step = read_meta(folder).step
     except CheckpointNotFound:
         folder, last_step = None, -1

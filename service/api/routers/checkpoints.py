@@ -15,7 +15,7 @@ from service.api.openapi import V1_RESPONSES, problem_responses
 from service.api.schemas import CheckpointList
 from service.http.problems import Problem
 from service.http.ranges import RangeNotSatisfiable, parse_range
-from thaw.checkpoints import list_checkpoints, read_meta, resolve_checkpoint_file
+from thaw.checkpoints import find_checkpoint_file, list_checkpoints, read_meta
 from thaw.checkpoints.adapter import ADAPTER_DIR
 from thaw.checkpoints.layout import NAME_PATTERN
 from thaw.checkpoints.remote import (
@@ -94,7 +94,7 @@ def download_checkpoint_file(
             url, sha256 = signed
             return RedirectResponse(url, status.HTTP_302_FOUND, headers={"ETag": f'"{sha256}"'})
     if remote is None:
-        path = resolve_checkpoint_file(settings.jobs_dir / job.id, name, file)
+        path = find_checkpoint_file(settings.jobs_dir / job.id, name, file)
     else:
         path = checkpoint_file(cached_checkpoint(remote, settings, job.id, name), name, file)
     folder = path.parents[file.count("/")]  # the checkpoint's own, above adapter/
