@@ -11,7 +11,7 @@ from thaw.errors import SpecError
 MAX_PATH_CHARS = 1024
 
 
-def resolve_under(root: Path, relative: str, loc: Sequence[str | int], what: str) -> Path:
+def path_under(root: Path, relative: str, loc: Sequence[str | int], what: str) -> Path:
     """``root/relative`` if it stays inside ``root`` (links resolved), else a SpecError."""
     if "\x00" in relative:
         raise SpecError(loc, f"{what} contains a NUL byte", "remove it from the path")

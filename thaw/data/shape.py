@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from thaw.errors import SpecError
-from thaw.paths import resolve_under
+from thaw.paths import path_under
 from thaw.spec import DatasetRef, DatasetSource, ValidationSplit
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def describe_source(
 def dataset_path(source: DatasetSource, settings: Settings, loc: tuple) -> Path:
     """A ``{"path"}`` source resolved under THAW_DATASETS_DIR, refusing escapes."""
     assert source.path is not None
-    return resolve_under(settings.datasets_dir, source.path, (*loc, "path"), "dataset path")
+    return path_under(settings.datasets_dir, source.path, (*loc, "path"), "dataset path")
 
 
 def dataset_roots(settings: Settings) -> tuple[Path, Path]:

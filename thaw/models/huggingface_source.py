@@ -19,7 +19,7 @@ from torch import nn
 from thaw.errors import ModelError
 from thaw.models.built import ImageInputs
 from thaw.models.local_files import safetensors_weights
-from thaw.paths import resolve_under
+from thaw.paths import path_under
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _LOC = ("base_model", "name")
@@ -41,11 +41,11 @@ class Located:
 def locate(name: str, models_dir: Path, *, hub_allowed: bool) -> Located:
     """A local folder under ``models_dir``; a hub id only when downloads are allowed."""
     if not (hub_allowed and _HUB_ID.match(name)):
-        local = resolve_under(models_dir, name, _LOC, "model folder")
+        local = path_under(models_dir, name, _LOC, "model folder")
         if (local / "config.json").is_file():
             return Located(str(local), local)
     elif (models_dir / name / "config.json").is_file():
-        local = resolve_under(models_dir, name, _LOC, "model folder")
+        local = path_under(models_dir, name, _LOC, "model folder")
         return Located(str(local), local)
     if hub_allowed and _HUB_ID.match(name):
         return Located(name, None)

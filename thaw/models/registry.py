@@ -13,7 +13,7 @@ from thaw.models.built import BuiltModel
 from thaw.models.heads import find_head, replace_head
 from thaw.models.job_source import build_from_job
 from thaw.models.weights_file import check_weights_file, load_weights_file
-from thaw.paths import resolve_under
+from thaw.paths import path_under
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -211,7 +211,7 @@ def _apply_weights_file(
     if ref.weights_file is None:
         return []
     loc = ("base_model", "weights_file")
-    path = resolve_under(settings.models_dir, ref.weights_file, loc, "weights file")
+    path = path_under(settings.models_dir, ref.weights_file, loc, "weights file")
     _check_suffix(path, settings)
     reinit = (check_weights_file if meta else load_weights_file)(model, path, heads, loc)
     return _reinit_warning(heads, reinit)

@@ -20,7 +20,7 @@ from torch import nn
 from thaw.errors import ModelError
 from thaw.models.built import ImageInputs
 from thaw.models.local_files import safetensors_weights
-from thaw.paths import resolve_under
+from thaw.paths import path_under
 
 _LOC = ("base_model", "name")
 PRETRAINED = "pretrained"
@@ -51,7 +51,7 @@ def locate(name: str, models_dir: Path) -> TimmModel:
     from timm.models import split_model_name_tag
 
     if "/" in name or not _is_architecture(name):
-        folder = resolve_under(models_dir, name, _LOC, "model folder")
+        folder = path_under(models_dir, name, _LOC, "model folder")
         config = folder / "config.json"
         if config.is_file():
             return TimmModel(name, _folder_architecture(config), folder)
