@@ -29,6 +29,7 @@ ENTRY_POINTS = {
     "worker/celery_app.py": {"*"},
     "worker/commands.py": {"*"},
     "worker/healthcheck.py": {"*"},
+    "worker/node.py": {"main"},
     "worker/supervisor.py": {"*"},
 }
 SPEC = {

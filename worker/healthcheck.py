@@ -10,14 +10,16 @@ import sys
 
 from thaw.settings import get_settings
 from thaw.store import WorkerRegistry, connect
-from worker.celery_app import app
+from worker.celery_app import configure
 
 PING_TIMEOUT_S = 10.0
 
 
 def unhealthy_reason() -> str | None:
     host = socket.gethostname()
-    client = connect(get_settings().redis_url)
+    settings = get_settings()
+    app = configure(settings)
+    client = connect(settings.redis_url)
     try:
         live = WorkerRegistry(client).live()
     finally:

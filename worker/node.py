@@ -10,9 +10,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.node", description=__doc__)
     parser.add_argument("--hostname", required=True, help="Celery node name, NAME@HOST")
     args = parser.parse_args(argv)
-    from worker.celery_app import start_worker  # after --help: Celery reads settings
+    from thaw.settings import get_settings
+    from worker.celery_app import start_worker  # Celery loads after --help
 
-    return start_worker(args.hostname)
+    return start_worker(args.hostname, get_settings())
 
 
 if __name__ == "__main__":

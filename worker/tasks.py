@@ -19,7 +19,7 @@ from thaw.cpus import apply_cpu_share
 from thaw.dispatch import CHECKPOINT_TASKS, TRAIN_TASK
 from thaw.store import connect
 from thaw.webhooks.dispatcher import Dispatcher
-from worker.celery_app import app, settings
+from worker.celery_app import app, app_settings
 from worker.checkpoint_work import run_checkpoint_task
 from worker.job_runner import run_job
 from worker.maintenance import Maintenance
@@ -33,47 +33,47 @@ checkpoint and goes back to the queue for another worker."""
 
 
 def enqueue(job_id: str) -> None:
-    app.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue)
+    app.send_task(TRAIN_TASK, args=[job_id], queue=app_settings().queue)
 
 
 @lru_cache(maxsize=1)
 def client() -> redis.Redis:
-    return connect(settings.redis_url)
+    return connect(app_settings().redis_url)
 
 
 @lru_cache(maxsize=1)
 def maintenance() -> Maintenance:
-    return Maintenance(settings, client(), WORKER_ID, enqueue)
+    return Maintenance(app_settings(), client(), WORKER_ID, enqueue)
 
 
 @lru_cache(maxsize=1)
 def webhooks() -> Dispatcher:
-    return Dispatcher(client(), settings, WORKER_ID)
+    return Dispatcher(client(), app_settings(), WORKER_ID)
 
 
 @app.task(name=TRAIN_TASK, ignore_result=True)
 def train(job_id: str) -> str:
-    return run_job(job_id, WORKER_ID, settings, client(), enqueue=enqueue, preempt=PREEMPT)
+    return run_job(job_id, WORKER_ID, app_settings(), client(), enqueue=enqueue, preempt=PREEMPT)
 
 
 @app.task(name=CHECKPOINT_TASKS["evaluation"], ignore_result=True)
 def evaluate(task_id: str) -> str:
-    return run_checkpoint_task(task_id, WORKER_ID, settings, client())
+    return run_checkpoint_task(task_id, WORKER_ID, app_settings(), client())
 
 
 @app.task(name=CHECKPOINT_TASKS["prediction"], ignore_result=True)
 def predict(task_id: str) -> str:
-    return run_checkpoint_task(task_id, WORKER_ID, settings, client())
+    return run_checkpoint_task(task_id, WORKER_ID, app_settings(), client())
 
 
 @app.task(name=CHECKPOINT_TASKS["export"], ignore_result=True)
 def export(task_id: str) -> str:
-    return run_checkpoint_task(task_id, WORKER_ID, settings, client())
+    return run_checkpoint_task(task_id, WORKER_ID, app_settings(), client())
 
 
 @worker_init.connect
 def _size_threads(**_: object) -> None:
-    log.info(apply_cpu_share(settings.torch_threads).describe())
+    log.info(apply_cpu_share(app_settings().torch_threads).describe())
 
 
 @worker_ready.connect
