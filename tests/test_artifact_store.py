@@ -24,10 +24,12 @@ from thaw.checkpoints import FencedOut, load_model_state, save_checkpoint
 from thaw.checkpoints.remote import (
     StoreRun,
     fetch_checkpoint,
+    pull_resume,
     raise_store_fence,
     read_store_index,
     run_prefix,
 )
+from thaw.checkpoints.step import read_step_meta, save_step_checkpoint
 from thaw.settings import Settings
 
 
@@ -140,6 +142,58 @@ def test_a_stale_token_commit_is_refused(artifact_store: ArtifactStore, tmp_path
     _save(tmp_path / "new", remote, 2, 0.4, token=2)
     index, _ = read_store_index(artifact_store, remote.prefix)
     assert (index.names(), index.last, index.token) == (["epoch-1", "epoch-2"], "epoch-2", 2)
+
+
+def test_resume_points_go_through_the_store_under_the_fence(
+    artifact_store: ArtifactStore, tmp_path: Path
+) -> None:
+    remote = StoreRun(artifact_store, run_prefix("job-3"))
+    _save(tmp_path / "old", remote, 1, 0.5, token=1)
+    state = _state(7)
+
+    def step(at: int, weights: dict[str, torch.Tensor]) -> None:
+        save_step_checkpoint(
+            tmp_path / "old",
+            epoch=2,
+            batch=at - 10,
+            step=at,
+            model_state=weights,
+            training_state={"epoch": 1, "batch": at - 10},
+            fence=lambda: 1,
+            remote=remote,
+        )
+
+    step(13, state)
+    raise_store_fence(artifact_store, remote.prefix, 2)  # a newer claim takes the run over
+    with pytest.raises(FencedOut):
+        step(15, _state(8))
+    # A host with an empty folder gets the resume point the fence let through, bit for bit.
+    assert pull_resume(remote, tmp_path / "new", 2) == 13
+    assert read_step_meta(tmp_path / "new") == {
+        "epoch": 2, "batch": 3, "step": 13, "token": 1, "created_at": ANY_TEXT
+    }  # fmt: skip
+    loaded = load_model_state(tmp_path / "new" / "resume")
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    # The next epoch's checkpoint supersedes the resume point, and its blobs go with it.
+    point = read_store_index(artifact_store, remote.prefix)[0].resume
+    assert point is not None
+    _save(tmp_path / "new", remote, 2, 0.4, token=2)
+    index, _ = read_store_index(artifact_store, remote.prefix)
+    assert (index.names(), index.resume) == (["epoch-1", "epoch-2"], None)
+    wanted = {f.sha256 for e in index.entries for f in e.files}
+    blobs = {k.rsplit("/", 1)[1] for k in artifact_store.list(f"{remote.prefix}/blobs/")}
+    assert wanted <= blobs  # (the refused writer's uploads stay until the job is deleted)
+    assert not {f["sha256"] for f in point["files"]} & blobs
+
+
+class _AnyText(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other)
+
+    __hash__ = str.__hash__
+
+
+ANY_TEXT = _AnyText()
 
 
 def test_a_wrong_secret_is_a_clear_error(seaweedfs: SeaweedFS, tmp_path: Path) -> None:

@@ -25,7 +25,10 @@ from thaw.training import train
 pytestmark = pytest.mark.slow
 
 PER_CLASS = 40  # 320 images to train on: 10 steps of 32 per epoch
-SPEC = digits_spec(epochs=2)
+SPEC = {
+    **digits_spec(epochs=2),
+    "checkpointing": {"every_epochs": 1, "keep_last": 5, "every_steps": 6},
+}
 
 
 def _host(stack: Stack, name: str, s3: dict[str, str]) -> None:
@@ -60,22 +63,31 @@ def test_a_job_moves_hosts_through_the_store_and_the_api_serves_it_from_there(
     assert remote is not None
     first = stack.wait_for(job.id, lambda j: j.progress.get("step", 0) >= 12)
     deadline = time.monotonic() + 60
-    while read_store_index(remote.store, remote.prefix)[0].last != "epoch-1":
-        assert time.monotonic() < deadline, "epoch-1 never reached the store"
+    while (read_store_index(remote.store, remote.prefix)[0].resume or {}).get("step", 0) < 12:
+        assert time.monotonic() < deadline, "no resume point of epoch 2 reached the store"
         time.sleep(0.1)
     old = next(
         n for n, p in workers.items() if p.pid == os.getpgid(int(first.worker.split(":")[1]))
     )
     os.killpg(workers[old].pid, signal.SIGKILL)  # mid-epoch 2: the host is gone
     new = "b" if old == "a" else "a"
-    assert not (stack.root / f"data-{new}" / "jobs" / job.id / "checkpoints" / "epoch-1").exists()
+    fresh = stack.root / f"data-{new}" / "jobs" / job.id
+    assert not (fresh / "checkpoints" / "epoch-1").exists()
+    assert not (fresh / "resume").exists()
+    stored = read_store_index(remote.store, remote.prefix)[0]
+    assert stored.last == "epoch-1" and stored.resume is not None
+    point = stored.resume["step"]
 
     done = stack.wait_done(job.id)
     assert done.status == "succeeded", done.error
     logs = [e.data["message"] for e in stack.events.read(job.id, limit=10_000) if e.type == "log"]
-    assert "resumed from epoch 1 (phase 0)" in logs
+    resumed = f"resumed from step {point} (epoch 2, batch {point - 10}, phase "
+    assert next(m for m in logs if m.startswith("resumed")).startswith(resumed), logs
     index, _ = read_store_index(remote.store, remote.prefix)
     assert (index.names(), index.last, index.token) == (["epoch-1", "epoch-2"], "epoch-2", 2)
+    assert index.resume is None  # epoch-2 superseded the resume point: its blobs are gone
+    blobs = set(remote.store.list(f"{remote.prefix}/blobs/"))
+    assert not {f"{remote.prefix}/blobs/{f['sha256']}" for f in stored.resume["files"]} & blobs
     final = fetch_checkpoint(remote.store, remote.prefix, "last", stack.root / "reader")
     weights = load_file(str(final / "model.safetensors"))
     assert [k for k in unbroken if not bits_equal(unbroken[k], weights[k])] == []

@@ -114,6 +114,9 @@ class Index:
     token: int | None = None
     """The highest fencing token that claimed the run folder; a commit with a lower one is
     refused (see ``thaw.checkpoints.commit``)."""
+    resume: dict[str, Any] | None = None
+    """In an artifact store's index only: the run's step resume point (its meta.json fields
+    and ``files``), published under the same fence as the checkpoints."""
 
     def get(self, name: str) -> Entry | None:
         return next((e for e in self.entries if e.name == name), None)
@@ -132,6 +135,8 @@ class Index:
         }
         if self.token is not None:
             out["token"] = self.token
+        if self.resume is not None:
+            out["resume"] = self.resume
         return out
 
     @classmethod
@@ -149,6 +154,7 @@ class Index:
             monitor=str(data.get("monitor", "val_loss")),
             mode=str(data.get("mode", "min")),
             token=_token(data.get("token")),
+            resume=_resume(data.get("resume")),
         )
 
 
@@ -157,6 +163,16 @@ def _token(value: Any) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"token {value!r} is not a non-negative int")
+    return value
+
+
+def _resume(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("step"), int):
+        raise ValueError("resume is not a step resume point")
+    for info in value.get("files", []):
+        FileInfo.from_dict(info)  # raises for a malformed file record
     return value
 
 

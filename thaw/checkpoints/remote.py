@@ -3,8 +3,10 @@ run folder: files go up first under their sha256 (``blobs/<sha256>``, so a stale
 only rewrite identical bytes), then one conditional write of ``index.json`` (If-Match the
 version read, If-None-Match: * for the first) makes them visible, carrying the claim's
 fencing token; a writer whose token is below the index's is refused (FencedOut). ``best``
-and ``last`` are fields of the index. :func:`fetch_checkpoint` rebuilds a checkpoint folder
-on a host that has no copy of it."""
+and ``last`` are fields of the index, and so is ``resume``, the run's step resume point
+(``R/resume``, with its training state) published the same way. :func:`fetch_checkpoint`
+rebuilds a checkpoint folder and :func:`pull_run` a run folder's resume points on a host
+that has no copy of them."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from thaw.checkpoints.index import (
     INDEX_VERSION,
     CheckpointInfo,
     Entry,
+    FileInfo,
     Index,
     choose_best,
     index_checkpoints,
@@ -34,9 +37,12 @@ from thaw.checkpoints.layout import (
     INDEX_FILE,
     LAST,
     META_FILE,
+    MODEL_FILE,
+    TRAINING_STATE_FILE,
     checkpoints_dir,
     validate_name,
 )
+from thaw.checkpoints.step import STEP_DIR, read_step_meta, step_dir
 from thaw.hashing import sha256_file
 from thaw.settings import Settings
 
@@ -45,6 +51,7 @@ BLOBS = "blobs"
 META_FORMAT = "thaw.checkpoint"
 META_VERSION = 1
 PUBLISH_TRIES = 20
+RESUME_FILES = (MODEL_FILE, TRAINING_STATE_FILE)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,13 @@ def cached_checkpoint(remote: StoreRun, settings: Settings, job_id: str, name: s
     """A local copy of the job's checkpoint ``name`` for the API to serve, fetched into
     ``data_dir/cache`` (apart from any run folder) on first use."""
     return fetch_checkpoint(remote.store, remote.prefix, name, settings.data_dir / "cache" / job_id)
+
+
+def pull_run(remote: StoreRun, run_dir: Path, token: int | None) -> None:
+    """Bring the store's resume points into the run folder before it resumes: the ``last``
+    checkpoint (:func:`pull_last`) and the step resume point (:func:`pull_resume`)."""
+    pull_last(remote, run_dir, token)
+    pull_resume(remote, run_dir, token)
 
 
 def pull_last(remote: StoreRun, run_dir: Path, token: int | None) -> str | None:
@@ -102,6 +116,29 @@ def pull_last(remote: StoreRun, run_dir: Path, token: int | None) -> str | None:
     publish(run_dir, token, {root / entry.name: staged}, add)
     remove_tree(root / ".fetch")
     return entry.name
+
+
+def pull_resume(remote: StoreRun, run_dir: Path, token: int | None) -> int | None:
+    """Make the store's step resume point the run folder's ``resume/`` when the folder has
+    none or an older one: download it and publish it locally under the fence. Returns its
+    step, None when the store has none."""
+    point = read_store_index(remote.store, remote.prefix)[0].resume
+    if point is None:
+        return None
+    local = read_step_meta(run_dir)
+    if local is not None and local["step"] >= point["step"]:
+        return int(local["step"])
+    tmp = Path(run_dir) / f".{STEP_DIR}.tmp-{secrets.token_hex(6)}"
+    try:
+        files = [FileInfo.from_dict(f) for f in point.get("files", [])]
+        _download(remote.store, remote.prefix, files, tmp, STEP_DIR)
+        atomic_write_json(tmp / META_FILE, {k: v for k, v in point.items() if k != "files"})
+        fsync_dir(tmp)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    publish(run_dir, token, {step_dir(run_dir): tmp})
+    return int(point["step"])
 
 
 def read_store_index(store: ArtifactStore, prefix: str) -> tuple[Index, str | None]:
@@ -139,7 +176,35 @@ def publish_to_store(
     entry = Entry.from_dict(json.loads((folder / META_FILE).read_text(encoding="utf-8")))
     for info in entry.files:
         store.upload_file(f"{prefix}/{BLOBS}/{info.sha256}", folder / info.name)
-    return _write_index(store, prefix, token, update, confirm)
+
+    def add(index: Index) -> Index:
+        after = update(index)
+        newest = max((e.step for e in after.entries), default=-1)
+        point = index.resume if index.resume and index.resume["step"] > newest else None
+        return replace(after, resume=point)  # a resume point older than the checkpoint goes
+
+    return _write_index(store, prefix, token, add, confirm)
+
+
+def publish_step_to_store(
+    store: ArtifactStore,
+    prefix: str,
+    token: int | None,
+    folder: Path,
+    confirm: Callable[[], object] | None = None,
+) -> Index:
+    """Upload the step resume point ``folder`` (``R/resume``: model, training state and
+    meta.json), then make it the index's ``resume`` with the same fenced conditional write
+    as a checkpoint."""
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    files = [
+        FileInfo(name=n, size=(folder / n).stat().st_size, sha256=sha256_file(folder / n))
+        for n in RESUME_FILES
+    ]
+    for info in files:
+        store.upload_file(f"{prefix}/{BLOBS}/{info.sha256}", folder / info.name)
+    point = {**meta, "files": [f.to_dict() for f in files]}
+    return _write_index(store, prefix, token, lambda index: replace(index, resume=point), confirm)
 
 
 def fetch_checkpoint(store: ArtifactStore, prefix: str, name: str, dest: Path) -> Path:
@@ -152,11 +217,7 @@ def fetch_checkpoint(store: ArtifactStore, prefix: str, name: str, dest: Path) -
     dest.mkdir(parents=True, exist_ok=True)
     tmp = dest / f".{entry.name}.tmp-{secrets.token_hex(6)}"
     try:
-        for info in entry.files:
-            path = tmp / info.name
-            store.download_file(f"{prefix}/{BLOBS}/{info.sha256}", path)
-            if path.stat().st_size != info.size or sha256_file(path) != info.sha256:
-                raise CorruptCheckpoint(f"{entry.name}/{info.name} does not match its sha256")
+        _download(store, prefix, entry.files, tmp, entry.name)
         meta = {"format": META_FORMAT, "version": META_VERSION, **entry.to_dict()}
         atomic_write_json(tmp / META_FILE, meta)
         fsync_dir(tmp)
@@ -165,6 +226,17 @@ def fetch_checkpoint(store: ArtifactStore, prefix: str, name: str, dest: Path) -
         remove_tree(tmp)
         raise
     return folder
+
+
+def _download(
+    store: ArtifactStore, prefix: str, files: list[FileInfo], folder: Path, label: str
+) -> None:
+    """Download each blob of ``files`` into ``folder`` under its name, checked as it comes in."""
+    for info in files:
+        path = folder / info.name
+        store.download_file(f"{prefix}/{BLOBS}/{info.sha256}", path)
+        if path.stat().st_size != info.size or sha256_file(path) != info.sha256:
+            raise CorruptCheckpoint(f"{label}/{info.name} does not match its sha256")
 
 
 def presigned_file(remote: StoreRun, name: str, file: str, seconds: int) -> tuple[str, str] | None:
@@ -240,9 +312,16 @@ def _write_index(
 
 
 def _drop_unused_blobs(store: ArtifactStore, prefix: str, before: Index, after: Index) -> None:
-    kept = {f.sha256 for e in after.entries for f in e.files}
-    for entry in before.entries:
-        for info in entry.files:
-            if info.sha256 not in kept:
-                store.delete_prefix(f"{prefix}/{BLOBS}/{info.sha256}")
-                kept.add(info.sha256)
+    kept = set(_blobs(after))
+    for sha in _blobs(before):
+        if sha not in kept:
+            store.delete_prefix(f"{prefix}/{BLOBS}/{sha}")
+            kept.add(sha)
+
+
+def _blobs(index: Index) -> list[str]:
+    """The sha256 of every file the index's checkpoints and resume point use."""
+    shas = [f.sha256 for e in index.entries for f in e.files]
+    if index.resume is not None:
+        shas += [str(f["sha256"]) for f in index.resume.get("files", [])]
+    return shas

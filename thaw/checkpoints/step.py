@@ -2,7 +2,8 @@
 or ``checkpointing.every_steps``). It is not a user-facing checkpoint: it lives in
 ``R/resume/`` beside ``R/checkpoints/``, is never listed in ``index.json``, and is
 replaced by each newer one. Saved like an epoch checkpoint: staged in a temp folder, then
-renamed into place by a fenced publish.
+renamed into place by a fenced publish, then (with an artifact store) uploaded and made
+the store index's ``resume`` under the same fence.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_file
@@ -25,6 +26,9 @@ from thaw.checkpoints.layout import META_FILE, MODEL_FILE, TRAINING_STATE_FILE
 from thaw.checkpoints.resume_state import save_training_state
 from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
 from thaw.disk_space import disk_full, is_disk_full, require_free
+
+if TYPE_CHECKING:
+    from thaw.checkpoints.remote import StoreRun
 
 STEP_DIR = "resume"
 Fence = Callable[[], int | None]
@@ -44,12 +48,14 @@ def save_step_checkpoint(
     training_state: Any,
     fence: Fence | None = None,
     reserve_bytes: int = 0,
+    remote: StoreRun | None = None,
 ) -> dict[str, Any]:
     """Write the resume point after ``batch`` batches of ``epoch`` (``step`` in all).
 
     ``fence`` is called before anything is written and again by the publish, under its lock;
     it raises when the caller no longer holds the run, and returns its fencing token,
-    recorded in ``meta.json`` and compared with the run's fence by the publish."""
+    recorded in ``meta.json`` and compared with the run's fence by the publish. With
+    ``remote``, the published resume point then goes to the artifact store."""
     token = fence() if fence is not None else None
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -80,6 +86,10 @@ def save_step_checkpoint(
             check_fence(run, read_index(run), token)
         raise
     publish(run, token, {step_dir(run): tmp}, confirm=fence)
+    if remote is not None:
+        from thaw.checkpoints.remote import publish_step_to_store  # it imports this module
+
+        publish_step_to_store(remote.store, remote.prefix, token, step_dir(run), confirm=fence)
     return meta
 
 

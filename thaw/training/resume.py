@@ -179,8 +179,10 @@ def save_step(
     step: int,
     fence: Fence | None = None,
     reserve_bytes: int = 0,
+    remote: StoreRun | None = None,
 ) -> dict[str, Any]:
-    """A resume point after ``batch`` batches of ``epoch`` (in progress)."""
+    """A resume point after ``batch`` batches of ``epoch`` (in progress); with ``remote``
+    also in the artifact store."""
 
     return save_step_checkpoint(
         run_dir,
@@ -191,6 +193,7 @@ def save_step(
         training_state=snap.training_state,
         fence=fence,
         reserve_bytes=reserve_bytes,
+        remote=remote,
     )
 
 

@@ -17,7 +17,7 @@ from thaw.caching.inputs import RunInputs, build_inputs
 from thaw.checkpoints import capture_rng_state, restore_rng_state
 from thaw.checkpoints.commit import raise_fence
 from thaw.checkpoints.errors import FencedOut
-from thaw.checkpoints.remote import StoreRun, pull_last, raise_store_fence
+from thaw.checkpoints.remote import StoreRun, pull_run, raise_store_fence
 from thaw.class_weights import class_weight_vector
 from thaw.data.shape import DataShape, UploadLookup
 from thaw.errors import ThawError
@@ -150,7 +150,7 @@ def _train(
     raise_fence(run_dir, token)
     if remote is not None:
         raise_store_fence(remote.store, remote.prefix, token)
-        pull_last(remote, run_dir, token)
+        pull_run(remote, run_dir, token)
     resumed = restore(run_dir, engine, placement.device, spec.fingerprint(), resolved.adapters)
     if resumed is not None and resumed.batch:
         reporter.log(
@@ -371,6 +371,7 @@ class _Run:
                 step=step,
                 fence=self.reporter.fence,
                 reserve_bytes=self.settings.disk_reserve_bytes,
+                remote=self.remote,
             ),
             lambda _: self.reporter.log(
                 "info", f"step checkpoint at step {step} (epoch {epoch}, batch {batch})"
