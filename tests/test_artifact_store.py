@@ -4,11 +4,14 @@ S3 server (SeaweedFS): the same tests, the same guarantees."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from pathlib import Path
 
 import pytest
 import torch
-from seaweedfs import SeaweedFS
+from seaweedfs import SeaweedFS, WeedProcess, weed_server
+from support import RESNET_FREEZE
 
 from thaw.artifacts import (
     ArtifactCredentialsRejected,
@@ -28,9 +31,12 @@ from thaw.checkpoints.remote import (
     raise_store_fence,
     read_store_index,
     run_prefix,
+    store_run,
 )
 from thaw.checkpoints.step import read_step_meta, save_step_checkpoint
 from thaw.settings import Settings
+from thaw.spec import JobSpec
+from thaw.training import NullReporter, train
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -249,3 +255,70 @@ def test_the_default_store_is_a_folder_under_data_dir(tmp_path: Path) -> None:
     assert isinstance(store, LocalStore)
     store.put("runs/j/checkpoints/index.json", b"{}")
     assert (tmp_path / "artifacts" / "runs" / "j" / "checkpoints" / "index.json").is_file()
+
+
+class _StopStoreAt(NullReporter):
+    """Kills the store's process group (a crashed store host) once training reaches ``step``."""
+
+    def __init__(self, weed: WeedProcess, step: int):
+        self.weed, self.step, self.stopped = weed, step, False
+
+    def progress(self, progress: dict) -> None:
+        if progress["step"] >= self.step and not self.stopped:
+            self.stopped = True
+            self.weed.stop()
+
+
+class _RestartOnOutage(logging.Handler):
+    """Brings the store back on its ports and data once a call found it down."""
+
+    def __init__(self, weed: WeedProcess):
+        super().__init__()
+        self.weed = weed
+        self.thread: threading.Thread | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.thread is None and "trying again" in record.getMessage():
+            self.thread = threading.Thread(target=self.weed.start)
+            self.thread.start()
+
+
+def test_an_outage_of_the_store_is_ridden_out_for_a_bounded_time(tmp_path: Path) -> None:
+    spec = JobSpec.model_validate(
+        {
+            "base_model": {"source": "torchvision", "name": "resnet18"},
+            "dataset": {"synthetic": {"num_classes": 3, "num_examples": 40}},
+            "freeze": RESNET_FREEZE,
+            "hyperparameters": {"epochs": 2, "batch_size": 8, "image_size": 32, "num_workers": 0},
+            "checkpointing": {"every_epochs": 1, "keep_last": 5},
+        }
+    )
+    with weed_server(tmp_path / "weed") as weed:
+        settings = Settings(data_dir=tmp_path / "data", **_s3_settings(weed.server))
+        remote = store_run(settings, "job-4", outage_seconds=120)
+        assert remote is not None
+        restart = _RestartOnOutage(weed)
+        logger = logging.getLogger("thaw.artifacts.s3")
+        logger.addHandler(restart)
+        try:
+            done = train(spec, tmp_path / "run", settings, _StopStoreAt(weed, 2), remote=remote)
+        finally:
+            logger.removeHandler(restart)
+            if restart.thread is not None:
+                restart.thread.join()
+        assert restart.thread is not None  # the epoch-1 commit met the store down
+        assert done.status == "succeeded"
+        index, _ = read_store_index(remote.store, remote.prefix)
+        assert (index.names(), index.last) == (["epoch-1", "epoch-2"], "epoch-2")
+        fetched = fetch_checkpoint(remote.store, remote.prefix, "last", tmp_path / "reader")
+        local = load_model_state(tmp_path / "run" / "checkpoints" / "epoch-2")
+        assert all(torch.equal(v, load_model_state(fetched)[k]) for k, v in local.items())
+
+        # Past the bound a call fails with the store's code (a job fails with it).
+        weed.stop()
+        brief = store_run(settings, "job-4", outage_seconds=1)
+        assert brief is not None
+        with pytest.raises(ArtifactStoreUnreachable) as caught:
+            read_store_index(brief.store, brief.prefix)
+        assert caught.value.code == "artifact_store_unreachable"
+        assert weed.server.endpoint in str(caught.value)

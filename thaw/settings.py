@@ -308,6 +308,12 @@ class Settings(BaseSettings):
     artifacts_connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to reach the object store before a try fails."
     )
+    artifacts_outage_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long a job rides out an unreachable object store (each upload and "
+        "commit tried again with backoff) before it fails with artifact_store_unreachable.",
+    )
     artifacts_multipart_bytes: int = Field(
         default=64 * 1024**2,
         ge=5 * 1024**2,

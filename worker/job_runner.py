@@ -85,7 +85,7 @@ def _train(
 
         spec = JobSpec.model_validate(job.spec, context=validation_context(settings))
         run_dir = settings.jobs_dir / job.id
-        remote = store_run(settings, job.id)
+        remote = store_run(settings, job.id, outage_seconds=settings.artifacts_outage_seconds)
         result = train(
             spec, run_dir, settings, reporter, uploads=uploads, tenant=job.tenant, remote=remote
         )

@@ -15,8 +15,10 @@ from thaw.settings import Settings
 LOCAL_DIR = "artifacts"
 
 
-def open_store(settings: Settings) -> ArtifactStore:
-    """The store of ``settings.artifacts_url``; ArtifactStoreError for a URL it cannot use."""
+def open_store(settings: Settings, *, outage_seconds: float = 0.0) -> ArtifactStore:
+    """The store of ``settings.artifacts_url``; ArtifactStoreError for a URL it cannot use.
+    An S3 store rides out an outage for ``outage_seconds`` (a job's worker passes
+    ``settings.artifacts_outage_seconds``; a request or a readiness check does not wait)."""
     url = settings.artifacts_url.strip()
     if not url:
         return LocalStore(settings.data_dir / LOCAL_DIR)
@@ -42,6 +44,7 @@ def open_store(settings: Settings) -> ArtifactStore:
         secret_access_key=secret_text,
         connect_timeout=settings.artifacts_connect_timeout,
         multipart_bytes=settings.artifacts_multipart_bytes,
+        outage_seconds=outage_seconds,
     )
 
 

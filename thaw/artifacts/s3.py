@@ -1,15 +1,20 @@
 """The S3-compatible artifact store (AWS S3, SeaweedFS, MinIO, Ceph RGW, R2) through boto3:
-SigV4, multipart uploads by its transfer manager, If-Match / If-None-Match on put_object."""
+SigV4, multipart uploads by its transfer manager, If-Match / If-None-Match on put_object.
+An outage (no answer, or the store's 5xx) is ridden out for ``outage_seconds``: each call is
+tried again with backoff until then, and only past it fails as ArtifactStoreUnreachable."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
+from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
@@ -29,6 +34,14 @@ CREDENTIAL_CODES = frozenset(
 )
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+TRANSIENT_CODES = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "500", "502", "503"}
+)
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class S3Store:
@@ -44,10 +57,12 @@ class S3Store:
         connect_timeout: float = 5.0,
         attempts: int = 3,
         multipart_bytes: int = 64 * 1024**2,
+        outage_seconds: float = 0.0,
     ):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint = endpoint
+        self.outage_seconds = outage_seconds
         self.client = boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint or None,
@@ -74,9 +89,11 @@ class S3Store:
             self.client.head_bucket(Bucket=self.bucket)
 
     def get(self, key: str) -> Versioned:
-        with self._errors(key):
+        def get() -> Versioned:
             answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
             return Versioned(data=answer["Body"].read(), version=answer["ETag"])
+
+        return self._call(key, get)
 
     def put(
         self, key: str, data: bytes, *, if_version: str | None = None, if_absent: bool = False
@@ -86,56 +103,73 @@ class S3Store:
             args["IfMatch"] = if_version
         if if_absent:
             args["IfNoneMatch"] = "*"
-        with self._errors(key):
-            return str(self.client.put_object(**args)["ETag"])
+        return self._call(key, lambda: str(self.client.put_object(**args)["ETag"]))
 
     def upload_file(self, key: str, path: Path) -> None:
-        with self._errors(key):
-            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self.transfer)
+        self._call(
+            key,
+            lambda: self.client.upload_file(
+                str(path), self.bucket, self._key(key), Config=self.transfer
+            ),
+        )
 
     def download_file(self, key: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.download")
         try:
-            with self._errors(key):
-                self.client.download_file(
+            self._call(
+                key,
+                lambda: self.client.download_file(
                     self.bucket, self._key(key), str(tmp), Config=self.transfer
-                )
+                ),
+            )
             os.replace(tmp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
     def read_range(self, key: str, start: int, end: int) -> bytes:
-        with self._errors(key):
+        def read() -> bytes:
             answer = self.client.get_object(
                 Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{end}"
             )
             return bytes(answer["Body"].read())
 
+        return self._call(key, read)
+
     def size(self, key: str) -> int:
-        with self._errors(key):
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return int(head["ContentLength"])
+        def head() -> int:
+            return int(
+                self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+            )
+
+        return self._call(key, head)
 
     def delete_prefix(self, prefix: str) -> None:
         keys = self.list(prefix)
         for start in range(0, len(keys), 1000):
             batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
-            with self._errors(prefix):
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+            self._call(
+                prefix,
+                lambda batch=batch: self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch}
+                ),
+            )
 
     def list(self, prefix: str) -> list[str]:
         full = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
         cut = len(self.prefix) + 1 if self.prefix else 0
-        keys: list[str] = []
-        with self._errors(prefix):
+
+        def listing() -> list[str]:
+            keys: list[str] = []
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=full
             )
             for page in pages:
                 keys += [item["Key"][cut:] for item in page.get("Contents", [])]
-        return sorted(keys)
+            return sorted(keys)
+
+        return self._call(prefix, listing)
 
     def presigned_url(self, key: str, expires_seconds: int) -> str:
         """A time-limited GET URL for the object, for a client to download it directly."""
@@ -151,6 +185,26 @@ class S3Store:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def _call(self, key: str, work: Callable[[], T]) -> T:
+        """``work()`` with the store's errors; while the store is unreachable, tried again
+        with backoff until ``outage_seconds`` have passed since the first failure."""
+        deadline: float | None = None
+        pause = BACKOFF_FIRST_S
+        while True:
+            try:
+                with self._errors(key):
+                    return work()
+            except ArtifactStoreUnreachable as exc:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.outage_seconds
+                    if self.outage_seconds > 0:
+                        log.warning("%s; trying again for %.0f s", exc, self.outage_seconds)
+                if now + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, BACKOFF_MAX_S)
+
     @contextlib.contextmanager
     def _errors(self, key: str) -> Iterator[None]:
         """botocore's exceptions as the store's errors, each with a code a user can act on."""
@@ -158,6 +212,14 @@ class S3Store:
             yield
         except ClientError as exc:
             raise self._client_error(key, exc) from exc
+        except (S3UploadFailedError, RetriesExceededError) as exc:
+            cause = getattr(exc, "last_exception", None) or exc.__context__
+            if isinstance(cause, ClientError):
+                raise self._client_error(key, cause) from exc
+            raise ArtifactStoreUnreachable(
+                f"object store {self.endpoint or 'S3'} failed a transfer: {cause or exc}",
+                "check THAW_ARTIFACTS_ENDPOINT and that the store is running",
+            ) from exc
         except EndpointConnectionError as exc:
             raise ArtifactStoreUnreachable(
                 f"object store {self.endpoint or 'S3'} does not answer",
@@ -193,4 +255,9 @@ class S3Store:
             )
         if code in MISSING_CODES:
             return ArtifactNotFound(f"no artifact {self.url(key)}")
+        if code in TRANSIENT_CODES:
+            return ArtifactStoreUnreachable(
+                f"object store {self.endpoint or 'S3'} failed on {self.url(key)}: {code}",
+                "the store is overloaded or restarting",
+            )
         return ArtifactStoreError(f"object store error {code} on {self.url(key)}")

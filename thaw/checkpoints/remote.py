@@ -67,12 +67,13 @@ def run_prefix(job_id: str) -> str:
     return f"runs/{job_id}/checkpoints"
 
 
-def store_run(settings: Settings, job_id: str) -> StoreRun | None:
+def store_run(settings: Settings, job_id: str, *, outage_seconds: float = 0.0) -> StoreRun | None:
     """The job's place in the object store THAW_ARTIFACTS_URL names; None when it is empty
-    (checkpoints then live only in the run folder under THAW_DATA_DIR)."""
+    (checkpoints then live only in the run folder under THAW_DATA_DIR). ``outage_seconds``:
+    how long its calls ride out an unreachable store."""
     if not settings.artifacts_url.strip():
         return None
-    return StoreRun(open_store(settings), run_prefix(job_id))
+    return StoreRun(open_store(settings, outage_seconds=outage_seconds), run_prefix(job_id))
 
 
 def cached_checkpoint(remote: StoreRun, settings: Settings, job_id: str, name: str) -> Path:
