@@ -32,16 +32,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from common import bench_settings, median, minilm_dir, quiet_transformers
+from common import ROOT, bench_settings, median, minilm_dir, quiet_transformers
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
@@ -67,6 +72,7 @@ class Case:
     schedule: list[dict[str, Any]] = field(default_factory=list)
     augment: str = "none"
     target: float | None = None
+    expert: str | None = None  # what the expert loop trains (fc | layer4), None: no such row
 
 
 def _resnet_cases(epochs: int) -> list[Case]:
@@ -81,8 +87,9 @@ def _resnet_cases(epochs: int) -> list[Case]:
         for e in range(1, 7)
     )
     return [
-        Case("head-only", "resnet18", epochs, (head,) * epochs, only, target=4.5),
-        Case("layer4+fc", "resnet18", epochs, (top,) * epochs, top_rules, target=1.5),
+        Case("head-only", "resnet18", epochs, (head,) * epochs, only, target=4.5, expert="fc"),
+        Case("layer4+fc", "resnet18", epochs, (top,) * epochs, top_rules, target=1.5,
+             expert="layer4"),
         Case(
             "gradual",
             "resnet18",
@@ -129,6 +136,10 @@ def write_digits(root: Path, count: int, size: int) -> Path:
 def spec_for(case: Case, args: argparse.Namespace, feature_cache: str) -> Any:
     from thaw.spec import JobSpec
 
+    return JobSpec.model_validate(spec_body(case, args, feature_cache))
+
+
+def spec_body(case: Case, args: argparse.Namespace, feature_cache: str) -> dict[str, Any]:
     if case.model == "minilm":
         base = {"source": "huggingface", "name": "model"}
         dataset: dict[str, Any] = {
@@ -138,27 +149,25 @@ def spec_for(case: Case, args: argparse.Namespace, feature_cache: str) -> Any:
     else:
         base = {"source": "torchvision", "name": "resnet18"}
         dataset = {"path": "digits", "format": "image_folder", "validation": {"split": 0.2}}
-    return JobSpec.model_validate(
-        {
-            "base_model": base,
-            "dataset": dataset,
-            "freeze": case.freeze,
-            "schedule": case.schedule,
-            "hyperparameters": {
-                "epochs": case.epochs,
-                "batch_size": args.batch_size,
-                "lr": 1e-3,
-                "lr_scheduler": "constant",
-                "image_size": args.image_size,
-                "max_length": args.max_length,
-                "precision": "bf16" if args.bf16 else "fp32",
-                "feature_cache": feature_cache,
-                "augment": case.augment,
-                "seed": 0,
-            },
-            "checkpointing": {"every_epochs": case.epochs, "keep_last": 1},
-        }
-    )
+    return {
+        "base_model": base,
+        "dataset": dataset,
+        "freeze": case.freeze,
+        "schedule": case.schedule,
+        "hyperparameters": {
+            "epochs": case.epochs,
+            "batch_size": args.batch_size,
+            "lr": 1e-3,
+            "lr_scheduler": "constant",
+            "image_size": args.image_size,
+            "max_length": args.max_length,
+            "precision": "bf16" if args.bf16 else "fp32",
+            "feature_cache": feature_cache,
+            "augment": case.augment,
+            "seed": 0,
+        },
+        "checkpointing": {"every_epochs": case.epochs, "keep_last": 1},
+    }
 
 
 # Thaw ---------------------------------------------------------------------------------------
@@ -171,6 +180,7 @@ class Clock:
         self.start: dict[int, float] = {}
         self.end: dict[int, float] = {}
         self.lines: list[str] = []
+        self.total = 0.0  # the whole train() call: data, caches, epochs, checkpoints
 
     def layers(self, epoch: int, entry: dict[str, Any]) -> None:
         self.start.setdefault(epoch, CLOCK[0]())
@@ -194,7 +204,10 @@ def run_thaw(case: Case, args: argparse.Namespace, tmp: Path, cache: str) -> Clo
 
     reporter = Reporter()
     run = Path(tempfile.mkdtemp(dir=tmp))
+    start = CLOCK[0]()
     train(spec_for(case, args, cache), run, bench_settings(tmp), reporter, device=args.device)
+    reporter.total = CLOCK[0]() - start
+    shutil.rmtree(run)
     return reporter
 
 
@@ -312,17 +325,41 @@ def phases(case: Case) -> list[list[int]]:
     return groups
 
 
+def alternated(paths: list[str], round_index: int) -> list[str]:
+    """The paths in this round's order: forwards in even rounds, backwards in odd ones, so
+    that neither always runs first (warm caches, a load that rises or falls)."""
+    return paths if round_index % 2 == 0 else paths[::-1]
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if len(values) > 1 else "1 round"
+
+
 def measure(case: Case, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     lines: list[str] = []
-    for _ in range(args.rounds):
-        hand = run_hand(case, args, tmp)
-        cached = run_thaw(case, args, tmp, "auto")
-        plain = run_thaw(case, args, tmp, "off") if args.with_off else None
-        lines = [line for line in cached.lines if "cache" in line]
-        rounds.append({"hand": hand, "thaw": cached.epochs(), "off": plain and plain.epochs()})
-    kept = [key for key in ("hand", "thaw", "off") if rounds[0][key]]
+    paths = [
+        "hand",
+        "thaw",
+        *(["expert"] if case.expert else []),
+        *(["off"] if args.with_off else []),
+    ]
+    for index in range(args.rounds):
+        times: dict[str, Any] = {}
+        for path in alternated(paths, index):
+            if path == "hand":
+                times["hand"] = run_hand(case, args, tmp)
+            elif path == "expert":
+                times["expert"] = run_expert(case, args, tmp)
+            else:
+                clock = run_thaw(case, args, tmp, "auto" if path == "thaw" else "off")
+                times[path], times[f"{path}_total"] = clock.epochs(), clock.total
+                if path == "thaw":
+                    lines = [line for line in clock.lines if "cache" in line]
+        rounds.append(times)
+    kept = [key for key in ("hand", "thaw", "off") if key in rounds[0]]
     total = {key: median([sum(r[key]) for r in rounds]) for key in kept}
+    ratios = [sum(r["hand"]) / sum(r["thaw"]) for r in rounds]
     per_phase = []
     for epochs in phases(case):
         hand = median([sum(r["hand"][e] for e in epochs) for r in rounds])
@@ -330,12 +367,15 @@ def measure(case: Case, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         per_phase.append({"epochs": [e + 1 for e in epochs], "ratio": hand / thaw})
     feature = [_mib(line) for line in lines if line.startswith("feature cache: phase")]
     decoded = [_mib(line) for line in lines if line.startswith("decoded-input cache")]
-    return {
+    result = {
         "case": case.name,
+        "rounds": args.rounds,
+        "load": args.load,
         "hand_s": total["hand"],
         "thaw_s": total["thaw"],
         "off_s": total.get("off"),
-        "ratio": total["hand"] / total["thaw"],
+        "ratio": median(ratios),
+        "ratio_spread": spread(ratios),
         "ratio_off": total["hand"] / total["off"] if "off" in total else None,
         "phases": per_phase,
         "target": case.target,
@@ -343,6 +383,124 @@ def measure(case: Case, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "decoded_cache_mib": sum(decoded),
         "log": lines,
     }
+    if case.expert:
+        expert = [r["expert"] / r["thaw_total"] for r in rounds]
+        result["expert"] = {
+            "expert_s": median([r["expert"] for r in rounds]),
+            "thaw_s": median([r["thaw_total"] for r in rounds]),
+            "ratio": median(expert),
+            "ratio_spread": spread(expert),
+            "target": 0.9 if args.load else 1.0,
+        }
+        if args.processes:
+            result["processes"] = measure_processes(case, args, tmp)
+    return result
+
+
+# The expert loop and whole processes --------------------------------------------------------
+
+
+def run_expert(case: Case, args: argparse.Namespace, tmp: Path) -> float:
+    """Seconds of bench/hand_loops.py's expert loop in this process, end to end."""
+    import hand_loops
+
+    assert case.expert is not None
+    start = CLOCK[0]()
+    hand_loops.expert(
+        tmp / "datasets" / "digits",
+        case.expert,
+        case.epochs,
+        args.batch_size,
+        args.image_size,
+        tmp / "expert.pt",
+    )
+    return CLOCK[0]() - start
+
+
+def measure_processes(case: Case, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """``thaw train`` against the hand loops as scripts: wall seconds and peak RSS of each
+    child process (imports, model build, data and all), rounds alternated."""
+    assert case.expert is not None
+    spec = tmp / f"{case.name}.json"
+    spec.write_text(json.dumps(spec_body(case, args, "auto")))
+    loops = [
+        sys.executable, str(Path(__file__).with_name("hand_loops.py")), "--data",
+        str(tmp / "datasets" / "digits"), "--trains", case.expert, "--epochs", str(case.epochs),
+        "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
+        "--out", str(tmp / "loop.pt"),
+    ]  # fmt: skip
+    argv = {
+        "thaw": [sys.executable, "-m", "thaw.cli", "train", str(spec), "--out",
+                 str(tmp / "process-run"), "--device", args.device],
+        "expert": [loops[0], loops[1], "expert", *loops[2:]],
+        "naive": [loops[0], loops[1], "naive", *loops[2:]],
+    }  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "THAW_DATASETS_DIR": str(tmp / "datasets"),
+        "THAW_DATA_DIR": str(tmp / "data"),
+        "THAW_MODELS_DIR": str(minilm_dir().parent),
+    }
+    runs: dict[str, list[tuple[float, int, float]]] = {path: [] for path in argv}
+    for index in range(args.rounds):
+        for path in alternated(list(argv), index):
+            runs[path].append(run_process(argv[path], env, tmp))
+            shutil.rmtree(tmp / "process-run", ignore_errors=True)
+    out: dict[str, Any] = {}
+    for path, got in runs.items():
+        out[f"{path}_s"] = median([s for s, _, _ in got])
+        out[f"{path}_mib"] = max(m for _, m, _ in got) / 2**20
+        out[f"{path}_cpu_s"] = median([c for _, _, c in got])
+    for path in ("expert", "naive"):
+        ratios = [a[0] / b[0] for a, b in zip(runs[path], runs["thaw"], strict=True)]
+        out[f"{path}_ratio"], out[f"{path}_spread"] = median(ratios), spread(ratios)
+    return out
+
+
+# Starts the command in a fork of a small process and reports its peak RSS and CPU seconds:
+# a child started straight from this process would inherit this one's RSS high-water mark.
+LAUNCHER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(f"{usage.ru_maxrss * 1024} {usage.ru_utime + usage.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_process(argv: list[str], env: dict[str, str], tmp: Path) -> tuple[float, int, float]:
+    """Wall seconds, peak resident bytes (ru_maxrss) and CPU seconds of one child process."""
+    log, peak = tmp / "process.log", tmp / "process.maxrss"
+    with log.open("wb") as out:
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, str(peak), *argv],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}:\n{log.read_text()}")
+    rss, cpu = peak.read_text().split()
+    return seconds, int(rss), float(cpu)
+
+
+@contextlib.contextmanager
+def background_load(count: int) -> Iterator[None]:
+    """``count`` processes, each one thread multiplying a fixed 512x512 matrix in a loop,
+    for as long as the block runs."""
+    code = "import torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\nwhile True: a @ a"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def _mib(line: str) -> float:
@@ -363,6 +521,10 @@ def main() -> int:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast on both paths")
     parser.add_argument("--workers", type=int, default=0, help="hand loop DataLoader workers")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--load", type=int, default=0,
+                        help="processes of fixed CPU load beside the rounds")  # fmt: skip
+    parser.add_argument("--no-processes", dest="processes", action="store_false",
+                        help="skip the whole-process rows (thaw train vs the scripts)")  # fmt: skip
     parser.add_argument("--no-off", dest="with_off", action="store_false",
                         help="skip the 'thaw (cache off)' runs")  # fmt: skip
     parser.add_argument("--clock", choices=("auto", "cpu", "wall"), default="auto",
@@ -385,23 +547,33 @@ def main() -> int:
     print(
         f"device {args.device}, {torch.get_num_threads()} threads; resnet18 on {args.images} "
         f"digits-like {args.image_size} px PNGs, MiniLM on {args.texts} synthetic texts of "
-        f"{args.max_length} tokens; batch {args.batch_size}; small datasets so that every case "
-        f"runs in seconds on a 2-core CPU; {'process CPU' if cpu_clock else 'wall'} time"
+        f"{args.max_length} tokens; batch {args.batch_size}; {args.rounds} rounds alternated, "
+        f"medians [spread of the per-round ratios]; {'process CPU' if cpu_clock else 'wall'} "
+        f"time in this process, wall time of whole processes; "
+        f"{f'{args.load} background load processes' if args.load else 'no background load'}"
     )
     results = []
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         if any(c.model == "resnet18" for c in cases):
             write_digits(tmp / "datasets" / "digits", args.images, args.image_size)
-        warm = argparse.Namespace(**{**vars(args), "rounds": 1, "with_off": False})
+        warm = argparse.Namespace(
+            **{**vars(args), "rounds": 1, "with_off": False, "processes": False}
+        )
         measure(replace(cases[0], epochs=2, trainable=cases[0].trainable[:2]), warm, tmp)
-        for case in cases:
-            result = measure(case, args, tmp)
-            results.append(result)
-            report(result)
+        with background_load(args.load):
+            for case in cases:
+                result = measure(case, args, tmp)
+                results.append(result)
+                report(result)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     missed = [r["case"] for r in results if r["target"] and r["ratio"] < r["target"]]
+    missed += [
+        f"{r['case']} vs expert"
+        for r in results
+        if "expert" in r and r["expert"]["ratio"] < r["expert"]["target"]
+    ]
     if missed:
         print(f"below target: {', '.join(missed)}")
     return 0
@@ -411,13 +583,30 @@ def report(r: dict[str, Any]) -> None:
     off = f", thaw (cache off) {r['off_s']:.2f} s = {r['ratio_off']:.2f}x" if r["off_s"] else ""
     target = f" (target >= {r['target']}x)" if r["target"] else ""
     print(
-        f"{r['case']:>10}: hand {r['hand_s']:.2f} s, thaw {r['thaw_s']:.2f} s = "
-        f"{r['ratio']:.2f}x{target}{off}; feature cache {r['feature_cache_mib']:.1f} MiB, "
-        f"decoded images {r['decoded_cache_mib']:.1f} MiB"
+        f"{r['case']:>10}: naive {r['hand_s']:.2f} s, thaw {r['thaw_s']:.2f} s = "
+        f"{r['ratio']:.2f}x{target} [{r['ratio_spread']}]{off}; training and validation; "
+        f"feature cache {r['feature_cache_mib']:.1f} MiB, decoded images "
+        f"{r['decoded_cache_mib']:.1f} MiB"
     )
     if len(r["phases"]) > 1:
         shown = ", ".join(f"epochs {p['epochs']}: {p['ratio']:.2f}x" for p in r["phases"])
         print(f"{'':>12}per phase: {shown}")
+    if "expert" in r:
+        e = r["expert"]
+        print(
+            f"{'':>12}end to end: expert {e['expert_s']:.2f} s, thaw {e['thaw_s']:.2f} s = "
+            f"{e['ratio']:.2f}x (target >= {e['target']}x) [{e['ratio_spread']}]"
+        )
+    if "processes" in r:
+        p = r["processes"]
+        shown = []
+        for path, name in (("thaw", "thaw train"), ("expert", "expert"), ("naive", "naive")):
+            row = f"{name} {p[f'{path}_s']:.2f} s (CPU {p[f'{path}_cpu_s']:.2f} s, "
+            row += f"{p[f'{path}_mib']:.0f} MiB)"
+            if path != "thaw":
+                row += f" = {p[f'{path}_ratio']:.2f}x [{p[f'{path}_spread']}]"
+            shown.append(row)
+        print(f"{'':>12}processes (wall, CPU, peak RSS): {'; '.join(shown)}")
     for line in r["log"]:
         print(f"{'':>12}{line}")
 
