@@ -108,7 +108,7 @@ def test_a_process_on_one_cpu_runs_one_torch_thread_unless_told(requested, expec
     assert done.stdout.split("\n")[-2] == expected
 
 
-def _devices(stack: Stack, expect: int, proc: subprocess.Popen[bytes]) -> list[dict]:
+def _heartbeats(stack: Stack, expect: int, proc: subprocess.Popen[bytes]) -> list[dict]:
     registry = WorkerRegistry(stack.client)
     import time
 
@@ -117,14 +117,17 @@ def _devices(stack: Stack, expect: int, proc: subprocess.Popen[bytes]) -> list[d
         if proc.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(stack.log("w"))
         time.sleep(0.1)
-    return [info["device"] for _, info in live]
+    return [info for _, info in live]
 
 
 def _spawn(stack: Stack, argv: list[str], cpus: set[int] | None) -> subprocess.Popen[bytes]:
     log = open(stack.root / "w.log", "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [sys.executable, *argv],
-        env={**stack.env(), "THAW_TORCH_THREADS": "0"},
+        env={
+            **{k: v for k, v in stack.env().items() if k != "OMP_WAIT_POLICY"},
+            "THAW_TORCH_THREADS": "0",
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -136,7 +139,8 @@ def _spawn(stack: Stack, argv: list[str], cpus: set[int] | None) -> subprocess.P
 
 def test_a_worker_on_one_cpu_registers_one_torch_thread(stack: Stack):
     proc = _spawn(stack, ["-m", "worker.node", "--hostname", "one@test"], {0})
-    (device,) = _devices(stack, 1, proc)
+    (info,) = _heartbeats(stack, 1, proc)
+    device = info["device"]
     assert (device["type"], device["cpus"], device["torch_threads"]) == ("cpu", 1, 1)
 
 
@@ -144,8 +148,38 @@ def test_a_worker_on_one_cpu_registers_one_torch_thread(stack: Stack):
 def test_thaw_worker_gives_each_slot_its_own_cpus_and_threads(stack: Stack):
     argv = ["-m", "thaw.cli", "worker", "--allow-cpu", "--gpus", "0,1", "--hostname", "s@test"]
     proc = _spawn(stack, argv, None)
-    devices = _devices(stack, 2, proc)
+    infos = _heartbeats(stack, 2, proc)
     share = AFFINITY // 2
-    assert [(d["cpus"], d["torch_threads"]) for d in devices] == [(share, share)] * 2
+    assert [(i["device"]["cpus"], i["device"]["torch_threads"]) for i in infos] == [
+        (share, share)
+    ] * 2
+    for info in infos:  # set by `thaw worker` before torch loaded, inherited by each node
+        environ = Path(f"/proc/{info['pid']}/environ").read_bytes().split(b"\0")
+        assert b"OMP_WAIT_POLICY=PASSIVE" in environ
     log = stack.log("w")
     assert "(CUDA_VISIBLE_DEVICES='0', CPUs " in log and "(CUDA_VISIBLE_DEVICES='1', CPUs " in log
+
+
+WAIT = (
+    "from thaw.cpus import passive_wait; import os; "
+    "print(passive_wait(), os.environ['OMP_WAIT_POLICY'])"
+)
+
+
+@pytest.mark.parametrize(
+    ("given", "first", "expected"),
+    [
+        (None, "", "True PASSIVE"),
+        ("ACTIVE", "", "True ACTIVE"),
+        (None, "import torch; ", "False PASSIVE"),
+    ],
+)
+def test_openmp_threads_wait_passively_unless_told_and_only_before_torch_loads(
+    given, first, expected
+):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env |= {"OMP_WAIT_POLICY": given} if given else {}
+    done = subprocess.run(
+        [sys.executable, "-c", first + WAIT], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == expected

@@ -25,6 +25,9 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off
 
 
 def main(argv: list[str] | None = None) -> int:
+    from thaw.cpus import passive_wait
+
+    passive_wait()  # before torch loads OpenMP; the worker processes inherit it
     parser = _parser()
     args = parser.parse_args(argv)
     try:

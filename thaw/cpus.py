@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,17 @@ def cpu_share(
         interop=threads,
         source="THAW_TORCH_THREADS" if requested > 0 else source,
     )
+
+
+def passive_wait() -> bool:
+    """OpenMP threads sleep between torch's parallel regions instead of spinning, unless
+    ``OMP_WAIT_POLICY`` says otherwise; whether it took effect (torch not yet imported).
+
+    Spinning costs nothing on an idle machine, but beside other work the spinning threads
+    take the CPUs the training thread waits for: a small-batch run on a busy 2-CPU host
+    used 2.3x the CPU time and 2.4x the wall time of the same run with passive waits."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return "torch" not in sys.modules
 
 
 def apply_cpu_share(requested: int = 0, share: int = 1) -> CpuShare:

@@ -10,6 +10,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.node", description=__doc__)
     parser.add_argument("--hostname", required=True, help="Celery node name, NAME@HOST")
     args = parser.parse_args(argv)
+    from thaw.cpus import passive_wait
+
+    passive_wait()  # before torch loads OpenMP
     from thaw.settings import get_settings
     from worker.celery_app import start_worker  # Celery loads after --help
 
