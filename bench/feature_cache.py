@@ -560,7 +560,8 @@ def main() -> int:
         warm = argparse.Namespace(
             **{**vars(args), "rounds": 1, "with_off": False, "processes": False}
         )
-        measure(replace(cases[0], epochs=2, trainable=cases[0].trainable[:2]), warm, tmp)
+        short = min(2, cases[0].epochs)
+        measure(replace(cases[0], epochs=short, trainable=cases[0].trainable[:short]), warm, tmp)
         with background_load(args.load):
             for case in cases:
                 result = measure(case, args, tmp)

@@ -30,7 +30,7 @@ hand_loops = _hand_loops()
 def test_feature_cache_bench_prints_every_row_beside_a_background_load(tmp_path):
     out = tmp_path / "rows.json"
     argv = ["--cases", "head-only,no-cache", "--images", "40", "--epochs", "1", "--image-size",
-            "32", "--batch-size", "16", "--load", "1", "--json", str(out)]  # fmt: skip
+            "32", "--batch-size", "16", "--load", "1", "--no-off", "--json", str(out)]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "feature_cache.py"), *argv],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
