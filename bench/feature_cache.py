@@ -16,6 +16,12 @@ Cases (each a few seconds on a 2-core CPU with the small default datasets):
 - MiniLM with embeddings and layers 0-3 frozen, 5 epochs (stock dropout 0.1, which
   ``freeze.dropout: follow`` runs in eval mode in the frozen layers).
 
+For ``head-only`` and ``layer4+fc`` also the expert's loop (bench/hand_loops.py: decode
+once, the frozen backbone once under no_grad, the head trained on the cached tensor) against
+the whole ``train()`` call, and ``thaw train`` against the hand loops as whole processes
+(wall, CPU seconds, peak RSS); ``--load N`` runs the rounds beside N processes of fixed
+CPU load. Rounds alternate the order of the paths.
+
 Ratios are hand-loop seconds over Thaw seconds (training and validation, model build and
 data loading excluded), median over ``--rounds``, after one short warmup run of each path;
 seconds are process CPU time with one torch thread on a CPU (``--clock``, ``--threads``),
@@ -24,6 +30,7 @@ Thaw's log.
 
     .venv/bin/python bench/feature_cache.py
     .venv/bin/python bench/feature_cache.py --cases head-only,minilm --rounds 3
+    .venv/bin/python bench/feature_cache.py --cases head-only,layer4+fc,no-cache --rounds 5 --load 2
     .venv/bin/python bench/feature_cache.py --device cuda --image-size 224 --bf16 --images 2000
 """
 
