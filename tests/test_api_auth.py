@@ -77,9 +77,8 @@ def test_same_idempotency_key_is_per_tenant(keyed: ApiServer) -> None:
 
 def test_api_keys_parse() -> None:
     keys = ApiKeys.parse(" a:k1 , b:k2,")
-    assert keys.tenant_for("k1") == "a"
-    assert keys.tenant_for("k2") == "b"
-    assert keys.tenant_for("k3") is None
+    assert [keys.caller_for(k).tenant for k in ("k1", "k2")] == ["a", "b"]
+    assert keys.caller_for("k3") is None
     assert not ApiKeys.parse("").enabled
     with pytest.raises(ValueError, match="tenant:key pairs"):
         ApiKeys.parse("nokey")

@@ -349,11 +349,11 @@ def test_cancel_queued_job_is_immediate(store: JobStore) -> None:
 
 def test_cancel_running_job_sets_the_flag(store: JobStore) -> None:
     job = running(store, "w1")
-    assert store.is_cancel_requested(job.id) is False
+    assert store.get(job.id).cancel_requested is False
     flagged = store.request_cancel(job.id)
     assert flagged is not None
     assert (flagged.status, flagged.cancel_requested) == (JobStatus.RUNNING, True)
-    assert store.is_cancel_requested(job.id) is True
+    assert store.get(job.id).cancel_requested is True
     assert store.finish(job.id, "w1", "cancelled") is True
     final = store.get(job.id)
     assert final is not None and final.status is JobStatus.CANCELLED

@@ -60,7 +60,3 @@ class ApiKeys:
             if hmac.compare_digest(given, stored) and found is None:
                 found = Caller(None, admin=True)
         return found
-
-    def tenant_for(self, key: str) -> str | None:
-        caller = self.caller_for(key)
-        return caller.tenant if caller else None

@@ -261,9 +261,6 @@ class JobStore:
         code, job = self._job_from_reply(self._run(self._cancel, job_id, tenant or ""))
         return job if code == "ok" else None
 
-    def is_cancel_requested(self, job_id: str) -> bool:
-        return text(self.redis.hget(self.keys.job(job_id), "cancel_requested")) == "1"
-
     def update_progress(
         self,
         job_id: str,

@@ -53,10 +53,6 @@ class WorkerRegistry:
                 out.append((worker_id, loads(info)))
         return out
 
-    def worker_info(self, worker_id: str) -> dict[str, Any] | None:
-        raw = text(self.redis.get(self.keys.worker(worker_id)))
-        return loads(raw) if raw is not None else None
-
     def remove_worker(self, worker_id: str) -> None:
         """Forget a worker at once (a clean shutdown)."""
         pipe = self.redis.pipeline(transaction=True)
