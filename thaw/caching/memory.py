@@ -9,8 +9,11 @@ import torch
 from thaw.settings import Settings
 
 FILL_BATCH_MAX = 1024
-_FILL_MEMORY_SHARE = 16  # the fill's activations take at most 1/16 of the device's memory
+_FILL_MEMORY_SHARE = 16  # on a GPU the fill's activations take at most 1/16 of its memory
 _FILL_TEMPORARIES = 3  # a layer's input, its output and one temporary per sample
+_CPU_FILL_ACTIVATION = 16 * 2**20
+"""On a CPU the largest activation of a fill batch stays near cache size: measured on
+resnet18 at 64 px, batches of 64 fill faster than batches of 256 or 1024."""
 
 
 def available_memory() -> int:
@@ -71,11 +74,14 @@ def fill_batch_size(
     settings: Settings, device: torch.device, activation_bytes: int, batch_size: int
 ) -> int:
     """Samples per batch of the cache fill: THAW_CACHE_FILL_BATCH_SIZE, or as many as the
-    prefix's largest activation lets fit in a share of the device's memory (never fewer
-    than the training batch). It depends on the machine, not on what is free, so a resumed
-    run fills with the same batches as an unbroken one."""
+    prefix's largest activation lets fit in a sixteenth of the GPU's memory, or on a CPU in
+    16 MiB (never fewer than the training batch). It depends on the machine, not on what
+    is free, so a resumed run fills with the same batches as an unbroken one."""
     if settings.cache_fill_batch_size is not None:
         return settings.cache_fill_batch_size
-    room = total_memory(device) // _FILL_MEMORY_SHARE
-    fits = room // max(activation_bytes * _FILL_TEMPORARIES, 1)
+    if device.type == "cuda":
+        room = total_memory(device) // _FILL_MEMORY_SHARE
+        fits = room // max(activation_bytes * _FILL_TEMPORARIES, 1)
+    else:
+        fits = _CPU_FILL_ACTIVATION // max(activation_bytes, 1)
     return max(batch_size, min(FILL_BATCH_MAX, fits))
