@@ -24,6 +24,7 @@ from thaw.artifacts import (
     open_store,
 )
 from thaw.checkpoints import FencedOut, load_model_state, save_checkpoint
+from thaw.checkpoints.layout import read_step_meta
 from thaw.checkpoints.remote import (
     StoreRun,
     fetch_checkpoint,
@@ -33,7 +34,7 @@ from thaw.checkpoints.remote import (
     run_prefix,
     store_run,
 )
-from thaw.checkpoints.step import read_step_meta, save_step_checkpoint
+from thaw.checkpoints.step import save_step_checkpoint
 from thaw.settings import Settings
 from thaw.spec import JobSpec
 from thaw.training import NullReporter, train

@@ -17,7 +17,8 @@ from thaw.checkpoints import (
     raise_fence,
     save_checkpoint,
 )
-from thaw.checkpoints.step import read_step_meta, save_step_checkpoint
+from thaw.checkpoints.layout import read_step_meta
+from thaw.checkpoints.step import save_step_checkpoint
 from thaw.disk_space import StorageFull
 
 

@@ -7,10 +7,12 @@ as relative symbolic links ``R/checkpoints/best`` and ``R/checkpoints/last`` to 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
-from thaw.checkpoints.errors import InvalidCheckpointName
+from thaw.checkpoints.errors import CorruptCheckpoint, InvalidCheckpointName
 
 CHECKPOINTS_DIR = "checkpoints"
 INDEX_FILE = "index.json"
@@ -20,6 +22,8 @@ CONFIG_FILE = "config.json"
 # Thaw's record when config.json is the model library's own (Hugging Face, timm).
 RECORD_FILE = "thaw.json"
 TRAINING_STATE_FILE = "training_state.safetensors"
+STEP_DIR = "resume"
+"""``R/resume``: the run's one step checkpoint (a mid-epoch resume point)."""
 
 BEST = "best"
 LAST = "last"
@@ -66,3 +70,21 @@ def validate_name(name: object) -> str:
     if isinstance(name, str) and (name in ALIASES or _EPOCH_NAME.fullmatch(name)):
         return name
     raise InvalidCheckpointName(f"invalid checkpoint name {name!r}", _NAME_HINT)
+
+
+def step_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / STEP_DIR
+
+
+def read_step_meta(run_dir: str | Path) -> dict[str, Any] | None:
+    """The step checkpoint's meta.json, or None when the run has none."""
+    path = step_dir(run_dir) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise CorruptCheckpoint(f"{path} is unreadable: {exc}") from exc
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), int) for k in ("step",)):
+        raise CorruptCheckpoint(f"{path} is not a step checkpoint's meta")
+    return meta

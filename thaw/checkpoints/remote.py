@@ -38,11 +38,13 @@ from thaw.checkpoints.layout import (
     LAST,
     META_FILE,
     MODEL_FILE,
+    STEP_DIR,
     TRAINING_STATE_FILE,
     checkpoints_dir,
+    read_step_meta,
+    step_dir,
     validate_name,
 )
-from thaw.checkpoints.step import STEP_DIR, read_step_meta, step_dir
 from thaw.hashing import sha256_file
 from thaw.settings import Settings
 

@@ -8,7 +8,6 @@ the store index's ``resume`` under the same fence.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -20,9 +19,8 @@ from safetensors.torch import save_file
 
 from thaw.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
 from thaw.checkpoints.commit import check_fence, publish
-from thaw.checkpoints.errors import CorruptCheckpoint
 from thaw.checkpoints.index import read_index
-from thaw.checkpoints.layout import META_FILE, MODEL_FILE, TRAINING_STATE_FILE
+from thaw.checkpoints.layout import META_FILE, MODEL_FILE, STEP_DIR, TRAINING_STATE_FILE, step_dir
 from thaw.checkpoints.resume_state import save_training_state
 from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
 from thaw.disk_space import disk_full, is_disk_full, require_free
@@ -30,12 +28,7 @@ from thaw.disk_space import disk_full, is_disk_full, require_free
 if TYPE_CHECKING:
     from thaw.checkpoints.remote import StoreRun
 
-STEP_DIR = "resume"
 Fence = Callable[[], int | None]
-
-
-def step_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / STEP_DIR
 
 
 def save_step_checkpoint(
@@ -87,23 +80,9 @@ def save_step_checkpoint(
         raise
     publish(run, token, {step_dir(run): tmp}, confirm=fence)
     if remote is not None:
-        from thaw.checkpoints.remote import publish_step_to_store  # it imports this module
+        from thaw.checkpoints.remote import publish_step_to_store  # boto3 only where it is used
 
         publish_step_to_store(remote.store, remote.prefix, token, step_dir(run), confirm=fence)
-    return meta
-
-
-def read_step_meta(run_dir: str | Path) -> dict[str, Any] | None:
-    """The step checkpoint's meta.json, or None when the run has none."""
-    path = step_dir(run_dir) / META_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except ValueError as exc:
-        raise CorruptCheckpoint(f"{path} is unreadable: {exc}") from exc
-    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), int) for k in ("step",)):
-        raise CorruptCheckpoint(f"{path} is not a step checkpoint's meta")
     return meta
 
 

@@ -30,7 +30,8 @@ from thaw.checkpoints import (
     save_checkpoint,
 )
 from thaw.checkpoints.adapter import AdapterExport, has_adapter, load_adapter_state
-from thaw.checkpoints.step import read_step_meta, save_step_checkpoint, step_dir
+from thaw.checkpoints.layout import read_step_meta, step_dir
+from thaw.checkpoints.step import save_step_checkpoint
 from thaw.checkpoints.tensors import cpu_snapshot
 from thaw.errors import ThawError
 from thaw.freezing.adapters import Adapters, export_adapter, merged_state
