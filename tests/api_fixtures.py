@@ -17,16 +17,28 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from fastapi.testclient import TestClient
 from redis_server import RedisDatabases
 
+from service.api.app import create_app
 from thaw.settings import Settings
 from thaw.store.redis_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
+IN_PROCESS_URL = "http://testserver"
+IN_PROCESS_CLIENT = ("127.0.0.1", 50000)
 KEYS = {"alice": "key-alice-0123456789", "bob": "key-bob-9876543210"}
 START_TIMEOUT_S = 90.0
 MAX_UPLOAD_BYTES = 300_000
 MAX_ARCHIVE_MEMBERS = 60
+DEFAULT_ENV = {
+    "THAW_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+    "THAW_MAX_ARCHIVE_MEMBERS": str(MAX_ARCHIVE_MEMBERS),
+}
+KEYED_ENV = {
+    "THAW_API_KEYS": ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items()),
+    "THAW_AUTH_FAILURES_MAX": "1000000",
+}
 
 
 @dataclass
@@ -131,6 +143,63 @@ class ApiServer:
             shutil.rmtree(self.data_dir / sub, ignore_errors=True)
 
 
+class _Borrowed(TestClient):
+    """A client on an app another client has started: leaving its ``with`` leaves the app up."""
+
+    def __enter__(self) -> _Borrowed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcessApi(ApiServer):
+    """``create_app(settings)`` served in this process through Starlette's TestClient, with
+    ApiServer's surface, for route logic that needs neither a worker nor a second process."""
+
+    app_client: TestClient | None = None
+
+    @property
+    def url(self) -> str:
+        return IN_PROCESS_URL
+
+    def settings(self) -> Settings:
+        env = self.settings_env()
+        return Settings(**{k[5:].lower(): v for k, v in env.items() if k.startswith("THAW_")})
+
+    def start(self) -> InProcessApi:
+        for sub in ("data", "models", "datasets"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.app_client = TestClient(create_app(self.settings()), client=IN_PROCESS_CLIENT)
+        self.app_client.__enter__()  # the app's lifespan: warm-up now, stores closed on stop
+        return self
+
+    def stop(self) -> None:
+        if self.app_client is not None:
+            self.app_client.__exit__(None, None, None)
+            self.app_client = None
+
+    def log(self) -> str:
+        return ""
+
+    def client(
+        self, key: str | None = None, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Client:
+        assert self.app_client is not None, "the in-process app is not started"
+        sent = {"Authorization": f"Bearer {key}"} if key else {}
+        sent.update(headers or {})
+        borrowed = _Borrowed(
+            self.app_client.app,
+            base_url=IN_PROCESS_URL,
+            raise_server_exceptions=False,  # a 500 answers as it would over HTTP
+            headers=sent,
+            client=IN_PROCESS_CLIENT,
+            **kwargs,
+        )
+        borrowed.portal = self.app_client.portal  # the started app's event loop
+        return borrowed
+
+
 class ApiServers:
     """The one way tests start API servers: each on its own temporary folders and, unless it
     must share one, its own Redis database lent by the session, stopped and given back on exit."""
@@ -145,17 +214,23 @@ class ApiServers:
         *,
         redis_url: str | None = None,
         root: Path | None = None,
+        kind: type[ApiServer] = ApiServer,
     ) -> Iterator[ApiServer]:
         """``env`` adds THAW_ settings; ``redis_url`` shares another server's or a stack's
-        database; ``root`` serves that folder (a stack's) instead of a fresh one."""
+        database; ``root`` serves that folder (a stack's) instead of a fresh one; ``kind``
+        InProcessApi serves the app in this process."""
         with ExitStack() as cleanup:
             if redis_url is None:
                 redis_url = cleanup.enter_context(self._databases.lend())
             if root is None:
                 root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="thaw-api-")))
-            server = ApiServer(redis_url, root, env=dict(env or {}))
+            server = kind(redis_url, root, env=dict(env or {}))
             cleanup.callback(server.stop)
             yield server.start()
+
+    def in_process(self, env: dict[str, str] | None = None, **where: Any) -> Any:
+        """``serving`` with the app in this process (see InProcessApi)."""
+        return self.serving(env, kind=InProcessApi, **where)
 
 
 @pytest.fixture(scope="session")
@@ -163,21 +238,31 @@ def api_servers(redis_databases: RedisDatabases) -> ApiServers:
     return ApiServers(redis_databases)
 
 
+def _server_or_app(request: pytest.FixtureRequest, name: str) -> ApiServer:
+    """The uvicorn fixture ``name``, or its in-process twin in a module marked in_process."""
+    in_process = request.node.get_closest_marker("in_process") is not None
+    server = request.getfixturevalue(f"{name}_app" if in_process else name)
+    server.reset()
+    return server
+
+
 @pytest.fixture(scope="session")
 def api_server(api_servers: ApiServers) -> Iterator[ApiServer]:
     """No API keys (tenant ``default``), small upload limits."""
-    limits = {
-        "THAW_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
-        "THAW_MAX_ARCHIVE_MEMBERS": str(MAX_ARCHIVE_MEMBERS),
-    }
-    with api_servers.serving(limits) as server:
+    with api_servers.serving(DEFAULT_ENV) as server:
         yield server
 
 
+@pytest.fixture(scope="session")
+def api_server_app(api_servers: ApiServers) -> Iterator[ApiServer]:
+    with api_servers.in_process(DEFAULT_ENV) as app:
+        yield app
+
+
 @pytest.fixture
-def api(api_server: ApiServer) -> Iterator[ApiServer]:
-    api_server.reset()
-    yield api_server
+def api(request: pytest.FixtureRequest) -> ApiServer:
+    """``api_server`` emptied for this test (in this process in modules marked in_process)."""
+    return _server_or_app(request, "api_server")
 
 
 @pytest.fixture
@@ -200,16 +285,20 @@ def store(api: ApiServer) -> Iterator[redis.Redis]:
 def keyed_server(api_servers: ApiServers) -> Iterator[ApiServer]:
     """Tenants ``alice`` and ``bob`` with their keys. Every test sends from 127.0.0.1, so the
     failed-key throttle is set out of reach here; its own tests use a server of their own."""
-    pairs = ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items())
-    env = {"THAW_API_KEYS": pairs, "THAW_AUTH_FAILURES_MAX": "1000000"}
-    with api_servers.serving(env) as server:
+    with api_servers.serving(KEYED_ENV) as server:
         yield server
 
 
+@pytest.fixture(scope="session")
+def keyed_server_app(api_servers: ApiServers) -> Iterator[ApiServer]:
+    with api_servers.in_process(KEYED_ENV) as app:
+        yield app
+
+
 @pytest.fixture
-def keyed(keyed_server: ApiServer) -> Iterator[ApiServer]:
-    keyed_server.reset()
-    yield keyed_server
+def keyed(request: pytest.FixtureRequest) -> ApiServer:
+    """``keyed_server`` emptied for this test (in this process in modules marked in_process)."""
+    return _server_or_app(request, "keyed_server")
 
 
 def job_body(**overrides: Any) -> dict[str, Any]:

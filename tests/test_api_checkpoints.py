@@ -11,6 +11,8 @@ from api_fixtures import ApiServer, job_body, problem
 
 from thaw.checkpoints import save_checkpoint
 
+pytestmark = pytest.mark.in_process
+
 
 @pytest.fixture
 def job_with_checkpoints(api: ApiServer, http: httpx.Client) -> str:

@@ -21,6 +21,8 @@ from api_fixtures import (
 from digits import digit_counts, write_digits_folder, zip_folder
 from support import assert_nothing_stored, png, upload, zip_of
 
+pytestmark = pytest.mark.in_process
+
 PER_CLASS = 3
 
 

@@ -11,11 +11,13 @@ from api_fixtures import ApiServer, ApiServers, free_port, job_body, problem
 
 from thaw.store import WorkerRegistry
 
+pytestmark = pytest.mark.in_process
+
 
 @pytest.fixture(scope="module")
 def down_server(api_servers: ApiServers) -> Iterator[ApiServer]:
     """An API whose Redis URL points at a port nothing listens on."""
-    with api_servers.serving(redis_url=f"redis://127.0.0.1:{free_port()}/0") as server:
+    with api_servers.in_process(redis_url=f"redis://127.0.0.1:{free_port()}/0") as server:
         yield server
 
 

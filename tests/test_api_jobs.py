@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 import redis
 from api_fixtures import ApiServer, job_body, problem
 
 from thaw.spec import JobSpec
 from thaw.store import EventLog, JobStore
+
+pytestmark = pytest.mark.in_process
 
 JOB_ID = re.compile(r"^job_[0-9a-f]{24}$")
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 import redis
 from api_fixtures import job_body, problem
 from support import new_job
 
 from thaw.store import JobStore
+
+pytestmark = pytest.mark.in_process
 
 
 def test_planned_layers_match_the_plan(http: httpx.Client) -> None:

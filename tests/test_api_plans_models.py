@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 import redis
 from api_fixtures import job_body, problem
+
+pytestmark = pytest.mark.in_process
 
 
 def test_plan_returns_the_table_and_creates_nothing(http: httpx.Client, store: redis.Redis) -> None:

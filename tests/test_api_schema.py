@@ -21,7 +21,8 @@ EVENT_ID = "^[0-9]{1,20}(-[0-9]{1,20})?$"
 
 
 def document(server: ApiServer) -> dict[str, Any]:
-    response = httpx.get(f"{server.url}/openapi.json", timeout=30)
+    with server.client() as client:
+        response = client.get("/openapi.json")
     response.raise_for_status()
     return response.json()
 
@@ -143,7 +144,7 @@ def test_parameters_carry_the_formats_and_limits_the_api_enforces(api: ApiServer
 
 
 def test_the_page_limit_follows_the_setting(api_servers: ApiServers) -> None:
-    with api_servers.serving({"THAW_PAGE_SIZE_MAX": "7"}) as server:
+    with api_servers.in_process({"THAW_PAGE_SIZE_MAX": "7"}) as server:
         limit = parameter(operations(document(server))["GET /v1/jobs"], "limit")["schema"]
         assert limit["anyOf"][0]["maximum"] == 7
 

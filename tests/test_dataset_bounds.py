@@ -23,6 +23,8 @@ from thaw.store import DatasetStore
 from thaw.submit import resolve_spec
 from thaw.uploads import DatasetQuotaExceeded, UploadSpool, store_upload
 
+pytestmark = pytest.mark.in_process
+
 PADDING = 1_000_000
 
 

@@ -13,6 +13,8 @@ from api_fixtures import ApiServer, job_body, problem
 
 from thaw.store.keys import Keys
 
+pytestmark = pytest.mark.in_process
+
 
 def test_parallel_catastrophic_regex_plans_fail_fast_and_health_answers(api: ApiServer) -> None:
     body = job_body(freeze={"rules": [{"match": "re:(.*){9}X", "trainable": True}]})

@@ -20,6 +20,8 @@ from support import assert_nothing_stored, png, upload, zip_of
 from thaw.data import DatasetError, extract_archive
 from thaw.data.inspection import check_images_decode
 
+pytestmark = pytest.mark.in_process
+
 MiB = 1024 * 1024
 
 

@@ -11,6 +11,8 @@ from api_fixtures import ApiServer, job_body, problem
 
 from thaw.checkpoints import save_checkpoint
 
+pytestmark = pytest.mark.in_process
+
 LARGEST_EVENT_ID = "18446744073709551615-18446744073709551615"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from api_fixtures import ApiServer, job_body
 from support import engine_for, make_spec, settings
@@ -17,6 +18,8 @@ from thaw.submit import plan_spec
 from worker.lease import LeaseKeeper
 from worker.store_link import StoreLink
 from worker.store_reporter import StoreReporter
+
+pytestmark = pytest.mark.in_process
 
 GRADUAL = [{"preset": "gradual"}]
 

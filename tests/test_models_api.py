@@ -6,6 +6,8 @@ import httpx
 import pytest
 from api_fixtures import job_body, problem
 
+pytestmark = pytest.mark.in_process
+
 
 @pytest.mark.parametrize("name", ["res\x00net18", "r" * 5000])
 def test_model_layers_refuses_nul_and_overlong_names(http: httpx.Client, name: str) -> None:

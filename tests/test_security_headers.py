@@ -5,7 +5,10 @@ tested in Chromium by every test_ui_* test)."""
 from __future__ import annotations
 
 import httpx
+import pytest
 from api_fixtures import problem
+
+pytestmark = pytest.mark.in_process
 
 COMMON = {
     "x-content-type-options": "nosniff",
