@@ -352,3 +352,30 @@ def test_fill_batch_is_the_setting_or_sized_from_the_prefix_activation_on_the_cp
     assert fill_batch_size(Settings(), cpu, 64 * 112 * 112 * 4, 32) == 32  # the training batch
     assert fill_batch_size(Settings(), cpu, 16, 32) == 1024
     assert fill_batch_size(Settings(cache_fill_batch_size=7), cpu, conv1_64px, 32) == 7
+
+
+def test_a_cancel_during_the_fill_stops_the_run_before_its_first_step(tmp_path):
+    """A stop asked for while the fill runs ends the fill at the next fill batch; the run
+    then stops before any step, as it would between steps."""
+    body = {**RESNET, "dataset": {"synthetic": {"num_classes": 3, "num_examples": 30}}}
+    body["schedule"] = []
+    conv1 = _Conv1Samples()
+    reporter = Recorder(stop_at=2)
+    handle = torch.nn.modules.module.register_module_forward_hook(conv1)
+    try:
+        result = train(
+            _spec(body, epochs=1),
+            tmp_path / "run",
+            _settings(tmp_path, cache_fill_batch_size=4),
+            reporter,
+        )
+    finally:
+        handle.remove()
+    assert result.status == "cancelled"
+    assert result.step == 0
+    # The split's check (2 + 2 samples), then fill batches of 4 until the third stop check
+    # says stop; nothing runs the prefix after that (no step, no validation).
+    assert conv1.calls[-5:] == [2, 2, 4, 4, 4]
+    assert sum(conv1.calls) - sum(conv1.calls[-5:]) <= 1
+    assert not reporter.losses
+    assert not any("filled the output of" in line for line in reporter.lines)

@@ -24,7 +24,8 @@ from thaw.caching.planning import PhaseCache
 from thaw.caching.prefix import Split, call_model, run_prefix, run_rest
 from thaw.freezing.timeline import Timeline
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int], bool]
+"""Called with samples done and in all during a fill; False stops the fill (the run is stopping)."""
 """Called with (samples done, samples in all) as the fill goes."""
 
 
@@ -96,7 +97,7 @@ class FeatureCache:
             self.log("info", f"feature cache: epoch {epoch} reuses the features of {self.boundary}")
             return True
         self._fill(progress)
-        return self.disabled is None
+        return self.ready and self.disabled is None
 
     def close(self) -> None:
         self._drop()
@@ -135,7 +136,9 @@ class FeatureCache:
                         if not self._fill_batch(part, dataset, indices):
                             return
                         done += len(indices)
-                        progress(done, total)
+                        if not progress(done, total):
+                            self._drop()
+                            return
         finally:
             self.model.train(was_training)
         self.ready = True

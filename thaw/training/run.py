@@ -397,14 +397,17 @@ class _Run:
             status, epoch, step, metrics, _epoch_of(resumed), round(wall, 3), round(rate, 2)
         )
 
-    def _fill_progress(self, epoch: int, step: int, total: int) -> Callable[[int, int], None]:
+    def _fill_progress(self, epoch: int, step: int, total: int) -> Callable[[int, int], bool]:
         """Progress of a feature-cache fill before the epoch's first step, as progress
-        events (``cache_fill``: samples done and in all)."""
+        events (``cache_fill``: samples done and in all); the fill stops early when the run
+        is asked to stop, and the loop's first stop check then ends the run."""
 
-        def report(done: int, samples: int) -> None:
+        def report(done: int, samples: int) -> bool:
+            if self.reporter.stop_reason() is not None:
+                return False
             now = time.monotonic()
             if done < samples and now - self._last_report < self.settings.progress_interval_seconds:
-                return
+                return True
             self._last_report = now
             self.reporter.progress(
                 {
@@ -418,6 +421,7 @@ class _Run:
                     "cache_fill": {"done": done, "total": samples},
                 }
             )
+            return True
 
         return report
 
