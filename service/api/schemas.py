@@ -7,8 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thaw.freezing.layer_rows import LayerTrainable
-from thaw.job_status import JobStatus
-from thaw.store.checkpoint_tasks import TaskKind, TaskStatus
+from thaw.job_status import JobStatus, TaskStatus
+from thaw.store.checkpoint_tasks import TaskKind
 from thaw.webhooks import EVENT_TYPES
 from thaw.webhooks.address import MAX_URL_CHARS
 

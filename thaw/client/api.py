@@ -14,6 +14,7 @@ from thaw.client.download import DownloadedFile, destination, download_file
 from thaw.client.errors import ApiError, raise_for_problem
 from thaw.client.settings import ClientSettings
 from thaw.client.sse import SseEvent, parse_sse
+from thaw.job_status import TaskStatus
 
 RESUME_STATE_FILE = "training_state.safetensors"
 
@@ -210,7 +211,7 @@ class ThawClient:
 
     def wait_task(self, task: dict[str, Any], poll_seconds: float = 0.5) -> dict[str, Any]:
         """Poll an evaluation or export until it has succeeded or failed."""
-        while task["status"] in ("queued", "running"):
+        while not TaskStatus(task["status"]).terminal:
             time.sleep(poll_seconds)
             task = self._json("GET", task["links"]["self"])
         return task

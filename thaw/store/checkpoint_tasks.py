@@ -12,11 +12,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Literal
 
 import redis
 
+from thaw.job_status import TASK_TERMINAL_STATUSES, TaskStatus
 from thaw.store.codec import decoded, dumps, iso, loads, text
 from thaw.store.keys import Keys
 from thaw.store.lua import script
@@ -24,17 +24,9 @@ from thaw.store.lua import script
 TaskKind = Literal["evaluation", "prediction", "export"]
 
 
-class TaskStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    EXPIRED = "expired"
-
-
 ID_PREFIXES: dict[str, str] = {"evaluation": "ev_", "prediction": "pr_", "export": "ex_"}
 TASK_ID = {kind: re.compile(rf"^{prefix}[0-9a-f]{{24}}$") for kind, prefix in ID_PREFIXES.items()}
-TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.EXPIRED})
+TERMINAL = TASK_TERMINAL_STATUSES
 FINISHED = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED})
 """The ends a worker reaches: they wake waiters and, for WEBHOOK_KINDS, notify webhooks."""
 WEBHOOK_KINDS = frozenset({"evaluation", "export"})

@@ -21,7 +21,7 @@ from service.api.schemas import CheckpointTaskOut
 from service.http.problems import Problem
 from thaw.inference.requests import ExportRequest
 from thaw.inference.tasks import task_dir
-from thaw.store.checkpoint_tasks import TaskStatus
+from thaw.job_status import TaskStatus
 
 router = task_router("export")
 

@@ -21,8 +21,8 @@ from service.http.problems import Problem
 from thaw.errors import InvalidInput
 from thaw.inference.requests import PredictionOptions, TextPredictionRequest
 from thaw.inference.tasks import task_dir
+from thaw.job_status import TaskStatus
 from thaw.settings import Settings
-from thaw.store.checkpoint_tasks import TaskStatus
 
 router = task_router("prediction")
 
