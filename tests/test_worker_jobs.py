@@ -126,15 +126,19 @@ def test_killed_worker_job_resumes_on_another_worker_and_matches_an_unbroken_run
     write_base_weights(stack.root / "models")
     write_digits(stack.root / "datasets", per_class=80)
     body = digits_spec()
-    worker_a = stack.start_worker("a")
+    # a's steps take a quarter second longer, so the kill lands inside the run however fast
+    # the cached epochs are; b is up before the kill and must not take the job while a's
+    # lease is live.
+    worker_a = stack.start_worker("a", preload="slow_steps")
     job = stack.submit(body)
+    stack.wait_for(job.id, lambda j: j.status == "running")
+    stack.start_worker("b")
     steps_per_epoch = 20  # 800 images, 640 for training, batch 32
     running = stack.wait_for(
         job.id,
         lambda j: j.progress.get("epoch") == 2 and j.progress.get("step", 0) >= steps_per_epoch + 3,
     )
     assert running.status == "running"
-    stack.start_worker("b")  # both up: b must not take the job while a's lease is live
     time.sleep(1.0)
     assert [e["worker"] for e in _status_events(stack, job.id) if e["status"] == "running"] == [
         running.worker
