@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 from api_fixtures import KEYS, ApiServer, job_body, problem
 
 from service.auth.keys import ApiKeys
 from service.launch.server import UnsafeBind, check_bind, is_loopback
 from thaw.settings import Settings
+
+pytestmark = pytest.mark.in_process
 
 
 def test_missing_and_wrong_keys_are_401(keyed: ApiServer) -> None:
@@ -96,5 +97,5 @@ def test_non_loopback_bind_needs_keys() -> None:
 
 
 def test_bearer_scheme_is_case_insensitive(keyed: ApiServer) -> None:
-    with httpx.Client(base_url=keyed.url, headers={"Authorization": f"bearer {KEYS['bob']}"}) as c:
+    with keyed.client(headers={"Authorization": f"bearer {KEYS['bob']}"}) as c:
         assert c.get("/v1/jobs").status_code == 200

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from api_fixtures import KEYS, problem
+
+pytestmark = pytest.mark.in_process
 
 
 def test_a_loopback_url_is_refused_without_the_setting_and_nothing_is_stored(http):

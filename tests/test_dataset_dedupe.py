@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from api_fixtures import ApiServer
+
+pytestmark = pytest.mark.in_process
 
 CSV = b"text,label\n" + b"".join(f"sample {i},{'ab'[i % 2]}\n".encode() for i in range(8))
 

@@ -14,6 +14,8 @@ from PIL import Image
 
 from thaw.data import DatasetError, build_datasets, list_image_folder
 
+pytestmark = pytest.mark.in_process
+
 SECRET = "secret-name-outside.txt"
 
 

@@ -14,6 +14,8 @@ import httpx
 import pytest
 from api_fixtures import ApiServer, problem
 
+pytestmark = pytest.mark.in_process
+
 SPEC = {
     "name": "one-path",
     "base_model": {"source": "torchvision", "name": "resnet18", "weights": None},
