@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from api_fixtures import ApiServer
+from api_fixtures import ApiServer, ApiServers
 from webhook_receiver import receiver
 from worker_fixtures import Stack, digits_spec, write_base_weights, write_digits
 
@@ -21,19 +21,14 @@ ALLOW = {"THAW_WEBHOOKS_ALLOW_PRIVATE": "true", "THAW_WEBHOOK_POLL_SECONDS": "0.
 
 
 @pytest.fixture
-def service(stack: Stack) -> Iterator[ApiServer]:
+def service(stack: Stack, api_servers: ApiServers) -> Iterator[ApiServer]:
     write_base_weights(stack.root / "models")
     write_digits(stack.root / "datasets", per_class=20)
     stack.extra_env.update(ALLOW)
     stack.start_worker("w")
-    api = ApiServer(
-        stack.redis_url, stack.root, env={**ALLOW, "THAW_PROGRESS_INTERVAL_SECONDS": "0"}
-    )
-    api.start()
-    try:
+    env = {**ALLOW, "THAW_PROGRESS_INTERVAL_SECONDS": "0"}
+    with api_servers.serving(env, redis_url=stack.redis_url, root=stack.root) as api:
         yield api
-    finally:
-        api.stop()
 
 
 def _wait_job(http, job_id: str, status: str) -> dict:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from api_fixtures import KEYS, ApiServer
+from api_fixtures import KEYS, ApiServer, ApiServers
 from support import metric_samples
 from worker_fixtures import ROOT, Stack, digits_spec, write_base_weights, write_digits
 
@@ -177,16 +177,12 @@ def wait_until(stack: Stack, predicate: Callable[[], Any], proc=None, timeout=12
 
 
 @pytest.fixture
-def keyed_api(stack: Stack) -> Iterator[ApiServer]:
+def keyed_api(stack: Stack, api_servers: ApiServers) -> Iterator[ApiServer]:
     """The API on the stack's Redis and folders, with tenants alice and bob."""
     pairs = ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items())
     env = {"THAW_API_KEYS": pairs, "THAW_ADMIN_KEYS": ADMIN_KEY}
-    server = ApiServer(stack.redis_url, stack.root, env=env)
-    server.start()
-    try:
+    with api_servers.serving(env, redis_url=stack.redis_url, root=stack.root) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow
