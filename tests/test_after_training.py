@@ -256,27 +256,25 @@ def test_predictions_on_digit_pngs_are_what_load_model_predicts(trained: Trained
     assert problem(broken, 422)["code"] == "undecodable_image"
 
 
-def test_a_prediction_no_worker_answers_is_503_with_retry_after(trained: Trained) -> None:
+def test_a_prediction_no_worker_answers_is_503_with_retry_after(
+    trained: Trained, api_servers: ApiServers
+) -> None:
     env = {
         "THAW_QUEUE": "nobody-listens",
         "THAW_PREDICTION_TIMEOUT_SECONDS": "0.5",
         "THAW_API_KEYS": ",".join(f"{t}:{k}" for t, k in KEYS.items()),
     }
-    idle = ApiServer(trained.api.redis_url, trained.api.root, env=env)
-    idle.start()
-    try:
-        with idle.client(ALICE) as http:
-            png = next(trained.test_folder.rglob("*.png"))
-            response = http.post(
-                f"/v1/jobs/{trained.job_id}/predictions",
-                files=[("files", (png.name, png.read_bytes(), "image/png"))],
-            )
-            body = problem(response, 503)
-            assert body["code"] == "prediction_timeout"
-            assert response.headers["Retry-After"] == "1"
-            record = http.get(response.headers["Location"]).json()
-    finally:
-        idle.stop()
+    where = {"redis_url": trained.api.redis_url, "root": trained.api.root}
+    with api_servers.in_process(env, **where) as idle, idle.client(ALICE) as http:
+        png = next(trained.test_folder.rglob("*.png"))
+        response = http.post(
+            f"/v1/jobs/{trained.job_id}/predictions",
+            files=[("files", (png.name, png.read_bytes(), "image/png"))],
+        )
+        body = problem(response, 503)
+        assert body["code"] == "prediction_timeout"
+        assert response.headers["Retry-After"] == "1"
+        record = http.get(response.headers["Location"]).json()
     assert record["status"] == "expired"
     # Its uploaded image is removed with it; no worker will read it.
     inputs = trained.stack.settings.jobs_dir / trained.job_id / "predictions" / record["id"]
