@@ -3,13 +3,13 @@ same batches as an unbroken one."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from thaw.cpus import cpu_share
 from thaw.training.device import Placement
 
 
@@ -46,11 +46,13 @@ class EpochSampler(RandomSampler):
 
 
 def default_workers(placement: Placement, requested: int | None) -> int:
+    """Loader processes when the spec leaves it open: none on a CPU (they would take the
+    cores training uses), else the CPUs this process may use (affinity, cgroup) less one."""
     if requested is not None:
         return requested
     if placement.device.type != "cuda":
         return 0
-    return min(8, max(1, (os.cpu_count() or 2) - 1))
+    return cpu_share().loader_workers
 
 
 def make_loaders(
