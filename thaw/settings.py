@@ -314,6 +314,12 @@ class Settings(BaseSettings):
         description="How long a job rides out an unreachable object store (each upload and "
         "commit tried again with backoff) before it fails with artifact_store_unreachable.",
     )
+    dataset_cache_bytes: int = Field(
+        default=20 * 1024**3,
+        ge=0,
+        description="With an object store: the most bytes of uploaded datasets a worker keeps "
+        "unpacked in its local cache (least recently used evicted first).",
+    )
     artifacts_multipart_bytes: int = Field(
         default=64 * 1024**2,
         ge=5 * 1024**2,

@@ -1,6 +1,10 @@
 """Uploaded datasets: spool the bytes under a size limit, validate, store, record.
 
-On any failure nothing is left on disk and no record is created.
+Stored under ``uploads_dir/<id>/``, or, with an object store (THAW_ARTIFACTS_URL), as the
+uploaded file itself under ``datasets/<tenant hash>/<sha256>`` there, with no local copy
+(the caller passes that store; workers unpack uploads into their cache,
+``thaw.upload_cache``). On any failure nothing is left
+on disk or in the store and no record is created.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from thaw.data import (
     DatasetError,
@@ -29,6 +33,17 @@ from thaw.store import Dataset, DatasetStore
 if TYPE_CHECKING:
     from thaw.data.shape import UploadLookup
     from thaw.settings import Settings
+
+OBJECTS_PREFIX = "datasets"
+
+
+class ObjectStore(Protocol):
+    """What uploads need of the artifact store (``thaw.artifacts.ArtifactStore``)."""
+
+    def upload_file(self, key: str, path: Path) -> None: ...
+
+    def delete_prefix(self, prefix: str) -> None: ...
+
 
 INCOMING_DIR = ".incoming"
 STAGING_PREFIX = ".staging-"
@@ -191,8 +206,10 @@ def store_upload(
     tenant: str,
     settings: Settings,
     datasets: DatasetStore,
+    store: ObjectStore | None = None,
 ) -> Dataset:
-    """Validate the spooled upload, move it to ``uploads_dir/<id>/`` and create its record.
+    """Validate the spooled upload, move it to ``uploads_dir/<id>/`` (or, with ``store``,
+    the object store) and create its record.
 
     Raises DatasetError (or UploadRejected) and leaves nothing behind on failure."""
     try:
@@ -204,7 +221,7 @@ def store_upload(
                 "the uploaded file is empty; upload the dataset file", code="empty_dataset"
             )
         check_dataset_quota(datasets, tenant, settings, spool.size)
-        return _store(spool, kind, title, filename, tenant, settings, datasets)
+        return _store(spool, kind, title, filename, tenant, settings, datasets, store)
     finally:
         spool.discard()
 
@@ -227,17 +244,19 @@ def _store(
     tenant: str,
     settings: Settings,
     datasets: DatasetStore,
+    store: ObjectStore | None,
 ) -> Dataset:
     dataset_id = datasets.new_id()
     staging = settings.uploads_dir / f"{STAGING_PREFIX}{dataset_id}"
     final = settings.uploads_dir / dataset_id
+    key = upload_key(tenant, spool.sha256)
+    uploaded = False
     try:
         staging.mkdir(parents=True)
-        data_path, info = _unpack(spool, kind, filename, staging, settings)
+        data_path, info = unpack_upload(spool.path, kind, filename, staging, settings)
         stored = stored_bytes(staging)
         check_dataset_quota(datasets, tenant, settings, stored)
-        os.replace(staging, final)
-        record = {
+        record: dict[str, Any] = {
             "id": dataset_id,
             "name": title,
             "format": info.format,
@@ -247,25 +266,45 @@ def _store(
             "size_bytes": stored,
             "upload_bytes": spool.size,
             "sha256": spool.sha256,
-            "path": str((final / data_path.relative_to(staging)).resolve()),
             "filename": Path(filename.replace("\\", "/")).name,
             "has_explicit_val": info.has_explicit_val,
             "val_class_counts": dict(info.val_class_counts),
         }
+        if store is None:
+            os.replace(staging, final)
+            record["path"] = str((final / data_path.relative_to(staging)).resolve())
+        else:
+            # The uploaded file as sent (a text upload was moved to its data path).
+            store.upload_file(key, spool.path if kind == "archive" else data_path)
+            uploaded = True
+            record |= {"path": data_path.relative_to(staging).as_posix(), "object": key}
+            record["kind"] = kind
+            shutil.rmtree(staging, ignore_errors=True)
         return datasets.create(tenant, record)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)
+        if uploaded and store is not None:
+            _drop_object(store, key, tenant, spool.sha256, settings, datasets)
         raise
 
 
-def _unpack(
-    spool: UploadSpool, kind: str, filename: str, staging: Path, settings: Settings
+def upload_key(tenant: str, sha256: str) -> str:
+    """Where an upload's file lives in the object store: by its content, per tenant (the
+    same file uploaded by one key is stored once; a tenant's name stays out of keys)."""
+    owner = hashlib.sha256(tenant.encode()).hexdigest()[:24]
+    return f"{OBJECTS_PREFIX}/{owner}/{sha256}"
+
+
+def unpack_upload(
+    upload: Path, kind: str, filename: str, staging: Path, settings: Settings
 ) -> tuple[Path, DatasetInfo]:
+    """Unpack (an archive) or move (a text file) ``upload`` into ``staging`` and inspect it
+    within the settings' limits; returns the data's path and what it holds."""
     if kind == "archive":
         root = staging / DATA_FOLDER
         extract_archive(
-            spool.path,
+            upload,
             root,
             max_members=settings.max_archive_members,
             max_uncompressed_bytes=settings.max_uncompressed_bytes,
@@ -281,7 +320,7 @@ def _unpack(
             max_classes=settings.max_classes,
         )
     target = staging / f"{DATA_FOLDER}.{kind}"
-    os.replace(spool.path, target)
+    os.replace(upload, target)
     fmt = "csv" if kind == "csv" else "jsonl"
     return target, inspect_text_file(
         target, fmt, max_classes=settings.max_classes, shown_as=filename
@@ -303,21 +342,25 @@ def tenant_uploads(datasets: DatasetStore, tenant: str) -> UploadLookup:
     return lambda dataset_id: datasets.get(dataset_id, tenant)
 
 
-def dataset_info(record: Dataset) -> DatasetInfo:
-    """What a planner needs of a stored upload, without touching its files."""
-    extra = record.extra
-    return DatasetInfo(
-        format=record.format,  # type: ignore[arg-type]
-        classes=list(record.classes),
-        class_counts=dict(record.class_counts),
-        num_examples=record.num_examples,
-        has_explicit_val=bool(extra.get("has_explicit_val", False)),
-        val_class_counts={str(k): int(v) for k, v in (extra.get("val_class_counts") or {}).items()},
-    )
+def remove_dataset_files(
+    settings: Settings, dataset: Dataset, datasets: DatasetStore, store: ObjectStore | None = None
+) -> None:
+    """Delete a deleted dataset's files: ``uploads_dir/<id>/``, or its object in ``store``
+    unless another of the tenant's datasets still uses it."""
+    key = dataset.extra.get("object")
+    if store is not None and isinstance(key, str):
+        _drop_object(store, key, dataset.tenant, dataset.sha256, settings, datasets)
+    if _ID.match(dataset.id):
+        shutil.rmtree(settings.uploads_dir / dataset.id, ignore_errors=True)
 
 
-def remove_dataset_files(settings: Settings, dataset_id: str) -> None:
-    """Delete ``uploads_dir/<id>/``; ids that are not dataset ids touch nothing."""
-    if not _ID.match(dataset_id):
-        return
-    shutil.rmtree(settings.uploads_dir / dataset_id, ignore_errors=True)
+def _drop_object(
+    store: ObjectStore,
+    key: str,
+    tenant: str,
+    sha256: str,
+    settings: Settings,
+    datasets: DatasetStore,
+) -> None:
+    if datasets.find_sha256(tenant, sha256, settings.max_datasets_per_tenant) is None:
+        store.delete_prefix(key)

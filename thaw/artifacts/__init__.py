@@ -9,7 +9,7 @@ from thaw.artifacts.errors import (
     VersionConflict,
 )
 from thaw.artifacts.local import LocalStore
-from thaw.artifacts.open import check_store, open_store
+from thaw.artifacts.open import check_store, object_store, open_store
 from thaw.artifacts.s3 import S3Store
 from thaw.artifacts.store import ArtifactStore, Versioned
 
@@ -25,5 +25,6 @@ __all__ = [
     "VersionConflict",
     "Versioned",
     "check_store",
+    "object_store",
     "open_store",
 ]

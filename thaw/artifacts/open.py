@@ -48,6 +48,14 @@ def open_store(settings: Settings, *, outage_seconds: float = 0.0) -> ArtifactSt
     )
 
 
+def object_store(settings: Settings, *, outage_seconds: float = 0.0) -> ArtifactStore | None:
+    """The object store THAW_ARTIFACTS_URL names; None when it is empty (artifacts and
+    uploads then live under THAW_DATA_DIR alone)."""
+    if not settings.artifacts_url.strip():
+        return None
+    return open_store(settings, outage_seconds=outage_seconds)
+
+
 def check_store(settings: Settings) -> None:
     """Raise ArtifactStoreError unless the configured object store answers (readiness)."""
     if settings.artifacts_url.strip():

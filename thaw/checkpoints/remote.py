@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from thaw.artifacts.errors import ArtifactNotFound, VersionConflict
-from thaw.artifacts.open import open_store
+from thaw.artifacts.open import object_store
 from thaw.artifacts.store import ArtifactStore
 from thaw.atomic import atomic_write_json, fsync_dir, remove_tree, replace_dir
 from thaw.checkpoints.commit import check_fence, publish
@@ -64,24 +64,35 @@ class StoreRun:
     prefix: str
 
 
+def job_prefix(job_id: str) -> str:
+    """Where everything of a job lives in the store."""
+    return f"runs/{job_id}"
+
+
 def run_prefix(job_id: str) -> str:
     """Where a job's checkpoints live in the store."""
-    return f"runs/{job_id}/checkpoints"
+    return f"{job_prefix(job_id)}/checkpoints"
+
+
+def checkpoint_cache_dir(settings: Settings, job_id: str) -> Path:
+    """Where the API keeps read-through copies of a job's checkpoints."""
+    return settings.data_dir / "cache" / job_id
 
 
 def store_run(settings: Settings, job_id: str, *, outage_seconds: float = 0.0) -> StoreRun | None:
     """The job's place in the object store THAW_ARTIFACTS_URL names; None when it is empty
     (checkpoints then live only in the run folder under THAW_DATA_DIR). ``outage_seconds``:
     how long its calls ride out an unreachable store."""
-    if not settings.artifacts_url.strip():
-        return None
-    return StoreRun(open_store(settings, outage_seconds=outage_seconds), run_prefix(job_id))
+    store = object_store(settings, outage_seconds=outage_seconds)
+    return None if store is None else StoreRun(store, run_prefix(job_id))
 
 
 def cached_checkpoint(remote: StoreRun, settings: Settings, job_id: str, name: str) -> Path:
     """A local copy of the job's checkpoint ``name`` for the API to serve, fetched into
     ``data_dir/cache`` (apart from any run folder) on first use."""
-    return fetch_checkpoint(remote.store, remote.prefix, name, settings.data_dir / "cache" / job_id)
+    return fetch_checkpoint(
+        remote.store, remote.prefix, name, checkpoint_cache_dir(settings, job_id)
+    )
 
 
 def pull_run(remote: StoreRun, run_dir: Path, token: int | None) -> None:

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from thaw.data.info import DatasetInfo
 from thaw.errors import SpecError
 from thaw.paths import path_under
 from thaw.spec import DatasetRef, DatasetSource, ValidationSplit
 
 if TYPE_CHECKING:
-    from thaw.data.info import DatasetInfo
     from thaw.settings import Settings
     from thaw.store import Dataset
 
@@ -47,8 +47,6 @@ def describe_source(
     if source.synthetic is not None:
         return synthetic_info(source.synthetic.num_classes, source.synthetic.num_examples)
     if source.id is not None:
-        from thaw.uploads import dataset_info
-
         return dataset_info(find_upload(source.id, uploads, loc))
     from thaw.data import inspect_path
 
@@ -67,9 +65,28 @@ def dataset_path(source: DatasetSource, settings: Settings, loc: tuple) -> Path:
     return path_under(settings.datasets_dir, source.path, (*loc, "path"), "dataset path")
 
 
-def dataset_roots(settings: Settings) -> tuple[Path, Path]:
-    """Where a dataset's files may lie: THAW_DATASETS_DIR, and the uploads folder."""
-    return (settings.datasets_dir, settings.uploads_dir)
+def dataset_roots(settings: Settings) -> tuple[Path, ...]:
+    """Where a dataset's files may lie: THAW_DATASETS_DIR, the uploads folder, and the local
+    cache of uploads kept in an object store."""
+    return (settings.datasets_dir, settings.uploads_dir, upload_cache_dir(settings))
+
+
+def upload_cache_dir(settings: Settings) -> Path:
+    """A worker's read-through copies of uploads kept in the object store."""
+    return settings.data_dir / "cache" / "datasets"
+
+
+def dataset_info(record: Dataset) -> DatasetInfo:
+    """What a planner needs of a stored upload, from its record, without touching its files."""
+    extra = record.extra
+    return DatasetInfo(
+        format=record.format,  # type: ignore[arg-type]
+        classes=list(record.classes),
+        class_counts=dict(record.class_counts),
+        num_examples=record.num_examples,
+        has_explicit_val=bool(extra.get("has_explicit_val", False)),
+        val_class_counts={str(k): int(v) for k, v in (extra.get("val_class_counts") or {}).items()},
+    )
 
 
 def find_upload(dataset_id: str, uploads: UploadLookup | None, loc: tuple) -> Dataset:

@@ -98,7 +98,10 @@ def _evaluation_data(
     dataset = task.request.get("dataset") or {"split": "validation"}
     if dataset.get("id"):
         record = find_upload(dataset["id"], uploads, ("dataset",))
-        return uploaded_data(model, Path(record.path), record.format, dataset_roots(settings))
+        from thaw.upload_cache import upload_path  # boto3 only where it is used
+
+        path = upload_path(record, settings)
+        return uploaded_data(model, path, record.format, dataset_roots(settings))
 
     data = load_training_data(
         JobSpec.model_validate(job_spec, context=validation_context(settings)), settings, uploads

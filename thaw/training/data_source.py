@@ -49,7 +49,9 @@ def source_path(
     if source.synthetic is not None:
         return source.synthetic
     if source.id is not None:
-        return Path(find_upload(source.id, uploads, loc).path)
+        from thaw.upload_cache import upload_path  # boto3 only where it is used
+
+        return upload_path(find_upload(source.id, uploads, loc), settings)
     return dataset_path(source, settings, loc)
 
 

@@ -20,6 +20,7 @@ from service.api.schemas import (
 from service.http.multipart import receive_upload
 from service.http.paging import paging
 from service.http.problems import not_found
+from thaw.artifacts import object_store
 from thaw.store.datasets import DATASET_ID, Dataset
 from thaw.store.errors import InvalidCursor
 from thaw.uploads import (
@@ -97,6 +98,7 @@ async def upload_dataset(
             tenant=tenant,
             settings=settings,
             datasets=stores.datasets,
+            store=object_store(settings),
         )
     finally:
         form.spool.discard()
@@ -173,5 +175,5 @@ def delete_dataset(
     dataset = stores.datasets.delete(dataset_id, tenant)
     if dataset is None:
         raise not_found("dataset", dataset_id)
-    remove_dataset_files(settings, dataset.id)
+    remove_dataset_files(settings, dataset, stores.datasets, object_store(settings))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,98 @@
+"""Uploads kept in the object store, on a worker: a bounded local read-through cache of them
+unpacked, by content hash, the least recently used evicted first (THAW_DATASET_CACHE_BYTES)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from thaw.artifacts import ArtifactStore, open_store
+from thaw.data.shape import upload_cache_dir
+from thaw.settings import Settings
+from thaw.store import Dataset
+from thaw.uploads import stored_bytes, unpack_upload
+
+USED_MARK = ".used"
+LOCK_FILE = ".lock"
+
+
+def upload_path(record: Dataset, settings: Settings) -> Path:
+    """Where the upload's data lies on this host: its folder under THAW_DATA_DIR, or, for an
+    upload kept in the object store, its unpacked copy in the cache (fetched on first use,
+    riding out an outage of the store as a job's uploads do)."""
+    key = record.extra.get("object")
+    if not isinstance(key, str):
+        return Path(record.path)
+    store = open_store(settings, outage_seconds=settings.artifacts_outage_seconds)
+    entry = cached_upload(store, key, record, settings)
+    return entry / record.path
+
+
+def cached_upload(store: ArtifactStore, key: str, record: Dataset, settings: Settings) -> Path:
+    """The cache's folder of the upload at ``key`` (its sha256 names it), unpacked with the
+    same limits as when it was uploaded; then older entries are evicted to fit the bound."""
+    root = upload_cache_dir(settings)
+    entry = root / record.sha256
+    with _locked(root):
+        if not entry.is_dir():
+            _fill(store, key, record, settings, entry)
+        (entry / USED_MARK).touch()
+        evict(root, settings.dataset_cache_bytes, keep=entry)
+    return entry
+
+
+def evict(root: Path, max_bytes: int, keep: Path) -> list[str]:
+    """Remove the least recently used entries until the cache holds at most ``max_bytes``
+    (``keep``, the entry in use, stays); returns the names removed."""
+    entries = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    sizes = {p: stored_bytes(p) for p in entries}
+    total = sum(sizes.values())
+    removed: list[str] = []
+    for path in sorted(entries, key=_last_used):
+        if total <= max_bytes:
+            break
+        if path == keep:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        total -= sizes[path]
+        removed.append(path.name)
+    return removed
+
+
+def _fill(store: ArtifactStore, key: str, record: Dataset, settings: Settings, entry: Path) -> None:
+    tmp = entry.parent / f".{entry.name}.tmp-{secrets.token_hex(6)}"
+    try:
+        tmp.mkdir(parents=True)
+        upload = tmp / "upload"
+        store.download_file(key, upload)
+        kind = str(record.extra.get("kind", "archive"))
+        shown = str(record.extra.get("filename", record.name))
+        unpack_upload(upload, kind, shown, tmp, settings)
+        upload.unlink(missing_ok=True)
+        os.replace(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _last_used(path: Path) -> float:
+    try:
+        return (path / USED_MARK).stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """One filler at a time per host (worker processes of one host share the cache)."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
