@@ -35,9 +35,14 @@ from thaw.checkpoints.remote import (
     store_run,
 )
 from thaw.checkpoints.step import save_step_checkpoint
+from thaw.data.shape import upload_cache_dir
+from thaw.run_files import clean_scratch
 from thaw.settings import Settings
 from thaw.spec import JobSpec
+from thaw.store import Dataset
 from thaw.training import NullReporter, train
+from thaw.upload_cache import cached_upload
+from thaw.uploads import upload_key
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -314,6 +319,9 @@ def test_an_outage_of_the_store_is_ridden_out_for_a_bounded_time(tmp_path: Path)
         fetched = fetch_checkpoint(remote.store, remote.prefix, "last", tmp_path / "reader")
         local = load_model_state(tmp_path / "run" / "checkpoints" / "epoch-2")
         assert all(torch.equal(v, load_model_state(fetched)[k]) for k, v in local.items())
+        # A job that moves to another worker leaves nothing on this one: the store has it all.
+        assert clean_scratch(tmp_path / "run", moved=True, store_backed=True) == ["run"]
+        assert not (tmp_path / "run").exists()
 
         # Past the bound a call fails with the store's code (a job fails with it).
         weed.stop()
@@ -323,3 +331,38 @@ def test_an_outage_of_the_store_is_ridden_out_for_a_bounded_time(tmp_path: Path)
             read_store_index(brief.store, brief.prefix)
         assert caught.value.code == "artifact_store_unreachable"
         assert weed.server.endpoint in str(caught.value)
+
+
+def _csv_upload(store: ArtifactStore, tmp_path: Path, rows: int) -> Dataset:
+    content = b"text,label\n" + b"".join(f"row {i},{'ab'[i % 2]}\n".encode() for i in range(rows))
+    sha = hashlib.sha256(content).hexdigest()
+    (tmp_path / f"{sha}.csv").write_bytes(content)
+    key = upload_key("default", sha)
+    store.upload_file(key, tmp_path / f"{sha}.csv")
+    return Dataset(
+        id=f"ds_{sha[:24]}", tenant="default", name="d", format="csv", num_examples=rows,
+        classes=["a", "b"], class_counts={"a": rows // 2, "b": rows // 2},
+        size_bytes=len(content), sha256=sha, created_at="", path="data.csv",
+        extra={"object": key, "kind": "csv", "filename": "d.csv"},
+    )  # fmt: skip
+
+
+def test_uploads_are_cached_read_through_within_a_bound(
+    artifact_store: ArtifactStore, tmp_path: Path
+) -> None:
+    first, second = (_csv_upload(artifact_store, tmp_path, n) for n in (40, 60))
+    bound = max(first.size_bytes, second.size_bytes)  # room for one of them
+    settings = Settings(data_dir=tmp_path / "worker", dataset_cache_bytes=bound)
+    root = upload_cache_dir(settings)
+
+    def cached() -> list[str]:
+        return sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+
+    path = cached_upload(artifact_store, first.extra["object"], first, settings) / first.path
+    assert path.read_text().startswith("text,label\nrow 0,a\n")
+    assert cached() == [first.sha256]
+    cached_upload(artifact_store, second.extra["object"], second, settings)
+    assert cached() == [second.sha256]  # the least recently used one went
+    again = cached_upload(artifact_store, first.extra["object"], first, settings)
+    assert (again / first.path).read_bytes() == (tmp_path / f"{first.sha256}.csv").read_bytes()
+    assert cached() == [first.sha256]

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api_fixtures import ApiServer, problem
+from digits import write_digits_folder, zip_folder
 from safetensors.torch import load_file
 from seaweedfs import SeaweedFS
 from support import bits_equal
@@ -86,6 +87,9 @@ def test_a_job_moves_hosts_through_the_store_and_the_api_serves_it_from_there(
     index, _ = read_store_index(remote.store, remote.prefix)
     assert (index.names(), index.last, index.token) == (["epoch-1", "epoch-2"], "epoch-2", 2)
     assert index.resume is None  # epoch-2 superseded the resume point: its blobs are gone
+    # The worker that finished kept its checkpoints but not its scratch (the store has them).
+    assert (fresh / "checkpoints" / "epoch-2").is_dir()
+    assert [n for n in ("resume", "feature_cache", "decoded_cache") if (fresh / n).exists()] == []
     blobs = set(remote.store.list(f"{remote.prefix}/blobs/"))
     assert not {f"{remote.prefix}/blobs/{f['sha256']}" for f in stored.resume["files"]} & blobs
     final = fetch_checkpoint(remote.store, remote.prefix, "last", stack.root / "reader")
@@ -124,6 +128,10 @@ def test_a_job_moves_hosts_through_the_store_and_the_api_serves_it_from_there(
             assert answer.status_code == 302
             body = httpx.get(answer.headers["location"]).content
             assert f'"{hashlib.sha256(body).hexdigest()}"' == answer.headers["etag"]
+            # Deleting the job deletes its objects in the store.
+            assert remote.store.list(f"runs/{job.id}/") != []
+            assert http.delete(f"/v1/jobs/{job.id}").status_code == 204
+            assert remote.store.list(f"runs/{job.id}/") == []
         assert not (stack.root / "api-signed" / "data" / "cache").exists()
     finally:
         signed.stop()
@@ -171,3 +179,39 @@ def test_an_unreachable_store_fails_readiness_with_a_clear_code(
             assert err["code"] == "artifact_store_unreachable"
     finally:
         api.stop()
+
+
+def test_an_upload_through_one_host_trains_on_another_through_the_store(
+    stack: Stack, s3_env: dict[str, str]
+) -> None:
+    write_base_weights(stack.root / "models")
+    folder = write_digits_folder(stack.root / "upload", per_class=8)
+    archive = zip_folder(folder, stack.root / "digits.zip").read_bytes()
+    api = ApiServer(stack.redis_url, stack.root / "api-host", env=dict(s3_env))
+    api.start()
+    try:
+        with api.client() as http:
+            answer = http.post("/v1/datasets", files={"file": ("digits.zip", archive)})
+            assert answer.status_code == 201, answer.text
+            again = http.post("/v1/datasets", files={"file": ("digits.zip", archive)})
+            assert (again.status_code, again.json()) == (200, answer.json())
+    finally:
+        api.stop()
+    dataset = answer.json()
+    assert dataset["sha256"] == hashlib.sha256(archive).hexdigest()
+    # The API keeps no copy: the uploaded file is in the store, once, under its content hash.
+    kept = [p for p in api.uploads_dir.rglob("*") if p.is_file()]
+    assert kept == []
+    remote = store_run(_settings(stack, s3_env, stack.root / "reader"), "x")
+    assert remote is not None
+    assert [k.rsplit("/", 1)[1] for k in remote.store.list("datasets/")] == [dataset["sha256"]]
+
+    _host(stack, "w", {**s3_env, "THAW_DATASET_CACHE_BYTES": "1"})
+    stack.start_worker("w")
+    job = stack.submit({**digits_spec(epochs=1), "dataset": {"id": dataset["id"]}})
+    done = stack.wait_done(job.id)
+    assert done.status == "succeeded", done.error
+    cache = stack.root / "data-w" / "cache" / "datasets"
+    assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) == [
+        dataset["sha256"]
+    ]  # kept while in use, though over the bound of 1 byte

@@ -12,6 +12,7 @@ from thaw.checkpoints.remote import store_run
 from thaw.disk_space import disk_full, is_disk_full
 from thaw.dispatch import Enqueue
 from thaw.errors import ThawError
+from thaw.run_files import clean_scratch
 from thaw.settings import Settings
 from thaw.spec import JobSpec, validation_context
 from thaw.store import Dataset, DatasetStore, Job, JobStore
@@ -63,6 +64,8 @@ def run_job(
         ):
             reporter = activity.observe(StoreReporter(store, lease, link))
             status, error = _train(job, reporter, settings, DatasetStore(client), link)
+            if status != "lost":  # a newer claim holds the run: its files are not ours
+                _clean_scratch(settings, job_id, moved=status == "preempted")
             return _settle(store, link, lease, status, error, enqueue)
     except StoreUnreachable as exc:
         log.error("job %s: %s; its lease lapses and another worker resumes it", job_id, exc)
@@ -106,6 +109,21 @@ def _train(
         log.exception("job %s crashed", job.id)
         return "failed", {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
     return result.status, None
+
+
+def _clean_scratch(settings: Settings, job_id: str, *, moved: bool) -> None:
+    """Before the job is finished or handed back, while this claim still holds it."""
+    try:
+        removed = clean_scratch(
+            settings.jobs_dir / job_id,
+            moved=moved,
+            store_backed=bool(settings.artifacts_url.strip()),
+        )
+    except OSError as exc:
+        log.warning("job %s: scratch not cleaned: %s", job_id, exc)
+        return
+    if removed:
+        log.info("job %s: removed %s", job_id, ", ".join(removed))
 
 
 def _settle(

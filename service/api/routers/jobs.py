@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -28,6 +27,7 @@ from service.http.paging import paging
 from service.http.problems import Problem, not_found
 from thaw.freezing.layer_rows import layer_status
 from thaw.job_status import JobStatus
+from thaw.run_files import remove_job_files
 from thaw.store import Job
 from thaw.store.jobs import JOB_ID
 from thaw.submit import submit_job
@@ -156,7 +156,7 @@ def delete_job(
     if not stores.jobs.delete(job.id, tenant):
         raise not_found("job", job.id)
     stores.tasks.delete_for_job(job.id)
-    shutil.rmtree(settings.jobs_dir / job.id, ignore_errors=True)
+    remove_job_files(settings, job.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
