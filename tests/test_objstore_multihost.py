@@ -1,5 +1,5 @@
 """Many hosts, no shared folder: workers and the API on their own data folders, checkpoints
-in a real S3-compatible store (SeaweedFS)."""
+in a real S3-compatible store (SeaweedFS), evaluated on a host that never trained the job."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -101,6 +102,21 @@ def test_a_job_moves_hosts_through_the_store_and_the_api_serves_it_from_there(
     api.start()
     try:
         with api.client() as http:
+            # The host that trained the job evaluates it; so does one with an empty data
+            # folder once that host is gone, fetching the checkpoint from the store.
+            here = _evaluate(http, job.id)
+            _host(stack, "c", s3_env)
+            stack.start_worker("c")
+            os.killpg(workers[new].pid, signal.SIGKILL)
+            there = _evaluate(http, job.id)
+            assert (there["accuracy"], there["confusion_matrix"]) == (
+                here["accuracy"],
+                here["confusion_matrix"],
+            )
+            assert there["checkpoint_folder"] == "epoch-2"
+            host_c = stack.root / "data-c"
+            assert not (host_c / "jobs" / job.id / "checkpoints").exists()
+            assert (host_c / "cache" / job.id / "epoch-2" / "model.safetensors").is_file()
             listed = http.get(f"/v1/jobs/{job.id}/checkpoints").json()["data"]
             assert [c["name"] for c in listed] == ["epoch-2", "epoch-1"]
             model = next(f for f in listed[0]["files"] if f["name"] == "model.safetensors")
@@ -135,6 +151,21 @@ def test_a_job_moves_hosts_through_the_store_and_the_api_serves_it_from_there(
         assert not (stack.root / "api-signed" / "data" / "cache").exists()
     finally:
         signed.stop()
+
+
+def _evaluate(http: httpx.Client, job_id: str) -> dict[str, Any]:
+    """Evaluate the job's last checkpoint on its validation split; the result."""
+    created = http.post(f"/v1/jobs/{job_id}/evaluations", json={"checkpoint": "last"})
+    assert created.status_code == 202, created.text
+    deadline = time.monotonic() + 120
+    while (done := http.get(created.headers["Location"]).json())["status"] not in (
+        "succeeded",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, done
+        time.sleep(0.1)
+    assert done["status"] == "succeeded", done
+    return done["result"]
 
 
 def test_wrong_credentials_fail_readiness_and_the_job_with_a_clear_code(

@@ -14,7 +14,8 @@ from service.api.schemas import CheckpointTaskList, CheckpointTaskOut
 from service.api.stores import Stores
 from service.http.finite import finite
 from service.http.problems import Problem, not_found
-from thaw.checkpoints import CheckpointError, find_checkpoint, list_checkpoints, read_config
+from thaw.checkpoints import CheckpointError, read_config
+from thaw.checkpoints.remote import checkpoint_copy, checkpoint_names
 from thaw.dispatch import SendTask
 from thaw.settings import Settings
 from thaw.store import Job
@@ -25,13 +26,13 @@ ROUTES = {"evaluation": "evaluations", "prediction": "predictions", "export": "e
 
 def checked_checkpoint(settings: Settings, job: Job, name: str) -> tuple[Path, dict[str, Any]]:
     """The folder of the job's checkpoint ``name`` and its rebuild record; a 422 naming
-    ``checkpoint`` and the job's checkpoints when there is none by that name."""
-    run_dir = settings.jobs_dir / job.id
+    ``checkpoint`` and the job's checkpoints when there is none by that name. With an
+    object store the name is resolved through its index and the checkpoint read through."""
     try:
-        folder = find_checkpoint(run_dir, name)
+        folder = checkpoint_copy(settings, job.id, name)
         return folder, read_config(folder)
     except CheckpointError as exc:
-        names = [info.name for info in list_checkpoints(run_dir)]
+        names = checkpoint_names(settings, job.id)
         has = ", ".join(names) if names else "none yet"
         message = f"job {job.id} has no checkpoint {name!r}"
         hint = f"use best, last or one of: {has}"

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from thaw.checkpoints import find_checkpoint
+from thaw.checkpoints.remote import checkpoint_copy
 from thaw.data.shape import UploadLookup, dataset_roots, find_upload
 from thaw.inference.checkpoint_model import CheckpointModel
 from thaw.inference.errors import ClassMismatch, check_classes
@@ -27,7 +27,8 @@ def task_dir(settings: Settings, task: CheckpointTask) -> Path:
 
 
 def checkpoint_folder(settings: Settings, job_id: str, name: str) -> Path:
-    return find_checkpoint(settings.jobs_dir / job_id, name)
+    """The checkpoint to load; with an object store, fetched from it on first use."""
+    return checkpoint_copy(settings, job_id, name, outage_seconds=settings.artifacts_outage_seconds)
 
 
 def run_task(
