@@ -1,5 +1,6 @@
 """Many hosts, no shared folder: workers and the API on their own data folders, checkpoints
-in a real S3-compatible store (SeaweedFS), evaluated on a host that never trained the job."""
+in a real S3-compatible store (SeaweedFS), evaluated, predicted with and exported on a host
+that never trained the job."""
 
 from __future__ import annotations
 
@@ -117,6 +118,31 @@ def test_a_job_moves_hosts_through_the_store_and_the_api_serves_it_from_there(
             host_c = stack.root / "data-c"
             assert not (host_c / "jobs" / job.id / "checkpoints").exists()
             assert (host_c / "cache" / job.id / "epoch-2" / "model.safetensors").is_file()
+            # An image prediction and an export on host c: the image and the ONNX files
+            # travel through the store, which keeps the export's files only.
+            png = next((stack.root / "datasets" / "digits").rglob("*.png"))
+            predicted = http.post(
+                f"/v1/jobs/{job.id}/predictions",
+                files=[("files", (png.name, png.read_bytes(), "image/png"))],
+                data={"top_k": "2"},
+            )
+            assert predicted.status_code == 200, predicted.text
+            rows = predicted.json()["result"]["predictions"]
+            assert [(r["input"], len(r["top"])) for r in rows] == [(png.name, 2)]
+            assert remote.store.list(f"runs/{job.id}/predictions/") == []
+            assert not (host_c / "jobs" / job.id / "predictions" / predicted.json()["id"]).exists()
+            export = _finished(http, http.post(f"/v1/jobs/{job.id}/exports", json={}))
+            files = {f["name"]: f for f in export["result"]["files"]}
+            prefix = f"runs/{job.id}/exports/{export['id']}/"
+            assert remote.store.list(prefix) == sorted(prefix + name for name in files)
+            assert not (host_c / "jobs" / job.id / "exports" / export["id"]).exists()
+            onnx_url = f"/v1/exports/{export['id']}/files/model.onnx"
+            whole = http.get(onnx_url)
+            assert whole.status_code == 200
+            assert whole.headers["etag"] == f'"{files["model.onnx"]["sha256"]}"'
+            assert hashlib.sha256(whole.content).hexdigest() == files["model.onnx"]["sha256"]
+            part = http.get(onnx_url, headers={"Range": "bytes=10-19"})
+            assert part.status_code == 206 and part.content == whole.content[10:20]
             listed = http.get(f"/v1/jobs/{job.id}/checkpoints").json()["data"]
             assert [c["name"] for c in listed] == ["epoch-2", "epoch-1"]
             model = next(f for f in listed[0]["files"] if f["name"] == "model.safetensors")
@@ -144,6 +170,10 @@ def test_a_job_moves_hosts_through_the_store_and_the_api_serves_it_from_there(
             assert answer.status_code == 302
             body = httpx.get(answer.headers["location"]).content
             assert f'"{hashlib.sha256(body).hexdigest()}"' == answer.headers["etag"]
+            answer = http.get(onnx_url)
+            assert answer.status_code == 302
+            body = httpx.get(answer.headers["location"]).content
+            assert hashlib.sha256(body).hexdigest() == files["model.onnx"]["sha256"]
             # Deleting the job deletes its objects in the store.
             assert remote.store.list(f"runs/{job.id}/") != []
             assert http.delete(f"/v1/jobs/{job.id}").status_code == 204
@@ -156,6 +186,11 @@ def test_a_job_moves_hosts_through_the_store_and_the_api_serves_it_from_there(
 def _evaluate(http: httpx.Client, job_id: str) -> dict[str, Any]:
     """Evaluate the job's last checkpoint on its validation split; the result."""
     created = http.post(f"/v1/jobs/{job_id}/evaluations", json={"checkpoint": "last"})
+    return _finished(http, created)["result"]
+
+
+def _finished(http: httpx.Client, created: httpx.Response) -> dict[str, Any]:
+    """The evaluation or export ``created`` queued, once it succeeded."""
     assert created.status_code == 202, created.text
     deadline = time.monotonic() + 120
     while (done := http.get(created.headers["Location"]).json())["status"] not in (
@@ -165,7 +200,7 @@ def _evaluate(http: httpx.Client, job_id: str) -> dict[str, Any]:
         assert time.monotonic() < deadline, done
         time.sleep(0.1)
     assert done["status"] == "succeeded", done
-    return done["result"]
+    return done
 
 
 def test_wrong_credentials_fail_readiness_and_the_job_with_a_clear_code(

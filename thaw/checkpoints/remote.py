@@ -281,15 +281,22 @@ def _download(
 def presigned_file(remote: StoreRun, name: str, file: str, seconds: int) -> tuple[str, str] | None:
     """A time-limited URL of ``file`` of checkpoint ``name`` straight from the store, and the
     file's sha256; None for a store that has no such URLs (a local folder)."""
-    presign = getattr(remote.store, "presigned_url", None)
-    if presign is None:
+    if getattr(remote.store, "presigned_url", None) is None:
         return None
     entry = _entry(remote.store, remote.prefix, name)
     info = next((f for f in entry.files if f.name == file), None)
     if info is None:
         listed = ", ".join(f.name for f in entry.files)
         raise CheckpointNotFound(f"checkpoint {name!r} has no file {file!r}", f"files: {listed}")
-    return presign(f"{remote.prefix}/{BLOBS}/{info.sha256}", seconds), info.sha256
+    url = presigned_key(remote.store, f"{remote.prefix}/{BLOBS}/{info.sha256}", seconds)
+    return None if url is None else (url, info.sha256)
+
+
+def presigned_key(store: ArtifactStore, key: str, seconds: int) -> str | None:
+    """A time-limited URL of the object ``key`` straight from the store; None for a store
+    that has no such URLs (a local folder)."""
+    presign = getattr(store, "presigned_url", None)
+    return None if presign is None else presign(key, seconds)
 
 
 def _entry(store: ArtifactStore, prefix: str, name: str) -> Entry:

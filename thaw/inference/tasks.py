@@ -1,9 +1,8 @@
 """Run one stored evaluation, prediction or export of a job's checkpoint; the worker's
-task body, free of Celery, and where each one's files live."""
+task body, free of Celery."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,11 @@ from thaw.inference.checkpoint_model import CheckpointModel
 from thaw.inference.errors import ClassMismatch, check_classes
 from thaw.inference.evaluate import LabelledData, evaluate, uploaded_data, validation_names
 from thaw.inference.predict import predict
+from thaw.inference.task_files import fetch_inputs, publish_export, remove_task_files, task_dir
 from thaw.settings import Settings
 from thaw.spec import JobSpec, validation_context
 from thaw.store.checkpoint_tasks import CheckpointTask
 from thaw.training.data_source import load_training_data
-
-FOLDERS = {"prediction": "predictions", "export": "exports", "evaluation": "evaluations"}
-
-
-def task_dir(settings: Settings, task: CheckpointTask) -> Path:
-    """A task's files: ``<job>/predictions/<id>`` (inputs) or ``<job>/exports/<id>``."""
-    return settings.jobs_dir / task.job_id / FOLDERS[task.kind] / task.id
 
 
 def checkpoint_folder(settings: Settings, job_id: str, name: str) -> Path:
@@ -49,6 +42,7 @@ def run_task(
             opset=settings.onnx_opset,
             tolerance=settings.export_tolerance,
         )
+        publish_export(settings, task, [f["name"] for f in result["files"]])
         return {"checkpoint_folder": folder.name, **result}
     model = CheckpointModel.load(folder)
     if task.kind == "prediction":
@@ -66,7 +60,6 @@ def run_task(
 
 def _predict(task: CheckpointTask, model: CheckpointModel, settings: Settings) -> dict[str, Any]:
     request = task.request
-    inputs = task_dir(settings, task)
     try:
         if "texts" in request:
             rows = predict(
@@ -78,14 +71,14 @@ def _predict(task: CheckpointTask, model: CheckpointModel, settings: Settings) -
         else:
             rows = predict(
                 model,
-                folder=inputs,
+                folder=fetch_inputs(settings, task, request["stored"]),
                 files=request["stored"],
                 names=request["files"],
                 top_k=int(request["top_k"]),
                 batch_size=settings.evaluation_batch_size,
             )
     finally:
-        shutil.rmtree(inputs, ignore_errors=True)
+        remove_task_files(settings, task)
     return {"classes": model.classes, "predictions": rows}
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Body, Response, status
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 
 from service.api.checkpoint_tasks import (
     checked_checkpoint,
@@ -20,7 +20,7 @@ from service.api.openapi import problem_responses
 from service.api.schemas import CheckpointTaskOut
 from service.http.problems import Problem
 from thaw.inference.requests import ExportRequest
-from thaw.inference.tasks import task_dir
+from thaw.inference.task_files import export_file, export_url
 from thaw.job_status import TaskStatus
 
 router = task_router("export")
@@ -55,7 +55,8 @@ def create_export(
     "/v1/exports/{export_id}/files/{file}",
     summary="Download an export's file",
     description="A file the export lists (`model.onnx`, `config.json`, ...). The ETag is its "
-    "sha256; Range and If-Range work as for any static file.",
+    "sha256; Range and If-Range work as for any static file. With an object store the file "
+    "is served from it (302 to a presigned URL with THAW_ARTIFACTS_PRESIGN_SECONDS).",
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}},
@@ -79,7 +80,12 @@ def download_export_file(
             f"export {task.id} has no file {file!r}; files: {', '.join(listed)}",
             code="file_not_found",
         )
-    path = task_dir(settings, task) / file
+    etag = f'"{listed[file]["sha256"]}"'
+    if settings.artifacts_presign_seconds:
+        url = export_url(settings, task, file, settings.artifacts_presign_seconds)
+        if url is not None:
+            return RedirectResponse(url, status.HTTP_302_FOUND, headers={"ETag": etag})
+    path = export_file(settings, task, file)
     if path.is_symlink() or not path.is_file():
         raise Problem(404, f"file {file!r} of export {task.id} is missing", code="file_not_found")
     media = "application/json" if file.endswith(".json") else "application/octet-stream"
@@ -87,5 +93,5 @@ def download_export_file(
         path,
         media_type=media,
         filename=file,
-        headers={"Cache-Control": "private, no-cache", "ETag": f'"{listed[file]["sha256"]}"'},
+        headers={"Cache-Control": "private, no-cache", "ETag": etag},
     )

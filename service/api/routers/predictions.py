@@ -4,7 +4,6 @@ a deadline."""
 from __future__ import annotations
 
 import math
-import shutil
 from typing import Any
 
 from fastapi import Request
@@ -20,7 +19,7 @@ from service.api.schemas import CheckpointTaskOut
 from service.http.problems import Problem
 from thaw.errors import InvalidInput
 from thaw.inference.requests import PredictionOptions, TextPredictionRequest
-from thaw.inference.tasks import task_dir
+from thaw.inference.task_files import remove_task_files, store_inputs
 from thaw.job_status import TaskStatus
 from thaw.settings import Settings
 
@@ -167,17 +166,14 @@ async def create_prediction(
         body["stored"] = [f"{i:04d}" for i in range(len(images))]
     task = stores.tasks.create("prediction", tenant, job.id, folder.name, body)
     if images:
-        inputs = task_dir(settings, task)
-        inputs.mkdir(parents=True)
-        for name, content in zip(body["stored"], images, strict=True):
-            (inputs / name).write_bytes(content)
+        store_inputs(settings, task, dict(zip(body["stored"], images, strict=True)))
     timeout = settings.prediction_timeout_seconds
     send("prediction", task.id, timeout)
     done = await run_in_threadpool(stores.tasks.wait, task.id, timeout)
     location = f"/v1/predictions/{task.id}"
     if done is None:
         if stores.tasks.expire(task.id):
-            shutil.rmtree(task_dir(settings, task), ignore_errors=True)
+            remove_task_files(settings, task)
         raise Problem(
             503,
             f"no worker answered within {timeout:g} s (THAW_PREDICTION_TIMEOUT_SECONDS); the "
