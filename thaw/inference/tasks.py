@@ -30,7 +30,22 @@ def run_task(
     settings: Settings,
     uploads: UploadLookup | None,
 ) -> dict[str, Any]:
-    """The task's result document; raises ThawError for what the caller can fix."""
+    """The task's result document; raises ThawError for what the caller can fix. A
+    prediction's inputs are removed when it ends, however it ends."""
+    if task.kind != "prediction":
+        return _run(task, job_spec, settings, uploads)
+    try:
+        return _run(task, job_spec, settings, uploads)
+    finally:
+        remove_task_files(settings, task)
+
+
+def _run(
+    task: CheckpointTask,
+    job_spec: dict[str, Any],
+    settings: Settings,
+    uploads: UploadLookup | None,
+) -> dict[str, Any]:
     folder = checkpoint_folder(settings, task.job_id, task.checkpoint)
     if task.kind == "export":
         from thaw.inference.export import export_onnx  # onnx loads for an export only
@@ -60,25 +75,22 @@ def run_task(
 
 def _predict(task: CheckpointTask, model: CheckpointModel, settings: Settings) -> dict[str, Any]:
     request = task.request
-    try:
-        if "texts" in request:
-            rows = predict(
-                model,
-                texts=request["texts"],
-                top_k=int(request["top_k"]),
-                batch_size=settings.evaluation_batch_size,
-            )
-        else:
-            rows = predict(
-                model,
-                folder=fetch_inputs(settings, task, request["stored"]),
-                files=request["stored"],
-                names=request["files"],
-                top_k=int(request["top_k"]),
-                batch_size=settings.evaluation_batch_size,
-            )
-    finally:
-        remove_task_files(settings, task)
+    if "texts" in request:
+        rows = predict(
+            model,
+            texts=request["texts"],
+            top_k=int(request["top_k"]),
+            batch_size=settings.evaluation_batch_size,
+        )
+    else:
+        rows = predict(
+            model,
+            folder=fetch_inputs(settings, task, request["stored"]),
+            files=request["stored"],
+            names=request["files"],
+            top_k=int(request["top_k"]),
+            batch_size=settings.evaluation_batch_size,
+        )
     return {"classes": model.classes, "predictions": rows}
 
 
