@@ -15,7 +15,7 @@ from service.api.stores import Stores
 from service.http.finite import finite
 from service.http.problems import Problem, not_found
 from thaw.checkpoints import CheckpointError, read_config
-from thaw.checkpoints.remote import checkpoint_copy, checkpoint_names
+from thaw.checkpoints.lookup import checkpoint_copy, checkpoint_names
 from thaw.dispatch import SendTask
 from thaw.settings import Settings
 from thaw.store import Job

@@ -45,7 +45,6 @@ from thaw.checkpoints.layout import (
     step_dir,
     validate_name,
 )
-from thaw.checkpoints.store import find_checkpoint, list_checkpoints
 from thaw.hashing import sha256_file
 from thaw.settings import Settings
 
@@ -94,30 +93,6 @@ def cached_checkpoint(remote: StoreRun, settings: Settings, job_id: str, name: s
     return fetch_checkpoint(
         remote.store, remote.prefix, name, checkpoint_cache_dir(settings, job_id)
     )
-
-
-def checkpoint_copy(
-    settings: Settings, job_id: str, name: str, *, outage_seconds: float = 0.0
-) -> Path:
-    """The folder of the job's checkpoint ``name`` on this host: the run folder's, or with
-    an object store the one its index names, fetched read-through into ``data_dir/cache``
-    (the run folder's checkpoints belong to the claim that trains the job)."""
-    remote = store_run(settings, job_id, outage_seconds=outage_seconds)
-    if remote is None:
-        return find_checkpoint(settings.jobs_dir / job_id, name)
-    return cached_checkpoint(remote, settings, job_id, name)
-
-
-def checkpoint_names(settings: Settings, job_id: str) -> list[str]:
-    """The names of the job's checkpoints, oldest first, where :func:`checkpoint_copy`
-    looks for them."""
-    remote = store_run(settings, job_id)
-    infos = (
-        store_checkpoints(remote)
-        if remote is not None
-        else list_checkpoints(settings.jobs_dir / job_id)
-    )
-    return [info.name for info in infos]
 
 
 def pull_run(remote: StoreRun, run_dir: Path, token: int | None) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from thaw.checkpoints.remote import checkpoint_copy
+from thaw.checkpoints.lookup import checkpoint_copy
 from thaw.data.shape import UploadLookup, dataset_roots, find_upload
 from thaw.inference.checkpoint_model import CheckpointModel
 from thaw.inference.errors import ClassMismatch, check_classes
