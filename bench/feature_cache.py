@@ -498,8 +498,12 @@ def run_process(argv: list[str], env: dict[str, str], tmp: Path) -> tuple[float,
 @contextlib.contextmanager
 def background_load(count: int) -> Iterator[None]:
     """``count`` processes, each one thread multiplying a fixed 512x512 matrix in a loop,
-    for as long as the block runs."""
-    code = "import torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\nwhile True: a @ a"
+    for as long as the block runs; each also ends once the bench is gone (killed before its
+    ``finally`` ran)."""
+    code = (
+        "import os, torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\n"
+        f"while os.getppid() == {os.getpid()}: a @ a"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(count)]
     try:
