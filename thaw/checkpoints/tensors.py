@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
 
 def storable_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -35,6 +36,18 @@ def storable_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
             seen.add(ptr)
         out[key] = tensor
     return out
+
+
+def model_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state as a background write needs it: a CPU copy of every tensor, but
+    parameters that need no gradient and already live on the CPU are shared, not copied
+    (for a frozen backbone, that is nearly the whole model). The caller must not make a
+    parameter trainable until the write is done."""
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    return {
+        key: value.detach() if key in frozen and value.device.type == "cpu" else cpu_snapshot(value)
+        for key, value in model.state_dict().items()
+    }
 
 
 def cpu_snapshot(value: Any) -> Any:

@@ -83,14 +83,16 @@ class FreezeEngine:
 
     # Trainer hooks -------------------------------------------------------------------------
 
+    def due(self, step: int) -> bool:
+        """Whether a phase starts at or before ``step`` completed optimizer steps."""
+        nxt = self.phase + 1
+        return nxt < len(self.timeline.phases) and self.timeline.phases[nxt].start_step <= step
+
     def advance(self, step: int) -> list[PhaseChange]:
         """Apply every phase that starts at or before ``step`` completed optimizer steps."""
         changes = []
-        while self.phase + 1 < len(self.timeline.phases):
-            nxt = self.timeline.phases[self.phase + 1]
-            if nxt.start_step > step:
-                break
-            changes.append(self._enter(nxt.index))
+        while self.due(step):
+            changes.append(self._enter(self.phase + 1))
         return changes
 
     def before_step(self) -> None:

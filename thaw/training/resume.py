@@ -32,7 +32,7 @@ from thaw.checkpoints import (
 from thaw.checkpoints.adapter import AdapterExport, has_adapter, load_adapter_state
 from thaw.checkpoints.layout import read_step_meta, step_dir
 from thaw.checkpoints.step import save_step_checkpoint
-from thaw.checkpoints.tensors import cpu_snapshot
+from thaw.checkpoints.tensors import cpu_snapshot, model_snapshot
 from thaw.errors import ThawError
 from thaw.freezing.adapters import Adapters, export_adapter, merged_state
 from thaw.freezing.engine import FreezeEngine
@@ -68,7 +68,9 @@ class Resumed:
 @dataclass(frozen=True)
 class Snapshot:
     """What a save writes, copied off the live run so training can go on while it is
-    written: the model's tensors and the resume state, on the CPU."""
+    written: the model's tensors and the resume state, on the CPU. Frozen parameters on
+    the CPU are shared with the model (``model_snapshot``), so no phase may thaw them
+    while the write lasts."""
 
     model_state: dict[str, torch.Tensor]
     training_state: dict[str, Any]
@@ -125,7 +127,7 @@ def snapshot(
         state["batch"] = batch
         state["epoch_rng"] = epoch_rng
     if adapters is None:
-        return Snapshot(cpu_snapshot(engine.model.state_dict()), cpu_snapshot(state))
+        return Snapshot(model_snapshot(engine.model), cpu_snapshot(state))
     adapter = export_adapter(engine.model, adapters, saved_modules)
     return Snapshot(
         cpu_snapshot(merged_state(engine.model, adapters)),

@@ -426,6 +426,8 @@ class _Run:
         return report
 
     def _enter_phases(self, step: int) -> None:
+        if self.engine.due(step):
+            self.commits.wait()  # the save in flight shares the frozen parameters it thaws
         for change in self.engine.advance(step):
             self.reporter.phase(change.phase, change.step, change.thawed, change.frozen)
 
