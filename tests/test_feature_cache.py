@@ -294,11 +294,12 @@ def test_each_phase_runs_its_prefix_once_per_sample_before_its_first_step(tmp_pa
     finally:
         handle.remove()
     # First the plan's one-sample trace (unless an earlier plan in this process kept it).
-    # Per phase: the split's check (two samples through the full model, two through the
-    # prefix), then the 24 training samples in fill batches of 10 and the 6 validation ones.
-    traced, trained = conv1.calls[:-12], conv1.calls[-12:]
+    # Per phase: the split's check (two samples through the full model, the prefix's output
+    # kept on the way), then the 24 training samples in fill batches of 10 and the 6
+    # validation ones.
+    traced, trained = conv1.calls[:-10], conv1.calls[-10:]
     assert traced in ([], [1])
-    assert trained == [2, 2, 10, 10, 4, 6] * 2
+    assert trained == [2, 10, 10, 4, 6] * 2
     assert "feature cache: epoch 2 reuses" not in " ".join(reporter.lines)
     assert sum("filled the output of" in line for line in reporter.lines) == 2
     assert any("filled the output of layer4 for 30 samples" in line for line in reporter.lines)
@@ -373,9 +374,9 @@ def test_a_cancel_during_the_fill_stops_the_run_before_its_first_step(tmp_path):
         handle.remove()
     assert result.status == "cancelled"
     assert result.step == 0
-    # The split's check (2 + 2 samples), then fill batches of 4 until the third stop check
+    # The split's check (2 samples), then fill batches of 4 until the third stop check
     # says stop; nothing runs the prefix after that (no step, no validation).
-    assert conv1.calls[-5:] == [2, 2, 4, 4, 4]
-    assert sum(conv1.calls) - sum(conv1.calls[-5:]) <= 1
+    assert conv1.calls[-4:] == [2, 4, 4, 4]
+    assert sum(conv1.calls) - sum(conv1.calls[-4:]) <= 1
     assert not reporter.losses
     assert not any("filled the output of" in line for line in reporter.lines)

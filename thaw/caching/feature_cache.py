@@ -21,7 +21,7 @@ from torch import nn
 
 from thaw.caching.features import CachedBatch, FeatureStore
 from thaw.caching.planning import PhaseCache
-from thaw.caching.prefix import Split, call_model, run_prefix, run_rest
+from thaw.caching.prefix import Split, run_capturing, run_prefix, run_rest
 from thaw.freezing.timeline import Timeline
 
 Progress = Callable[[int, int], bool]
@@ -206,8 +206,8 @@ class FeatureCache:
         probe = {k: v[:2] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[:2]
         try:
             with self.fill.autocast():
-                full = call_model(self.model, probe)
-                split = self._rest(run_prefix(self.model, self.split, probe), probe)
+                full, boundary = run_capturing(self.model, self.split, probe)
+                split = self._rest(boundary, probe)
         except Exception as exc:  # a forward that reaches into the prefix's modules
             return self._disable(
                 f"the model's forward does not run from the cached output of {self.boundary} "

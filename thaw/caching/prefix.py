@@ -224,6 +224,26 @@ def run_prefix(model: nn.Module, split: Split, inputs: Any) -> torch.Tensor:
     raise RuntimeError(f"the forward pass never reached {split.modules[-1]}")
 
 
+def run_capturing(model: nn.Module, split: Split, inputs: Any) -> tuple[Any, torch.Tensor]:
+    """The model's output and a copy of what the end of the prefix gave on the way (the
+    copy, since later modules may change it in place), in one pass without autograd."""
+    last = model.get_submodule(split.modules[-1])
+    seen: list[torch.Tensor] = []
+
+    def keep(_m: nn.Module, _args: tuple, output: Any) -> None:
+        seen.append(output.clone() if isinstance(output, torch.Tensor) else output)
+
+    handle = last.register_forward_hook(keep)
+    try:
+        with torch.no_grad():
+            output = call_model(model, inputs)
+    finally:
+        handle.remove()
+    if len(seen) != 1:
+        raise RuntimeError(f"the forward pass ran {split.modules[-1]} {len(seen)} times")
+    return output, seen[0]
+
+
 def run_rest(model: nn.Module, split: Split, features: torch.Tensor, stand_in: Any) -> Any:
     """The model's forward from ``features`` on; ``stand_in`` takes the input's place."""
     with swapped(model, split) as inject:
