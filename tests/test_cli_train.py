@@ -73,3 +73,19 @@ def test_thaw_train_bad_spec_exits_2_with_one_line(tmp_path: Path):
     assert len(lines) == 1 and lines[0].startswith("thaw: error: freeze.rules[0].match")
     assert "layer4" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_thaw_train_loads_no_redis_or_object_store_client() -> None:
+    # `thaw train` runs without Redis or a bucket; their clients cost it start-up time.
+    probe = (
+        "import sys\n"
+        "from thaw.cli import _train\n"
+        "from thaw.settings import get_settings\n"
+        "from thaw.training import train\n"
+        "from thaw.training.console import ConsoleReporter\n"
+        "print(sorted(m for m in ('redis', 'boto3', 'botocore') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert out.strip() == "[]"

@@ -16,10 +16,10 @@ from service.auth.keys import ALL_SEEING, ApiKeys, Caller
 from service.auth.throttle import FailureThrottle
 from service.http.problems import Problem, not_found
 from thaw.dispatch import Enqueue, SendTask
+from thaw.job_ids import JOB_ID
 from thaw.settings import Settings
 from thaw.spec import JobSpec, validation_context
 from thaw.store import Job
-from thaw.store.jobs import JOB_ID
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from THAW_API_KEYS.")
 

@@ -10,7 +10,6 @@ from thaw.artifacts.errors import (
 )
 from thaw.artifacts.local import LocalStore
 from thaw.artifacts.open import check_store, object_store, open_store
-from thaw.artifacts.s3 import S3Store
 from thaw.artifacts.store import ArtifactStore, Versioned
 
 __all__ = [
@@ -21,7 +20,6 @@ __all__ = [
     "ArtifactStoreUnreachable",
     "BucketMissing",
     "LocalStore",
-    "S3Store",
     "VersionConflict",
     "Versioned",
     "check_store",

@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 
 from thaw.artifacts.errors import ArtifactCredentialsRejected, ArtifactStoreError
 from thaw.artifacts.local import LocalStore
-from thaw.artifacts.s3 import S3Store
 from thaw.artifacts.store import ArtifactStore
 from thaw.settings import Settings
 
@@ -35,6 +34,8 @@ def open_store(settings: Settings, *, outage_seconds: float = 0.0) -> ArtifactSt
     secret_text = secret.get_secret_value() if secret is not None else None
     if not key_id and settings.artifacts_credentials_file is not None:
         key_id, secret_text = _credentials_file(settings.artifacts_credentials_file)
+    from thaw.artifacts.s3 import S3Store  # boto3 loads only where a bucket is used
+
     return S3Store(
         parts.netloc,
         parts.path.strip("/"),

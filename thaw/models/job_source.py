@@ -14,11 +14,11 @@ from thaw.checkpoints import (
     read_config,
 )
 from thaw.errors import ModelError
+from thaw.job_ids import JOB_ID
 from thaw.models.built import BuiltModel
 from thaw.models.heads import replace_head
 from thaw.models.rebuild import rebuild_architecture
 from thaw.models.torchvision_source import is_convolutional
-from thaw.store.jobs import JOB_ID
 
 if TYPE_CHECKING:
     from thaw.settings import Settings

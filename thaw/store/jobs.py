@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 
 import redis
 
+from thaw.job_ids import JOB_ID
 from thaw.job_status import TERMINAL_STATUSES, JobStatus
 from thaw.store import job_scripts
 from thaw.store.codec import decoded, dumps, loads, pairs, text
@@ -20,7 +20,6 @@ from thaw.store.events import check_event
 from thaw.store.job_record import Job, JobError
 from thaw.store.keys import Keys
 
-JOB_ID = re.compile(r"^job_[0-9a-f]{24}$")
 DEFAULT_EVENTS_MAXLEN = 10_000
 DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
 

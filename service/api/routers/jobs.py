@@ -26,10 +26,10 @@ from service.http.finite import finite
 from service.http.paging import paging
 from service.http.problems import Problem, not_found
 from thaw.freezing.layer_rows import layer_status
+from thaw.job_ids import JOB_ID
 from thaw.job_status import JobStatus
 from thaw.run_files import remove_job_files
 from thaw.store import Job
-from thaw.store.jobs import JOB_ID
 from thaw.submit import submit_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=V1_RESPONSES)
