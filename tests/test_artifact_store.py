@@ -41,7 +41,7 @@ from thaw.settings import Settings
 from thaw.spec import JobSpec
 from thaw.store import Dataset
 from thaw.training import NullReporter, train
-from thaw.upload_cache import cached_upload
+from thaw.upload_cache import cached_upload, held_uploads
 from thaw.uploads import upload_key
 
 
@@ -366,3 +366,37 @@ def test_uploads_are_cached_read_through_within_a_bound(
     again = cached_upload(artifact_store, first.extra["object"], first, settings)
     assert (again / first.path).read_bytes() == (tmp_path / f"{first.sha256}.csv").read_bytes()
     assert cached() == [first.sha256]
+
+
+def test_an_upload_a_job_holds_is_not_evicted_under_it(
+    artifact_store: ArtifactStore, tmp_path: Path
+) -> None:
+    first, second = (_csv_upload(artifact_store, tmp_path, n) for n in (40, 60))
+    settings = Settings(
+        data_dir=tmp_path / "worker", dataset_cache_bytes=max(first.size_bytes, second.size_bytes)
+    )
+    root = upload_cache_dir(settings)
+
+    def cached() -> list[str]:
+        return sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+
+    with held_uploads():  # a job training on the first upload
+        path = cached_upload(artifact_store, first.extra["object"], first, settings) / first.path
+        errors: list[BaseException] = []
+
+        def other_job() -> None:
+            try:
+                with held_uploads():
+                    cached_upload(artifact_store, second.extra["object"], second, settings)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=other_job)
+        thread.start()
+        thread.join(timeout=60)
+        assert not errors
+        assert cached() == sorted([first.sha256, second.sha256])  # over the bound, for now
+        assert path.read_text().startswith("text,label\nrow 0,a\n")
+    # Neither is held now: the next fill evicts the least recently used one.
+    cached_upload(artifact_store, second.extra["object"], second, settings)
+    assert cached() == [second.sha256]

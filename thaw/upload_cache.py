@@ -1,5 +1,8 @@
 """Uploads kept in the object store, on a worker: a bounded local read-through cache of them
-unpacked, by content hash, the least recently used evicted first (THAW_DATASET_CACHE_BYTES)."""
+unpacked, by content hash, the least recently used evicted first (THAW_DATASET_CACHE_BYTES).
+
+An entry a job reads inside ``held_uploads()`` is never evicted while that block lasts: the
+job holds a shared lock on it, and eviction skips what it cannot lock alone."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 from thaw.artifacts import ArtifactStore, open_store
@@ -19,6 +23,21 @@ from thaw.uploads import stored_bytes, unpack_upload
 
 USED_MARK = ".used"
 LOCK_FILE = ".lock"
+
+_held: ContextVar[list[int] | None] = ContextVar("held_uploads", default=None)
+
+
+@contextlib.contextmanager
+def held_uploads() -> Iterator[None]:
+    """The cache entries handed out in this block (to this thread) stay until it ends."""
+    fds: list[int] = []
+    token = _held.set(fds)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+        for fd in fds:
+            os.close(fd)
 
 
 def upload_path(record: Dataset, settings: Settings) -> Path:
@@ -42,13 +61,14 @@ def cached_upload(store: ArtifactStore, key: str, record: Dataset, settings: Set
         if not entry.is_dir():
             _fill(store, key, record, settings, entry)
         (entry / USED_MARK).touch()
+        _hold(entry)
         evict(root, settings.dataset_cache_bytes, keep=entry)
     return entry
 
 
 def evict(root: Path, max_bytes: int, keep: Path) -> list[str]:
     """Remove the least recently used entries until the cache holds at most ``max_bytes``
-    (``keep``, the entry in use, stays); returns the names removed."""
+    (``keep``, and entries a job holds, stay); returns the names removed."""
     entries = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     sizes = {p: stored_bytes(p) for p in entries}
     total = sum(sizes.values())
@@ -56,12 +76,41 @@ def evict(root: Path, max_bytes: int, keep: Path) -> list[str]:
     for path in sorted(entries, key=_last_used):
         if total <= max_bytes:
             break
-        if path == keep:
+        if path == keep or not _remove_unheld(path):
             continue
-        shutil.rmtree(path, ignore_errors=True)
         total -= sizes[path]
         removed.append(path.name)
     return removed
+
+
+def _use_file(entry: Path) -> Path:
+    return entry.parent / f".{entry.name}.use"
+
+
+def _hold(entry: Path) -> None:
+    fds = _held.get()
+    if fds is None:
+        return
+    fd = os.open(_use_file(entry), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    fds.append(fd)
+
+
+def _remove_unheld(entry: Path) -> bool:
+    """Remove ``entry`` unless a job holds it. Holds and removals both happen under the
+    cache's lock, so the use file can go with the entry."""
+    use = _use_file(entry)
+    fd = os.open(use, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        shutil.rmtree(entry, ignore_errors=True)
+        use.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _fill(store: ArtifactStore, key: str, record: Dataset, settings: Settings, entry: Path) -> None:

@@ -11,6 +11,7 @@ from thaw.settings import Settings
 from thaw.store import DatasetStore, JobStore
 from thaw.store.checkpoint_tasks import CheckpointTaskStore
 from thaw.training.memory import release_memory
+from thaw.upload_cache import held_uploads
 from thaw.uploads import tenant_uploads
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ def run_checkpoint_task(task_id: str, worker_id: str, settings: Settings, client
         return "job gone"
     try:
         uploads = tenant_uploads(DatasetStore(client), task.tenant)
-        result = run_task(task, job.spec, settings, uploads)
+        with held_uploads():
+            result = run_task(task, job.spec, settings, uploads)
     except ThawError as exc:
         log.warning("%s %s failed: %s", task.kind, task_id, exc)
         store.finish(

@@ -17,6 +17,7 @@ from thaw.settings import Settings
 from thaw.spec import JobSpec, validation_context
 from thaw.store import Dataset, DatasetStore, Job, JobStore
 from thaw.training.memory import release_memory
+from thaw.upload_cache import held_uploads
 from thaw.uploads import tenant_uploads
 from worker.lease import LeaseKeeper
 from worker.registration import activity
@@ -61,6 +62,7 @@ def run_job(
                 preempt,
             ) as lease,
             activity.running(job_id, job.tenant),
+            held_uploads(),  # its uploads stay in this host's cache while it trains
         ):
             reporter = activity.observe(StoreReporter(store, lease, link))
             status, error = _train(job, reporter, settings, DatasetStore(client), link)
