@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Depends, Header, Response, status
 from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, StreamingResponse
 
@@ -49,6 +50,27 @@ CheckpointName = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class Conditions:
+    """What a download request asks for beyond the file: one byte range, and whether its
+    copy (by ETag) is still current."""
+
+    range: str | None
+    if_none_match: str | None
+    if_range: str | None
+
+
+def download_conditions(
+    range_: Annotated[str | None, Header(alias="range")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+    if_range: Annotated[str | None, Header()] = None,
+) -> Conditions:
+    return Conditions(range_, if_none_match, if_range)
+
+
+ConditionsDep = Annotated[Conditions, Depends(download_conditions)]
+
+
 @router.get(
     "/{job_id}/checkpoints",
     response_model=CheckpointList,
@@ -83,9 +105,7 @@ def download_checkpoint_file(
             json_schema_extra={"pattern": FILE_PATTERN},
         ),
     ],
-    range_: Annotated[str | None, Header(alias="range")] = None,
-    if_none_match: Annotated[str | None, Header()] = None,
-    if_range: Annotated[str | None, Header()] = None,
+    asked: ConditionsDep,
 ) -> Response:
     remote = store_run(settings, job.id)
     if remote is not None and settings.artifacts_presign_seconds:
@@ -101,17 +121,17 @@ def download_checkpoint_file(
     listed = {f.name: f for f in read_meta(folder).files}
     etag = f'"{listed[file].sha256}"'
     headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "private, no-cache"}
-    if if_none_match and _matches(if_none_match, etag):
+    if asked.if_none_match and _matches(asked.if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     size = path.stat().st_size
     media = "application/json" if file.endswith(".json") else "application/octet-stream"
-    use_range = if_range is None or if_range.strip() == etag
+    use_range = asked.if_range is None or asked.if_range.strip() == etag
     try:
-        span = parse_range(range_, size) if use_range else None
+        span = parse_range(asked.range, size) if use_range else None
     except RangeNotSatisfiable as exc:
         raise Problem(
             416,
-            f"the range {range_!r} is outside the file's {exc.size} bytes",
+            f"the range {asked.range!r} is outside the file's {exc.size} bytes",
             code="range_not_satisfiable",
             headers={"Content-Range": f"bytes */{exc.size}", **headers},
         ) from exc
@@ -150,19 +170,9 @@ def download_adapter_file(
             json_schema_extra={"pattern": FILE_PATTERN},
         ),
     ],
-    range_: Annotated[str | None, Header(alias="range")] = None,
-    if_none_match: Annotated[str | None, Header()] = None,
-    if_range: Annotated[str | None, Header()] = None,
+    asked: ConditionsDep,
 ) -> Response:
-    return download_checkpoint_file(
-        job,
-        settings,
-        name,
-        f"{ADAPTER_DIR}/{file}",
-        range_=range_,
-        if_none_match=if_none_match,
-        if_range=if_range,
-    )
+    return download_checkpoint_file(job, settings, name, f"{ADAPTER_DIR}/{file}", asked)
 
 
 def _matches(header: str, etag: str) -> bool:
