@@ -138,7 +138,9 @@ def cmd_checkpoint(job: str) -> dict:
 
 
 def cmd_handover(job: str) -> dict:
-    """The job was handed over once (released, not charged an attempt) and resumed."""
+    """The job was handed over once (released, not charged an attempt) and resumed: from
+    the step checkpoint it saved on the way out, or from its last epoch checkpoint when
+    the stop came between epochs (or during a phase's cache fill, before its first step)."""
     state = get_json(f"/v1/jobs/{job}")
     events, after = [], ""
     while True:
@@ -151,12 +153,13 @@ def cmd_handover(job: str) -> dict:
     logs = [e["data"].get("message", "") for e in events if e["type"] == "log"]
     released = [s for s in statuses if s.get("released")]
     saved = [m for m in logs if m.startswith("step checkpoint at step ")]
-    resumed = [m for m in logs if m.startswith("resumed from step ")]
+    resumed = [m for m in logs if m.startswith(("resumed from step ", "resumed from epoch "))]
     if state["status"] != "succeeded" or state["attempts"] != 1:
         raise SmokeFailure(f"{job}: {state['status']}, attempts {state['attempts']}")
-    if not (released and saved and resumed):
+    if not (released and resumed) or (resumed[0].startswith("resumed from step") and not saved):
         raise SmokeFailure(f"{job}: no hand-over in its events: {[s['status'] for s in statuses]}")
-    return {"job": job, "checkpoint": saved[0], "resume": resumed[0]}
+    checkpoint = saved[0] if saved else "none: the stop came before an epoch's first step"
+    return {"job": job, "checkpoint": checkpoint, "resume": resumed[0]}
 
 
 def main(argv: list[str]) -> int:
