@@ -68,3 +68,30 @@ def test_image_classifier_exports_match_pytorch(label: str, tmp_path: Path) -> N
     want = (out.logits if hasattr(out, "logits") else out).numpy()
     assert got.shape == (7, 3)
     assert float(np.abs(got - want).max()) <= 1e-4
+
+
+def test_an_export_whose_upload_fails_part_way_leaves_nothing_in_the_store(
+    tmp_path: Path,
+) -> None:
+    from thaw.artifacts import object_store
+    from thaw.inference.task_files import publish_export, task_dir, task_prefix
+    from thaw.job_status import TaskStatus
+    from thaw.store.checkpoint_tasks import CheckpointTask
+
+    settings = Settings(data_dir=tmp_path / "data", artifacts_url=f"file://{tmp_path}/bucket")
+    task = CheckpointTask(
+        id="ex_0123456789abcdef01234567", kind="export", tenant="default",
+        job_id="job_0123456789abcdef01234567", status=TaskStatus.RUNNING, checkpoint="best",
+        request={}, result=None, error=None, created_at="", started_at=None, finished_at=None,
+    )  # fmt: skip
+    folder = task_dir(settings, task)
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"onnx")  # config.json was never written
+    store = object_store(settings)
+    assert store is not None
+    with pytest.raises(FileNotFoundError):
+        publish_export(settings, task, ["model.onnx", "config.json"])
+    assert store.list(f"{task_prefix(task)}/") == []
+    publish_export(settings, task, ["model.onnx"])
+    assert store.list(f"{task_prefix(task)}/") == [f"{task_prefix(task)}/model.onnx"]
+    assert not folder.exists()  # the worker's copy goes once the store holds the files

@@ -3,6 +3,7 @@ task body, free of Celery."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,19 @@ def run_task(
     uploads: UploadLookup | None,
 ) -> dict[str, Any]:
     """The task's result document; raises ThawError for what the caller can fix. A
-    prediction's inputs are removed when it ends, however it ends."""
-    if task.kind != "prediction":
-        return _run(task, job_spec, settings, uploads)
+    prediction's inputs are removed when it ends, however it ends, and a failed export's
+    files (never served) when it fails."""
     try:
-        return _run(task, job_spec, settings, uploads)
+        result = _run(task, job_spec, settings, uploads)
+    except BaseException:
+        if task.kind == "export":
+            with contextlib.suppress(Exception):  # the store may be what failed
+                remove_task_files(settings, task)
+        raise
     finally:
-        remove_task_files(settings, task)
+        if task.kind == "prediction":
+            remove_task_files(settings, task)
+    return result
 
 
 def _run(
