@@ -74,24 +74,41 @@ def test_an_export_whose_upload_fails_part_way_leaves_nothing_in_the_store(
     tmp_path: Path,
 ) -> None:
     from thaw.artifacts import object_store
+    from thaw.checkpoints.remote import store_run
     from thaw.inference.task_files import publish_export, task_dir, task_prefix
+    from thaw.inference.tasks import run_task
     from thaw.job_status import TaskStatus
     from thaw.store.checkpoint_tasks import CheckpointTask
 
     settings = Settings(data_dir=tmp_path / "data", artifacts_url=f"file://{tmp_path}/bucket")
+    job_id = "job_0123456789abcdef01234567"
+    spec = {
+        "base_model": {"source": "torchvision", "name": "resnet18"},
+        "dataset": {"synthetic": {"num_classes": 3, "num_examples": 12}},
+        "freeze": {"default": "frozen", "rules": [{"match": "fc", "trainable": True}]},
+        "hyperparameters": {"epochs": 1, "batch_size": 6, "image_size": 32},
+    }
+    remote = store_run(settings, job_id)
+    train(JobSpec.model_validate(spec), settings.jobs_dir / job_id, settings, remote=remote)
     task = CheckpointTask(
-        id="ex_0123456789abcdef01234567", kind="export", tenant="default",
-        job_id="job_0123456789abcdef01234567", status=TaskStatus.RUNNING, checkpoint="best",
-        request={}, result=None, error=None, created_at="", started_at=None, finished_at=None,
+        id="ex_0123456789abcdef01234567", kind="export", tenant="default", job_id=job_id,
+        status=TaskStatus.RUNNING, checkpoint="best", request={}, result=None, error=None,
+        created_at="", started_at=None, finished_at=None,
     )  # fmt: skip
-    folder = task_dir(settings, task)
-    folder.mkdir(parents=True)
-    (folder / "model.onnx").write_bytes(b"onnx")  # config.json was never written
     store = object_store(settings)
     assert store is not None
-    with pytest.raises(FileNotFoundError):
-        publish_export(settings, task, ["model.onnx", "config.json"])
-    assert store.list(f"{task_prefix(task)}/") == []
+    prefix = f"{task_prefix(task)}/"
+    # config.json uploads first; a folder where model.onnx goes makes the second one fail.
+    (tmp_path / "bucket" / prefix / "model.onnx").mkdir(parents=True)
+    with pytest.raises(OSError):
+        run_task(task, spec, settings, None)
+    assert store.list(prefix) == []
+    assert not task_dir(settings, task).exists()
+
+    (tmp_path / "bucket" / prefix / "model.onnx").rmdir()
+    folder = task_dir(settings, task)
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"onnx")
     publish_export(settings, task, ["model.onnx"])
-    assert store.list(f"{task_prefix(task)}/") == [f"{task_prefix(task)}/model.onnx"]
+    assert store.list(prefix) == [f"{prefix}model.onnx"]
     assert not folder.exists()  # the worker's copy goes once the store holds the files

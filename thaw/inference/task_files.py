@@ -4,7 +4,6 @@ so the API and the workers need no shared folder."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from pathlib import Path
 
@@ -65,19 +64,13 @@ def remove_task_files(settings: Settings, task: CheckpointTask) -> None:
 
 
 def publish_export(settings: Settings, task: CheckpointTask, files: list[str]) -> None:
-    """With an object store, upload an export's files there and drop the worker's copy.
-    An upload that fails part way removes what it had put there before it raises."""
+    """With an object store, upload an export's files there and drop the worker's copy."""
     store = _store(settings, settings.artifacts_outage_seconds)
     if store is None:
         return
     folder = task_dir(settings, task)
-    try:
-        for name in files:
-            store.upload_file(f"{task_prefix(task)}/{name}", folder / name)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the store may be what failed
-            store.delete_prefix(f"{task_prefix(task)}/")
-        raise
+    for name in files:
+        store.upload_file(f"{task_prefix(task)}/{name}", folder / name)
     shutil.rmtree(folder, ignore_errors=True)
 
 
