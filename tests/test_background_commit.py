@@ -55,19 +55,20 @@ def test_one_commit_in_flight_and_what_follows_it_runs_on_the_callers_thread() -
     assert not commits.busy
 
 
-class _HeldCommit(NullReporter):
-    """A store that answers the epoch-1 commit's lease check only once training has gone
-    three steps past that epoch's end, as Redis does after an outage."""
+class _HeldFence(NullReporter):
+    """A store whose ``held``-th fencing check (counted from the run's raise_fence) answers
+    only once training has reached step ``until``, or after ``timeout`` seconds when
+    ``must_reach`` is false (a trainer that rightly waits for the check never gets there)."""
 
-    def __init__(self, steps_per_epoch: int):
-        self.past_epoch_end = threading.Event()
-        self.steps_per_epoch = steps_per_epoch
+    def __init__(self, held: int, until: int, timeout: float = 120, must_reach: bool = True):
+        self.reached = threading.Event()
+        self.held, self.until, self.timeout, self.must_reach = held, until, timeout, must_reach
         self.order: list[str] = []
         self.fences = 0
 
     def progress(self, progress: dict[str, Any]) -> None:
-        if progress["step"] >= self.steps_per_epoch + 3:
-            self.past_epoch_end.set()
+        if progress["step"] >= self.until:
+            self.reached.set()
         self.order.append(f"step {progress['step']}")
 
     def checkpoint(self, info: dict[str, Any]) -> None:
@@ -75,9 +76,10 @@ class _HeldCommit(NullReporter):
 
     def fence(self) -> int:
         self.fences += 1
-        if self.fences == 3:  # raise_fence, the save's first check, then the publish's
+        if self.fences == self.held:
             assert threading.current_thread() is not threading.main_thread()
-            assert self.past_epoch_end.wait(timeout=120)
+            reached = self.reached.wait(timeout=self.timeout)
+            assert reached or not self.must_reach
         return 1
 
 
@@ -91,39 +93,15 @@ def test_training_goes_on_past_an_epoch_end_while_its_commit_waits(tmp_path: Pat
         }
     )
     settings = Settings(data_dir=tmp_path / "data", progress_interval_seconds=0)
-    reporter = _HeldCommit(steps_per_epoch=4)  # 32 training samples, batch 8
+    # 32 training samples of batch 8: 4 steps an epoch. The held check is the epoch-1
+    # publish's (after raise_fence and the save's first check), as Redis after an outage.
+    reporter = _HeldFence(held=3, until=4 + 3)
     result = train(spec, tmp_path / "run", settings, reporter)
     assert result.status == "succeeded"
     assert [c.name for c in list_checkpoints(tmp_path / "run")] == ["epoch-1", "epoch-2"]
     done = reporter.order.index("checkpoint epoch-1")
     assert "step 7" in reporter.order[:done]  # trained on while the commit waited
     assert reporter.order[-2:] == ["checkpoint epoch-2", "step 8"]  # published before the end
-
-
-class _HeldBeforeThaw(NullReporter):
-    """Holds the epoch-2 save before it writes anything, until training has gone two steps
-    into epoch 3 (where layer4 thaws) or, when the trainer waits for the save first, for
-    three seconds."""
-
-    def __init__(self, steps_per_epoch: int):
-        self.into_epoch_3 = threading.Event()
-        self.steps_per_epoch = steps_per_epoch
-        self.order: list[str] = []
-        self.fences = 0
-
-    def progress(self, progress: dict[str, Any]) -> None:
-        if progress["step"] >= 2 * self.steps_per_epoch + 2:
-            self.into_epoch_3.set()
-        self.order.append(f"step {progress['step']}")
-
-    def checkpoint(self, info: dict[str, Any]) -> None:
-        self.order.append(f"checkpoint {info['name']}")
-
-    def fence(self) -> int:
-        self.fences += 1
-        if self.fences == 4:  # raise_fence, epoch 1's save and publish, then epoch 2's save
-            self.into_epoch_3.wait(timeout=3)
-        return 1
 
 
 def test_a_thaw_waits_for_the_save_that_shares_the_frozen_weights(tmp_path: Path) -> None:
@@ -140,7 +118,10 @@ def test_a_thaw_waits_for_the_save_that_shares_the_frozen_weights(tmp_path: Path
         }
     )
     settings = Settings(data_dir=tmp_path / "data", progress_interval_seconds=0)
-    reporter = _HeldBeforeThaw(steps_per_epoch=4)
+    # 4 steps an epoch. The held check is epoch 2's save, before it writes anything (after
+    # raise_fence and epoch 1's save and publish), until two steps into epoch 3, where
+    # layer4 thaws; a trainer that waits for the save first never gets there.
+    reporter = _HeldFence(held=4, until=2 * 4 + 2, timeout=3, must_reach=False)
     assert train(spec, tmp_path / "run", settings, reporter).status == "succeeded"
     assert reporter.order.index("checkpoint epoch-2") < reporter.order.index("step 9")
     states = [load_model_state(find_checkpoint(tmp_path / "run", f"epoch-{e}")) for e in (1, 2, 3)]
