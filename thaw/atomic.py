@@ -1,8 +1,10 @@
-"""Crash-safe file and folder writes: temp name, fsync, rename, fsync the folder."""
+"""Crash-safe file and folder writes: temp name, fsync, rename, fsync the folder; and the
+file lock that lets one writer at a time on a host through."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -10,6 +12,20 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on the file ``path`` (created, with its folder, if missing)
+    for the block. The kernel drops it with the process, so a killed holder never leaves
+    it held."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: str | Path) -> None:

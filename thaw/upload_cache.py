@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 from thaw.artifacts import ArtifactStore, open_store
+from thaw.atomic import exclusive_lock
 from thaw.data.shape import upload_cache_dir
 from thaw.settings import Settings
 from thaw.store import Dataset
@@ -57,7 +58,7 @@ def cached_upload(store: ArtifactStore, key: str, record: Dataset, settings: Set
     same limits as when it was uploaded; then older entries are evicted to fit the bound."""
     root = upload_cache_dir(settings)
     entry = root / record.sha256
-    with _locked(root):
+    with exclusive_lock(root / LOCK_FILE):  # worker processes of one host share the cache
         if not entry.is_dir():
             _fill(store, key, record, settings, entry)
         (entry / USED_MARK).touch()
@@ -133,15 +134,3 @@ def _last_used(path: Path) -> float:
         return (path / USED_MARK).stat().st_mtime
     except FileNotFoundError:
         return 0.0
-
-
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """One filler at a time per host (worker processes of one host share the cache)."""
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

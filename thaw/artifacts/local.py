@@ -3,17 +3,13 @@ shared mount); a conditional write is compare-and-set under a flock."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from thaw.artifacts.errors import ArtifactNotFound, ArtifactStoreError, VersionConflict
 from thaw.artifacts.store import Versioned
-from thaw.atomic import atomic_path, atomic_write_bytes, remove_tree
+from thaw.atomic import atomic_path, atomic_write_bytes, exclusive_lock, remove_tree
 
 LOCK_FILE = ".lock"
 
@@ -47,7 +43,7 @@ class LocalStore:
     ) -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._locked():
+        with exclusive_lock(self.root / LOCK_FILE):
             if if_version is not None or if_absent:
                 try:
                     current: str | None = _version(path.read_bytes())
@@ -109,16 +105,6 @@ class LocalStore:
         if not key or any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"invalid artifact key {key!r}")
         return self.root.joinpath(*parts)
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
 
 
 def _version(data: bytes) -> str:
