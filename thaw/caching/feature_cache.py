@@ -26,7 +26,6 @@ from thaw.freezing.timeline import Timeline
 
 Progress = Callable[[int, int], bool]
 """Called with samples done and in all during a fill; False stops the fill (the run is stopping)."""
-"""Called with (samples done, samples in all) as the fill goes."""
 
 
 @dataclass(frozen=True)

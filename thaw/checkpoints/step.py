@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -21,12 +21,10 @@ from thaw.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
 from thaw.checkpoints.commit import check_fence, publish
 from thaw.checkpoints.index import read_index
 from thaw.checkpoints.layout import META_FILE, MODEL_FILE, STEP_DIR, TRAINING_STATE_FILE, step_dir
+from thaw.checkpoints.remote import StoreRun, publish_step_to_store
 from thaw.checkpoints.resume_state import save_training_state
 from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
 from thaw.disk_space import disk_full, is_disk_full, require_free
-
-if TYPE_CHECKING:
-    from thaw.checkpoints.remote import StoreRun
 
 Fence = Callable[[], int | None]
 
@@ -80,8 +78,6 @@ def save_step_checkpoint(
         raise
     publish(run, token, {step_dir(run): tmp}, confirm=fence)
     if remote is not None:
-        from thaw.checkpoints.remote import publish_step_to_store  # boto3 only where it is used
-
         publish_step_to_store(remote.store, remote.prefix, token, step_dir(run), confirm=fence)
     return meta
 

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -50,13 +50,11 @@ from thaw.checkpoints.layout import (
     is_temp_name,
     validate_name,
 )
+from thaw.checkpoints.remote import StoreRun, publish_to_store
 from thaw.checkpoints.resume_state import load_training_state, save_training_state
 from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
 from thaw.disk_space import disk_full, is_disk_full, require_free
 from thaw.hashing import sha256_file
-
-if TYPE_CHECKING:
-    from thaw.checkpoints.remote import StoreRun
 
 MODES = ("min", "max")
 META_FORMAT = "thaw.checkpoint"
@@ -142,8 +140,6 @@ def save_checkpoint(
 
     new_index = publish(run_dir, token, {root / name: tmp}, add, confirm=fence)
     if remote is not None:
-        from thaw.checkpoints.remote import publish_to_store  # boto3 only where it is used
-
         publish_to_store(remote.store, remote.prefix, token, root / name, add, confirm=fence)
     return checkpoint_info(root, entry, new_index)
 

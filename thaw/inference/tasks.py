@@ -111,7 +111,7 @@ def _evaluation_data(
     dataset = task.request.get("dataset") or {"split": "validation"}
     if dataset.get("id"):
         record = find_upload(dataset["id"], uploads, ("dataset",))
-        from thaw.upload_cache import upload_path  # boto3 only where it is used
+        from thaw.upload_cache import upload_path  # the Redis client loads with uploads
 
         path = upload_path(record, settings)
         return uploaded_data(model, path, record.format, dataset_roots(settings))

@@ -49,7 +49,7 @@ def source_path(
     if source.synthetic is not None:
         return source.synthetic
     if source.id is not None:
-        from thaw.upload_cache import upload_path  # boto3 only where it is used
+        from thaw.upload_cache import upload_path  # the Redis client loads with uploads
 
         return upload_path(find_upload(source.id, uploads, loc), settings)
     return dataset_path(source, settings, loc)
