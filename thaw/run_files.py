@@ -10,7 +10,7 @@ from thaw.atomic import remove_tree
 from thaw.caching.decoded import DECODED_FOLDER
 from thaw.caching.inputs import FEATURE_FOLDER
 from thaw.checkpoints.layout import STEP_DIR
-from thaw.checkpoints.remote import checkpoint_cache_dir, job_prefix
+from thaw.checkpoints.remote import job_cache_dir, job_prefix
 from thaw.settings import Settings
 
 SCRATCH = (FEATURE_FOLDER, DECODED_FOLDER)
@@ -38,10 +38,10 @@ def clean_scratch(run_dir: Path, *, moved: bool, store_backed: bool) -> list[str
 
 
 def remove_job_files(settings: Settings, job_id: str) -> None:
-    """A deleted job's run folder, the API's read-through copies of its checkpoints, and its
+    """A deleted job's run folder, this host's read-through copies of its files, and its
     objects in the store."""
     remove_tree(settings.jobs_dir / job_id)
-    remove_tree(checkpoint_cache_dir(settings, job_id))
+    remove_tree(job_cache_dir(settings, job_id))
     store = object_store(settings)
     if store is not None:
         store.delete_prefix(f"{job_prefix(job_id)}/")

@@ -74,8 +74,9 @@ def run_prefix(job_id: str) -> str:
     return f"{job_prefix(job_id)}/checkpoints"
 
 
-def checkpoint_cache_dir(settings: Settings, job_id: str) -> Path:
-    """Where the API keeps read-through copies of a job's checkpoints."""
+def job_cache_dir(settings: Settings, job_id: str) -> Path:
+    """Where this host keeps read-through copies of a job's files from the store: its
+    checkpoints, and its exports under ``exports/<id>``."""
     return settings.data_dir / "cache" / job_id
 
 
@@ -90,9 +91,7 @@ def store_run(settings: Settings, job_id: str, *, outage_seconds: float = 0.0) -
 def cached_checkpoint(remote: StoreRun, settings: Settings, job_id: str, name: str) -> Path:
     """A local copy of the job's checkpoint ``name`` for the API to serve, fetched into
     ``data_dir/cache`` (apart from any run folder) on first use."""
-    return fetch_checkpoint(
-        remote.store, remote.prefix, name, checkpoint_cache_dir(settings, job_id)
-    )
+    return fetch_checkpoint(remote.store, remote.prefix, name, job_cache_dir(settings, job_id))
 
 
 def pull_run(remote: StoreRun, run_dir: Path, token: int | None) -> None:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from thaw.artifacts import ArtifactStore, object_store
-from thaw.checkpoints.remote import job_prefix, presigned_key
+from thaw.checkpoints.remote import job_cache_dir, job_prefix, presigned_key
 from thaw.settings import Settings
 from thaw.store.checkpoint_tasks import CheckpointTask
 
@@ -76,11 +76,11 @@ def publish_export(settings: Settings, task: CheckpointTask, files: list[str]) -
 
 def export_file(settings: Settings, task: CheckpointTask, name: str) -> Path:
     """An export's file on this host: the task's folder, or with an object store a
-    read-through copy under ``data_dir/cache/<job>/exports/<id>``."""
+    read-through copy in the job's cache folder, under ``exports/<id>``."""
     store = _store(settings)
     if store is None:
         return task_dir(settings, task) / name
-    path = settings.data_dir / "cache" / task.job_id / FOLDERS[task.kind] / task.id / name
+    path = job_cache_dir(settings, task.job_id) / FOLDERS[task.kind] / task.id / name
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         store.download_file(f"{task_prefix(task)}/{name}", path)
