@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from thaw.atomic import atomic_path
 from thaw.checkpoints.errors import CorruptCheckpoint
-from thaw.checkpoints.tensors import storable_tensors
+from thaw.checkpoints.tensor_file import save_tensors
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -49,7 +49,7 @@ def write_adapter(folder: Path, export: AdapterExport) -> list[str]:
     target.mkdir(exist_ok=True)
     export.config.save_pretrained(str(target))
     with atomic_path(target / ADAPTER_WEIGHTS) as tmp:
-        save_file(storable_tensors(export.tensors), str(tmp), metadata={"format": "pt"})
+        save_tensors(tmp, export.tensors, {"format": "pt"})
     return list(ADAPTER_FILES)
 
 

@@ -22,11 +22,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from thaw.atomic import atomic_path
 from thaw.checkpoints.errors import CheckpointNotFound, CorruptCheckpoint
-from thaw.checkpoints.tensors import storable_tensors
+from thaw.checkpoints.tensor_file import save_tensors
 
 try:
     import numpy as np
@@ -136,12 +135,13 @@ def encode_training_state(state: Any) -> tuple[str, dict[str, torch.Tensor]]:
     return json.dumps(tree, allow_nan=False, separators=(",", ":")), encoder.tensors
 
 
-def save_training_state(path: str | Path, state: Any) -> None:
-    """Write ``state`` (nested dicts, lists, tuples, scalars, tensors) atomically."""
+def save_training_state(path: str | Path, state: Any) -> str:
+    """Write ``state`` (nested dicts, lists, tuples, scalars, tensors) atomically; the
+    file's hex sha256."""
     text, tensors = encode_training_state(state)
     metadata = {_META_FORMAT: FORMAT, _META_VERSION: VERSION, _META_STATE: text, "format": "pt"}
     with atomic_path(path) as tmp:
-        save_file(storable_tensors(tensors), str(tmp), metadata=metadata)
+        return save_tensors(tmp, tensors, metadata)
 
 
 def load_training_state(path: str | Path) -> Any:

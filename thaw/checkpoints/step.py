@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from thaw.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
 from thaw.checkpoints.commit import check_fence, publish
@@ -23,7 +22,8 @@ from thaw.checkpoints.index import read_index
 from thaw.checkpoints.layout import META_FILE, MODEL_FILE, STEP_DIR, TRAINING_STATE_FILE, step_dir
 from thaw.checkpoints.remote import StoreRun, publish_step_to_store
 from thaw.checkpoints.resume_state import save_training_state
-from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
+from thaw.checkpoints.tensor_file import save_tensors
+from thaw.checkpoints.tensors import tensor_bytes
 from thaw.disk_space import disk_full, is_disk_full, require_free
 
 Fence = Callable[[], int | None]
@@ -65,7 +65,7 @@ def save_step_checkpoint(
     }
     try:
         with atomic_path(tmp / MODEL_FILE) as path:
-            save_file(storable_tensors(model_state), str(path), metadata={"format": "pt"})
+            save_tensors(path, model_state, {"format": "pt"})
         save_training_state(tmp / TRAINING_STATE_FILE, training_state)
         atomic_write_json(tmp / META_FILE, meta)
         fsync_dir(tmp)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from thaw.atomic import atomic_path, atomic_write_json, fsync_dir, remove_tree
 from thaw.checkpoints.adapter import ADAPTER_DIR, AdapterExport, write_adapter
@@ -52,7 +52,8 @@ from thaw.checkpoints.layout import (
 )
 from thaw.checkpoints.remote import StoreRun, publish_to_store
 from thaw.checkpoints.resume_state import load_training_state, save_training_state
-from thaw.checkpoints.tensors import storable_tensors, tensor_bytes
+from thaw.checkpoints.tensor_file import save_tensors
+from thaw.checkpoints.tensors import tensor_bytes
 from thaw.disk_space import disk_full, is_disk_full, require_free
 from thaw.hashing import sha256_file
 
@@ -307,8 +308,9 @@ def _write_checkpoint_folder(
     token: int | None = None,
     adapter: AdapterExport | None = None,
 ) -> Entry:
+    digests: dict[str, str] = {}
     with atomic_path(folder / MODEL_FILE) as tmp:
-        save_file(storable_tensors(model_state), str(tmp), metadata={"format": "pt"})
+        digests[MODEL_FILE] = save_tensors(tmp, model_state, {"format": "pt"})
     names = [MODEL_FILE, CONFIG_FILE, TRAINING_STATE_FILE]
     if library_config is None:
         atomic_write_json(folder / CONFIG_FILE, dict(config))
@@ -316,12 +318,16 @@ def _write_checkpoint_folder(
         atomic_write_json(folder / CONFIG_FILE, dict(library_config))
         atomic_write_json(folder / RECORD_FILE, dict(config))
         names.insert(2, RECORD_FILE)
-    save_training_state(folder / TRAINING_STATE_FILE, training_state)
+    digests[TRAINING_STATE_FILE] = save_training_state(folder / TRAINING_STATE_FILE, training_state)
     if adapter is not None:
         names += write_adapter(folder, adapter)
         fsync_dir(folder / ADAPTER_DIR)
     files = [
-        FileInfo(name=n, size=(folder / n).stat().st_size, sha256=sha256_file(folder / n))
+        FileInfo(
+            name=n,
+            size=(folder / n).stat().st_size,
+            sha256=digests.get(n) or sha256_file(folder / n),
+        )
         for n in names
     ]
     entry = Entry(
