@@ -349,7 +349,7 @@ def test_fill_batch_is_the_setting_or_sized_from_the_prefix_activation_on_the_cp
 
     cpu = torch.device("cpu")
     conv1_64px = 64 * 32 * 32 * 4  # resnet18's largest prefix output per sample at 64 px
-    assert fill_batch_size(Settings(), cpu, conv1_64px, 32) == 64
+    assert fill_batch_size(Settings(), cpu, conv1_64px, 8) == 32  # 8 MiB of it
     assert fill_batch_size(Settings(), cpu, 64 * 112 * 112 * 4, 32) == 32  # the training batch
     assert fill_batch_size(Settings(), cpu, 16, 32) == 1024
     assert fill_batch_size(Settings(cache_fill_batch_size=7), cpu, conv1_64px, 32) == 7

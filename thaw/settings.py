@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         ge=1,
         description="Samples per batch of the feature cache's fill (one inference pass "
         "before a phase's first step). None: as many as the frozen prefix's largest "
-        "activation fits in a sixteenth of the GPU's memory (on a CPU: in 16 MiB), from the "
+        "activation fits in a sixteenth of the GPU's memory (on a CPU: in 8 MiB), from the "
         "training batch size up to 1024.",
     )
     decoded_cache_bytes: int | None = Field(
