@@ -294,12 +294,13 @@ def test_each_phase_runs_its_prefix_once_per_sample_before_its_first_step(tmp_pa
     finally:
         handle.remove()
     # First the plan's one-sample trace (unless an earlier plan in this process kept it).
-    # Per phase: the split's check (two samples through the full model, the prefix's output
-    # kept on the way), then the 24 training samples in fill batches of 10 and the 6
-    # validation ones.
+    # Per phase: the split's check (the first two samples through the full model, their
+    # prefix output kept), the rest of the first fill batch of 10, then the other training
+    # samples and the 6 validation ones: each of the 30 samples once.
     traced, trained = conv1.calls[:-10], conv1.calls[-10:]
     assert traced in ([], [1])
-    assert trained == [2, 10, 10, 4, 6] * 2
+    assert trained == [2, 8, 10, 4, 6] * 2
+    assert sum(trained[:5]) == 30
     assert "feature cache: epoch 2 reuses" not in " ".join(reporter.lines)
     assert sum("filled the output of" in line for line in reporter.lines) == 2
     assert any("filled the output of layer4 for 30 samples" in line for line in reporter.lines)
@@ -374,9 +375,44 @@ def test_a_cancel_during_the_fill_stops_the_run_before_its_first_step(tmp_path):
         handle.remove()
     assert result.status == "cancelled"
     assert result.step == 0
-    # The split's check (2 samples), then fill batches of 4 until the third stop check
-    # says stop; nothing runs the prefix after that (no step, no validation).
-    assert conv1.calls[-4:] == [2, 4, 4, 4]
+    # The first fill batch of 4 (the split's check on 2 samples, then the other 2), then
+    # fill batches of 4 until the third stop check says stop; nothing runs the prefix after
+    # that (no step, no validation).
+    assert conv1.calls[-4:] == [2, 2, 4, 4]
     assert sum(conv1.calls) - sum(conv1.calls[-4:]) <= 1
     assert not reporter.losses
     assert not any("filled the output of" in line for line in reporter.lines)
+
+
+def test_a_model_whose_output_does_not_follow_from_the_prefix_trains_uncached(
+    tmp_path, monkeypatch
+):
+    """The split's check catches a forward that reads its raw input past the prefix: the
+    cache turns itself off before it keeps anything, and the run trains as an uncached one,
+    to the bit."""
+    from torchvision.models.resnet import ResNet
+
+    plain_forward = ResNet._forward_impl
+
+    def reads_the_input_again(self: ResNet, x: torch.Tensor) -> torch.Tensor:
+        return plain_forward(self, x) + x.mean()
+
+    monkeypatch.setattr(ResNet, "_forward_impl", reads_the_input_again)
+    body = {**RESNET, "schedule": []}
+    runs = {}
+    for cache in ("auto", "off"):
+        reporter = Recorder()
+        train(
+            _spec(body, epochs=2, feature_cache=cache),
+            tmp_path / cache,
+            _settings(tmp_path),
+            reporter,
+        )
+        runs[cache] = reporter
+    warned = [line for line in runs["auto"].lines if "differs from its full forward" in line]
+    assert warned == [
+        "feature cache: the model's output from the cached output of layer4 differs from its "
+        "full forward pass, so the cache is off for this run"
+    ]
+    assert runs["auto"].losses == runs["off"].losses
+    assert runs["auto"].val == runs["off"].val

@@ -151,19 +151,30 @@ class FeatureCache:
         )
 
     def _fill_batch(self, part: str, dataset: Any, indices: torch.Tensor) -> bool:
-        """Store one batch's features; False when the split turns out not to hold."""
+        """Store one batch's features; False when the split turns out not to hold. The
+        first batch's first samples are the split's check, and their prefix output is kept."""
         assert self.split is not None
         mirrored = self.flips and part == "train"
         items = [dataset[(i, False) if mirrored else i] for i in indices.tolist()]
         inputs, labels = (self.data.collate_fn or torch.utils.data.default_collate)(items)
         inputs = self._to_device(inputs)
-        if not self.stores and not self._verify(inputs):
-            return False
         mask = inputs["attention_mask"] if self.text else None
+        done = 0
+        if not self.stores:
+            checked = self._verify(_rows(inputs, 0, _PROBE))
+            if checked is None:
+                return False
+            done = len(checked)
+            self._store(part, part, checked).put(
+                indices[:done], checked, _rows(mask, 0, done), labels[:done]
+            )
         with self.fill.autocast():
-            feats = run_prefix(self.model, self.split, inputs)
+            if done < len(indices):
+                feats = run_prefix(self.model, self.split, _rows(inputs, done, len(indices)))
+                self._store(part, part, feats).put(
+                    indices[done:], feats, _rows(mask, done, len(indices)), labels[done:]
+                )
             flipped = run_prefix(self.model, self.split, inputs.flip(-1)) if mirrored else None
-        self._store(part, part, feats).put(indices, feats, mask, labels)
         if flipped is not None:
             self._store(f"{part}-flipped", part, flipped).put(indices, flipped, None, labels)
         return True
@@ -199,31 +210,32 @@ class FeatureCache:
                 )
         return self.stores[key]
 
-    def _verify(self, inputs: Any) -> bool:
-        """One real batch through the full model and through the split must agree."""
+    def _verify(self, probe: Any) -> torch.Tensor | None:
+        """A few real samples through the full model and through the split must agree; the
+        prefix's output for them when they do, None (and the cache off) when not."""
         assert self.split is not None
-        probe = {k: v[:2] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[:2]
         try:
             with self.fill.autocast():
                 full, boundary = run_capturing(self.model, self.split, probe)
                 split = self._rest(boundary, probe)
         except Exception as exc:  # a forward that reaches into the prefix's modules
-            return self._disable(
+            self._disable(
                 f"the model's forward does not run from the cached output of {self.boundary} "
                 f"({type(exc).__name__}: {exc}), so the cache is off for this run"
             )
+            return None
         if not torch.allclose(full.float(), split.float(), rtol=1e-4, atol=1e-5):
-            return self._disable(
+            self._disable(
                 f"the model's output from the cached output of {self.boundary} differs from "
                 "its full forward pass, so the cache is off for this run"
             )
-        return True
+            return None
+        return boundary
 
-    def _disable(self, reason: str) -> bool:
+    def _disable(self, reason: str) -> None:
         self.disabled = reason
         self.log("warning", f"feature cache: {reason}")
         self._drop()
-        return False
 
     def _rest(self, feats: torch.Tensor, inputs: Any) -> torch.Tensor:
         mask = inputs["attention_mask"] if self.text else None
@@ -256,3 +268,14 @@ class FeatureCache:
         assert batch.mask is not None
         ids = torch.zeros(batch.mask.shape, dtype=torch.long, device=batch.mask.device)
         return {"input_ids": ids, "attention_mask": batch.mask}
+
+
+_PROBE = 2
+"""Samples of the first fill batch the split's check runs through the full model."""
+
+
+def _rows(inputs: Any, start: int, stop: int) -> Any:
+    """Samples ``start:stop`` of a batch (a tensor, or a dict of them for text); None stays."""
+    if isinstance(inputs, dict):
+        return {k: v[start:stop] for k, v in inputs.items()}
+    return None if inputs is None else inputs[start:stop]
