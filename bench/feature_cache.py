@@ -203,6 +203,7 @@ class Clock:
 
 
 def run_thaw(case: Case, args: argparse.Namespace, tmp: Path, cache: str) -> Clock:
+    """``train()`` timed; its run folder stays in ``outputs/`` until the round ends."""
     from thaw.training import train
     from thaw.training.reporter import NullReporter
 
@@ -210,12 +211,21 @@ def run_thaw(case: Case, args: argparse.Namespace, tmp: Path, cache: str) -> Clo
         pass
 
     reporter = Reporter()
-    run = Path(tempfile.mkdtemp(dir=tmp))
+    run = Path(tempfile.mkdtemp(dir=outputs(tmp)))
     start = CLOCK[0]()
     train(spec_for(case, args, cache), run, bench_settings(tmp), reporter, device=args.device)
     reporter.total = CLOCK[0]() - start
-    shutil.rmtree(run)
     return reporter
+
+
+def outputs(tmp: Path) -> Path:
+    """What the paths of a round save (Thaw's run folders, the scripts' state dicts), all
+    removed together when the round ends: a save then never writes into the page cache that
+    another path's removed output (or its own previous one) has just freed, which made
+    whichever path ran next save faster on this machine."""
+    folder = tmp / "outputs"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 # The hand-written loop ----------------------------------------------------------------------
@@ -364,6 +374,7 @@ def measure(case: Case, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 if path == "thaw":
                     lines = [line for line in clock.lines if "cache" in line]
         rounds.append(times)
+        shutil.rmtree(outputs(tmp))
     kept = [key for key in ("hand", "thaw", "off") if key in rounds[0]]
     total = {key: median([sum(r[key]) for r in rounds]) for key in kept}
     ratios = [sum(r["hand"]) / sum(r["thaw"]) for r in rounds]
@@ -419,7 +430,7 @@ def run_expert(case: Case, args: argparse.Namespace, tmp: Path) -> float:
         case.epochs,
         args.batch_size,
         args.image_size,
-        tmp / "expert.pt",
+        Path(tempfile.mkdtemp(dir=outputs(tmp))) / "expert.pt",
     )
     return CLOCK[0]() - start
 
@@ -434,13 +445,13 @@ def measure_processes(case: Case, args: argparse.Namespace, tmp: Path) -> dict[s
         sys.executable, str(Path(__file__).with_name("hand_loops.py")), "--data",
         str(tmp / "datasets" / "digits"), "--trains", case.expert, "--epochs", str(case.epochs),
         "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
-        "--out", str(tmp / "loop.pt"),
     ]  # fmt: skip
+    saved = outputs(tmp)
     argv = {
         "thaw": [sys.executable, "-m", "thaw.cli", "train", str(spec), "--out",
-                 str(tmp / "process-run"), "--device", args.device],
-        "expert": [loops[0], loops[1], "expert", *loops[2:]],
-        "naive": [loops[0], loops[1], "naive", *loops[2:]],
+                 str(saved / "thaw-run"), "--device", args.device],
+        "expert": [loops[0], loops[1], "expert", *loops[2:], "--out", str(saved / "expert.pt")],
+        "naive": [loops[0], loops[1], "naive", *loops[2:], "--out", str(saved / "naive.pt")],
     }  # fmt: skip
     env = {
         **os.environ,
@@ -451,9 +462,10 @@ def measure_processes(case: Case, args: argparse.Namespace, tmp: Path) -> dict[s
     }
     runs: dict[str, list[tuple[float, int, float]]] = {path: [] for path in argv}
     for index in range(args.rounds):
+        outputs(tmp)
         for path in alternated(list(argv), index):
             runs[path].append(run_process(argv[path], env, tmp))
-            shutil.rmtree(tmp / "process-run", ignore_errors=True)
+        shutil.rmtree(saved)
     out: dict[str, Any] = {}
     for path, got in runs.items():
         out[f"{path}_s"] = median([s for s, _, _ in got])

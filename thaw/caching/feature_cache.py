@@ -217,7 +217,7 @@ class FeatureCache:
         try:
             with self.fill.autocast():
                 full, boundary = run_capturing(self.model, self.split, probe)
-                split = self._rest(boundary, probe)
+                split = self._rest(boundary.clone(), probe)  # the rest may work in place
         except Exception as exc:  # a forward that reaches into the prefix's modules
             self._disable(
                 f"the model's forward does not run from the cached output of {self.boundary} "
