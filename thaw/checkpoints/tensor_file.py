@@ -1,10 +1,9 @@
 """Write a safetensors file straight from the tensors' memory, hashing it on the way.
 
-``safetensors.torch.save_file`` builds the whole file in one fresh buffer before writing
-it: for a 45 MB model that is 45 MB of new pages to fault in and copy, and the sha256
-the index records then reads the file back. Here each tensor's bytes go to the file and to
-the digest as they are, once. The bytes are the ones ``save_file`` writes (same header,
-same order, same padding); tests hold the two equal.
+With ``safetensors.torch.save_file`` the sha256 the index records had to read the file
+back. Here each tensor's bytes go to the file and to the digest as they are, once. The
+bytes are the ones ``save_file`` writes (same header, same order, same padding); tests
+hold the two equal.
 """
 
 from __future__ import annotations
