@@ -159,21 +159,24 @@ class FeatureCache:
         inputs, labels = (self.data.collate_fn or torch.utils.data.default_collate)(items)
         inputs = self._to_device(inputs)
         mask = inputs["attention_mask"] if self.text else None
+
+        def keep(start: int, feats: torch.Tensor) -> int:
+            stop = start + len(feats)
+            rows = slice(start, stop)
+            self._store(part, part, feats).put(
+                indices[rows], feats, _rows(mask, start, stop), labels[rows]
+            )
+            return stop
+
         done = 0
         if not self.stores:
             checked = self._verify(_rows(inputs, 0, _PROBE))
             if checked is None:
                 return False
-            done = len(checked)
-            self._store(part, part, checked).put(
-                indices[:done], checked, _rows(mask, 0, done), labels[:done]
-            )
+            done = keep(0, checked)
         with self.fill.autocast():
             if done < len(indices):
-                feats = run_prefix(self.model, self.split, _rows(inputs, done, len(indices)))
-                self._store(part, part, feats).put(
-                    indices[done:], feats, _rows(mask, done, len(indices)), labels[done:]
-                )
+                keep(done, run_prefix(self.model, self.split, _rows(inputs, done, len(indices))))
             flipped = run_prefix(self.model, self.split, inputs.flip(-1)) if mirrored else None
         if flipped is not None:
             self._store(f"{part}-flipped", part, flipped).put(indices, flipped, None, labels)
